@@ -1,0 +1,69 @@
+# The two commands a new machine needs: `make demo` and `make test`. Both set everything up.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(abspath $(BIN)):$(PATH)
+# Benchmarks double as tests: run once each, untimed, under `make test`.
+PYTEST_FLAGS ?= -q
+RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml
+
+.PHONY: demo test lint fmt build bench soak wheel wheel-check clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# A stale extension would hide a failed build, so it goes before every rebuild.
+build: $(STAMP)
+	rm -f python/thrifty/_native*.so
+	$(BIN)/maturin develop --release -q
+
+demo: build
+	$(BIN)/thrifty demo
+
+lint: build
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(BIN)/ruff check python tests benches
+	$(BIN)/ruff format --check python tests benches
+	$(BIN)/mypy --strict python/
+	$(BIN)/python -m mypy.stubtest thrifty._native
+
+test: lint
+	cargo test --workspace --exclude thrifty-py
+	$(BIN)/pytest $(PYTEST_FLAGS) tests
+	$(BIN)/pytest $(PYTEST_FLAGS) benches --benchmark-disable
+	$(MAKE) wheel-check
+
+fmt: $(STAMP)
+	cargo fmt --all
+	$(BIN)/ruff format python tests benches
+	$(BIN)/ruff check --fix python tests benches
+
+bench: build
+	$(BIN)/pytest benches --benchmark-only --benchmark-json=benches/.last.json -q
+	$(BIN)/python benches/ratios.py benches/.last.json
+
+soak: build
+	$(BIN)/pytest $(PYTEST_FLAGS) -m slow tests --timeout=3600
+
+wheel: $(STAMP)
+	rm -rf dist
+	$(BIN)/maturin build --release --out dist -q
+
+# Install the wheel into a clean environment, so a packaging mistake (a missing kernel or
+# stub) fails here rather than on a user's machine.
+wheel-check: wheel
+	rm -rf build/wheel-venv
+	$(PYTHON) -m venv build/wheel-venv
+	build/wheel-venv/bin/python -m pip install -q dist/*.whl
+	cd build && wheel-venv/bin/python ../tests/packaging_check.py
+
+clean:
+	rm -rf $(VENV) target dist build python/thrifty/_native*.so

@@ -1,0 +1,53 @@
+"""thrifty: combinatorial cores that make machine-learning training and sampling cheaper.
+
+The cores are imported on first use (``thrifty.steps``), so that ``import thrifty`` stays
+fast and the optional extras (torch, CuPy) are only needed by what uses them.
+
+Examples
+--------
+>>> import thrifty
+>>> from thrifty import steps
+>>> steps.time_grid(4).tolist()
+[0.0, 0.25, 0.5, 0.75, 1.0]
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from thrifty._native import __version__
+from thrifty.errors import (
+    DeviceError,
+    DTypeError,
+    InternalError,
+    InvalidArgumentError,
+    MissingExtraError,
+    NonFiniteError,
+    ShapeError,
+    ThriftyError,
+)
+
+if TYPE_CHECKING:
+    from thrifty import steps
+
+__all__ = [
+    "DTypeError",
+    "DeviceError",
+    "InternalError",
+    "InvalidArgumentError",
+    "MissingExtraError",
+    "NonFiniteError",
+    "ShapeError",
+    "ThriftyError",
+    "__version__",
+    "steps",
+]
+
+_CORES = {"steps"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CORES:
+        return importlib.import_module(f"thrifty.{name}")
+    raise AttributeError(f"module 'thrifty' has no attribute {name!r}")

@@ -1,0 +1,78 @@
+use thiserror::Error;
+
+/// The error every thrifty core returns.
+///
+/// Each variant names the offending argument so that a caller (and the Python exception it
+/// becomes) can say what was expected and what was received.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum CoreError {
+    /// A value is outside its domain (a negative cost, `k > n`, a non-positive weight).
+    #[error("{argument}: {message}")]
+    InvalidValue {
+        argument: &'static str,
+        message: String,
+    },
+    /// An array has the wrong shape or length.
+    #[error("{argument}: {message}")]
+    Shape {
+        argument: &'static str,
+        message: String,
+    },
+    /// An array holds NaN or infinity where finite values are required.
+    #[error("{argument}: {message}")]
+    NonFinite {
+        argument: &'static str,
+        message: String,
+    },
+    /// A broken invariant inside thrifty itself; always a bug worth reporting.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CoreError {
+    pub fn invalid(argument: &'static str, message: impl Into<String>) -> Self {
+        Self::InvalidValue {
+            argument,
+            message: message.into(),
+        }
+    }
+
+    pub fn shape(argument: &'static str, message: impl Into<String>) -> Self {
+        Self::Shape {
+            argument,
+            message: message.into(),
+        }
+    }
+
+    pub fn non_finite(argument: &'static str, message: impl Into<String>) -> Self {
+        Self::NonFinite {
+            argument,
+            message: message.into(),
+        }
+    }
+
+    /// The argument this error is about, if it is about one.
+    pub fn argument(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidValue { argument, .. }
+            | Self::Shape { argument, .. }
+            | Self::NonFinite { argument, .. } => Some(argument),
+            Self::Internal(_) => None,
+        }
+    }
+}
+
+pub type CoreResult<T> = Result<T, CoreError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_names_the_argument() {
+        let e = CoreError::shape("cost", "must be square, got shape (3, 4)");
+        assert_eq!(e.to_string(), "cost: must be square, got shape (3, 4)");
+        assert_eq!(e.argument(), Some("cost"));
+        assert_eq!(CoreError::Internal("x".into()).argument(), None);
+    }
+}

@@ -1,0 +1,76 @@
+//! Fork-safe use of rayon's global pool.
+//!
+//! A process that forks after rayon has started its workers gets a child whose pool has no
+//! threads behind it: the first parallel call there blocks for ever (PyTorch's DataLoader
+//! workers fork by default). Like `tokenizers`, we remember that a fork happened and run
+//! sequentially in the child instead.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static FORKED_AFTER_POOL_USE: AtomicBool = AtomicBool::new(false);
+static POOL_USED: AtomicBool = AtomicBool::new(false);
+
+/// Record that the process has just forked. Call from a `pthread_atfork` child handler.
+pub fn note_fork() {
+    if POOL_USED.load(Ordering::SeqCst) {
+        FORKED_AFTER_POOL_USE.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Whether parallel work may go to rayon's global pool in this process.
+///
+/// Calling it counts as using the pool: a later fork makes it return `false` in the child.
+pub fn enabled() -> bool {
+    if FORKED_AFTER_POOL_USE.load(Ordering::SeqCst) {
+        return false;
+    }
+    POOL_USED.store(true, Ordering::SeqCst);
+    true
+}
+
+/// Run `f(i)` for every `i` in `0..n`, on the pool where that is safe, else on this thread.
+pub fn for_each_index<F>(n: usize, f: F)
+where
+    F: Fn(usize) + Sync + Send,
+{
+    if enabled() && n > 1 {
+        use rayon::prelude::*;
+        (0..n).into_par_iter().for_each(f);
+    } else {
+        (0..n).for_each(f);
+    }
+}
+
+/// Map every `i` in `0..n` through `f` into a vector, in index order.
+pub fn map_indices<T, F>(n: usize, f: F) -> Vec<T>
+where
+    T: Send,
+    F: Fn(usize) -> T + Sync + Send,
+{
+    if enabled() && n > 1 {
+        use rayon::prelude::*;
+        (0..n).into_par_iter().map(f).collect()
+    } else {
+        (0..n).map(f).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn visits_every_index_once() {
+        let hits: Vec<AtomicUsize> = (0..1000).map(|_| AtomicUsize::new(0)).collect();
+        for_each_index(hits.len(), |i| {
+            hits[i].fetch_add(1, Ordering::Relaxed);
+        });
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+    }
+
+    #[test]
+    fn map_keeps_order() {
+        assert_eq!(map_indices(5, |i| i * i), vec![0, 1, 4, 9, 16]);
+    }
+}

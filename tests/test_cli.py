@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from thrifty import cli
+
+
+def test_grid_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["steps", "grid", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["times"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert out["sigmas"][-1] == 0.0
+
+
+def test_path_json_and_clear_error(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    i, j = np.indices((5, 5))
+    np.save(tmp_path / "c.npy", np.triu((j - i).astype(float) ** 2, 1))
+    assert cli.main(["steps", "path", str(tmp_path / "c.npy"), "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"nodes": [0, 2, 4], "cost": 8.0}
+    assert cli.main(["steps", "path", str(tmp_path / "c.npy"), "9"]) == 2
+    assert "k must be" in capsys.readouterr().err
+
+
+def test_demo_quick_json(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("torch")
+    assert cli.main(["demo", "steps", "--quick", "--json", "--out", str(tmp_path)]) == 0
+    result = json.loads(capsys.readouterr().out)["steps"]
+    for row in result["table"].values():
+        assert row["auto"] <= row["uniform"]
+    assert (tmp_path / "steps_demo.png").stat().st_size > 1000
