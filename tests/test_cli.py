@@ -21,7 +21,7 @@ def test_path_json_and_clear_error(tmp_path, capsys: pytest.CaptureFixture[str])
     assert cli.main(["steps", "path", str(tmp_path / "c.npy"), "2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"nodes": [0, 2, 4], "cost": 8.0}
     assert cli.main(["steps", "path", str(tmp_path / "c.npy"), "9"]) == 2
-    assert "k must be" in capsys.readouterr().err
+    assert "k: must be in 1..=N" in capsys.readouterr().err
 
 
 def test_demo_quick_json(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]

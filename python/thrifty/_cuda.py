@@ -17,7 +17,7 @@ from thrifty.errors import DeviceError, InternalError
 KERNEL_DIR = Path(__file__).resolve().parent / "_kernels"
 
 # Options shared by the CuPy path and the NVRTC check, so both compile the same program.
-NVRTC_OPTIONS = ("--std=c++17", "--use_fast_math=false")
+NVRTC_OPTIONS = ("--std=c++17",)
 
 
 def kernel_names() -> list[str]:

@@ -95,6 +95,8 @@ def cost_matrix(
             chunk = x[start : start + batch]
             states, velocities = _teacher(velocity, chunk, times, bar)
             total += _jump_error_sums(states, velocities, times, metric)
+            # Let the next batch reuse this memory rather than stack on top of it.
+            del states, velocities
     return np.triu(total / samples, 1)
 
 

@@ -60,16 +60,8 @@ fn optimal_path<'py>(
     let strategy = parse_strategy(py, strategy)?;
     let (array, n_nodes) = square_cost(cost)?;
     let data = slice(&array, "cost")?;
-    let mut paths = run(py, || {
-        thrifty_steps::optimal_paths_with(data, n_nodes, k, future_weight, strategy)
-    })?;
-    let best = paths.pop().ok_or_else(|| {
-        thrifty_error(
-            py,
-            "InternalError",
-            "the DP returned no path".to_owned(),
-            None,
-        )
+    let best = run(py, || {
+        thrifty_steps::optimal_path_with(data, n_nodes, k, future_weight, strategy)
     })?;
     Ok(path_to_py(py, best))
 }
