@@ -3,6 +3,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["__version__", "is_monge", "jump_errors", "optimal_path", "optimal_paths"]
+
 __version__: str
 
 _Path = tuple[np.ndarray[Any, np.dtype[np.int64]], float]

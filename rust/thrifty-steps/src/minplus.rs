@@ -16,8 +16,10 @@
 //! caller scans. That is what keeps the SIMD, the parallel and the Monge paths in exact
 //! agreement.
 
-/// Width of the independent accumulators: two AVX2 registers, or four SSE2 ones.
-const LANES: usize = 8;
+/// Width of the independent accumulators: four AVX2 registers, or eight SSE2 ones. `minpd`
+/// has a latency of about four cycles and a throughput of two per cycle, so fewer than four
+/// independent vector accumulators leave the loop latency-bound.
+const LANES: usize = 16;
 
 /// Leftmost minimiser of `row[j] + weight * next[j]`: returns `(value, j)`.
 ///
@@ -27,23 +29,49 @@ const LANES: usize = 8;
 pub(crate) fn row_argmin(row: &[f64], next: &[f64], weight: f64) -> (f64, usize) {
     debug_assert!(!row.is_empty(), "min-plus over an empty range");
     debug_assert_eq!(row.len(), next.len());
+    // `1.0 * x == x` for every x (infinities and signed zeros included), so with the plain
+    // BOSS weight the multiplication can be dropped without changing a bit, which saves one
+    // of the three floating-point operations per element.
+    if weight == 1.0 {
+        row_argmin_dispatch::<true>(row, next, weight)
+    } else {
+        row_argmin_dispatch::<false>(row, next, weight)
+    }
+}
+
+#[inline(always)]
+fn row_argmin_dispatch<const UNIT: bool>(row: &[f64], next: &[f64], weight: f64) -> (f64, usize) {
     #[cfg(target_arch = "x86_64")]
     {
         // The default x86-64 target only has SSE2 (two f64 lanes); AVX2 doubles that. The
         // detection result is cached by std, so checking it per row costs one load.
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { row_argmin_avx2(row, next, weight) };
+            return unsafe { row_argmin_avx2::<UNIT>(row, next, weight) };
         }
     }
-    row_argmin_portable(row, next, weight)
+    row_argmin_portable::<UNIT>(row, next, weight)
 }
 
 /// The portable kernel, recompiled with AVX2 enabled so LLVM autovectorises it 4 lanes wide.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn row_argmin_avx2(row: &[f64], next: &[f64], weight: f64) -> (f64, usize) {
-    row_argmin_portable(row, next, weight)
+unsafe fn row_argmin_avx2<const UNIT: bool>(
+    row: &[f64],
+    next: &[f64],
+    weight: f64,
+) -> (f64, usize) {
+    row_argmin_portable::<UNIT>(row, next, weight)
+}
+
+/// `r + weight * n`, with the multiplication skipped when the weight is known to be 1.
+#[inline(always)]
+fn term<const UNIT: bool>(r: f64, n: f64, weight: f64) -> f64 {
+    if UNIT {
+        r + n
+    } else {
+        r + weight * n
+    }
 }
 
 /// Elements per block of the first pass: the minimum is tracked per block, so that the
@@ -52,7 +80,11 @@ const BLOCK: usize = 8 * LANES;
 
 // `inline(always)` so that the body is compiled inside `row_argmin_avx2` with its features.
 #[inline(always)]
-fn row_argmin_portable(row: &[f64], next: &[f64], weight: f64) -> (f64, usize) {
+fn row_argmin_portable<const UNIT: bool>(
+    row: &[f64],
+    next: &[f64],
+    weight: f64,
+) -> (f64, usize) {
     let whole = row.len() - row.len() % BLOCK;
     // The smallest value seen, and the first block in which it was seen. A block minimum
     // rarely improves on the running one, so the branch is almost always predicted.
@@ -62,7 +94,7 @@ fn row_argmin_portable(row: &[f64], next: &[f64], weight: f64) -> (f64, usize) {
         .chunks_exact(BLOCK)
         .zip(next[..whole].chunks_exact(BLOCK));
     for (block, (row_block, next_block)) in blocks.enumerate() {
-        let block_min = smallest(lane_minima(row_block, next_block, weight));
+        let block_min = smallest(lane_minima::<UNIT>(row_block, next_block, weight));
         // Strictly smaller only: an equal value in a later block is not the leftmost.
         if block_min < best {
             best = block_min;
@@ -73,19 +105,19 @@ fn row_argmin_portable(row: &[f64], next: &[f64], weight: f64) -> (f64, usize) {
     let tail_min = if tail_row.is_empty() {
         f64::INFINITY
     } else {
-        row_min(tail_row, tail_next, weight)
+        row_min::<UNIT>(tail_row, tail_next, weight)
     };
     // The tail comes after every block, so it wins only when strictly smaller. (All values
     // +inf: `best` stays +inf, block 0 is searched and its first element found.)
     let at = if whole > 0 && best <= tail_min {
         let span = best_block * BLOCK..(best_block + 1) * BLOCK;
-        best_block * BLOCK + first_equal(&row[span.clone()], &next[span], weight, best)
+        best_block * BLOCK + first_equal::<UNIT>(&row[span.clone()], &next[span], weight, best)
     } else {
-        whole + first_equal(tail_row, tail_next, weight, tail_min)
+        whole + first_equal::<UNIT>(tail_row, tail_next, weight, tail_min)
     };
     // Recomputed from the index so that the value depends on the argmin only (not on which
     // of +0.0 / -0.0 happened to win the lane reduction).
-    (row[at] + weight * next[at], at)
+    (term::<UNIT>(row[at], next[at], weight), at)
 }
 
 #[inline(always)]
@@ -97,11 +129,11 @@ fn smallest(lanes: [f64; LANES]) -> f64 {
 
 /// The minimum of each lane over a run whose length is a multiple of [`LANES`].
 #[inline(always)]
-fn lane_minima(row: &[f64], next: &[f64], weight: f64) -> [f64; LANES] {
+fn lane_minima<const UNIT: bool>(row: &[f64], next: &[f64], weight: f64) -> [f64; LANES] {
     let mut acc = [f64::INFINITY; LANES];
     for (r, n) in row.chunks_exact(LANES).zip(next.chunks_exact(LANES)) {
         for lane in 0..LANES {
-            let v = r[lane] + weight * n[lane];
+            let v = term::<UNIT>(r[lane], n[lane], weight);
             // A plain compare-and-select (not f64::min, whose NaN rule costs extra
             // instructions) maps onto one `minpd`.
             acc[lane] = if v < acc[lane] { v } else { acc[lane] };
@@ -111,12 +143,12 @@ fn lane_minima(row: &[f64], next: &[f64], weight: f64) -> [f64; LANES] {
 }
 
 #[inline(always)]
-fn row_min(row: &[f64], next: &[f64], weight: f64) -> f64 {
+fn row_min<const UNIT: bool>(row: &[f64], next: &[f64], weight: f64) -> f64 {
     let whole = row.len() - row.len() % LANES;
-    let acc = lane_minima(&row[..whole], &next[..whole], weight);
+    let acc = lane_minima::<UNIT>(&row[..whole], &next[..whole], weight);
     let mut min = f64::INFINITY;
     for (r, n) in row[whole..].iter().zip(&next[whole..]) {
-        let v = r + weight * n;
+        let v = term::<UNIT>(*r, *n, weight);
         if v < min {
             min = v;
         }
@@ -130,7 +162,7 @@ fn row_min(row: &[f64], next: &[f64], weight: f64) -> f64 {
 }
 
 #[inline(always)]
-fn first_equal(row: &[f64], next: &[f64], weight: f64, target: f64) -> usize {
+fn first_equal<const UNIT: bool>(row: &[f64], next: &[f64], weight: f64, target: f64) -> usize {
     let row_chunks = row.chunks_exact(LANES);
     let next_chunks = next.chunks_exact(LANES);
     let (row_tail, next_tail) = (row_chunks.remainder(), next_chunks.remainder());
@@ -139,11 +171,11 @@ fn first_equal(row: &[f64], next: &[f64], weight: f64, target: f64) -> usize {
         // Branch once per chunk, not per element, so the common "not here" case vectorises.
         let mut hit = false;
         for lane in 0..LANES {
-            hit |= r[lane] + weight * n[lane] == target;
+            hit |= term::<UNIT>(r[lane], n[lane], weight) == target;
         }
         if hit {
             for lane in 0..LANES {
-                if r[lane] + weight * n[lane] == target {
+                if term::<UNIT>(r[lane], n[lane], weight) == target {
                     return base + lane;
                 }
             }
@@ -151,7 +183,7 @@ fn first_equal(row: &[f64], next: &[f64], weight: f64, target: f64) -> usize {
         base += LANES;
     }
     for (offset, (r, n)) in row_tail.iter().zip(next_tail).enumerate() {
-        if r + weight * n == target {
+        if term::<UNIT>(*r, *n, weight) == target {
             return base + offset;
         }
     }
@@ -191,9 +223,15 @@ mod tests {
                 for weight in [1.0, 0.5, 3.0] {
                     assert_eq!(row_argmin(&row, &next, weight), scalar(&row, &next, weight));
                     assert_eq!(
-                        row_argmin_portable(&row, &next, weight),
+                        row_argmin_portable::<false>(&row, &next, weight),
                         scalar(&row, &next, weight)
                     );
+                    if weight == 1.0 {
+                        assert_eq!(
+                            row_argmin_portable::<true>(&row, &next, weight),
+                            scalar(&row, &next, weight)
+                        );
+                    }
                 }
             }
         }
