@@ -19,7 +19,7 @@ Examples
 >>> from thrifty import steps
 >>> flow = steps.GaussianMixtureFlow.ring(modes=8, radius=2.0, std=0.15)
 >>> plan = steps.schedule(flow.velocity, 4, n=40, samples=64, shape=(2,), progress=False)
->>> plan.times.shape, plan.times[0], plan.times[-1]
+>>> plan.times.shape, float(plan.times[0]), float(plan.times[-1])
 ((5,), 0.0, 1.0)
 """
 

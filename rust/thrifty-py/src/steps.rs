@@ -163,7 +163,7 @@ fn jump_errors<'py>(
     let is_f32 = starts
         .getattr("dtype")
         .and_then(|dtype| dtype.str())
-        .is_ok_and(|name| name.to_string() == "float32");
+        .is_ok_and(|name| name == "float32");
     if is_f32 {
         jump_errors_typed::<f32>(py, [starts, velocities, targets], times, metric, "float32")
     } else {
