@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from thrifty._arrays import is_cupy_array, is_torch_tensor
-from thrifty.errors import DTypeError, ShapeError
+from thrifty.errors import DTypeError, InvalidArgumentError, ShapeError
 
 Velocity = Callable[[Any, Any], Any]
 
@@ -88,3 +88,38 @@ def to_host(x: Any) -> np.ndarray[Any, Any]:
 
 def batch_slice(x: Any, start: int, stop: int) -> Any:
     return x[start:stop]
+
+
+def empty(like: Any, shape: tuple[int, ...]) -> Any:
+    """An uninitialised array of ``shape`` in ``like``'s framework, dtype and device."""
+    if is_torch_tensor(like):
+        return like.new_empty(shape)
+    if is_cupy_array(like):
+        import cupy
+
+        return cupy.empty(shape, dtype=like.dtype)
+    return np.empty(shape, dtype=like.dtype)
+
+
+def array_like(like: Any, values: np.ndarray[Any, Any]) -> Any:
+    """``values`` in ``like``'s framework, dtype and device."""
+    if is_torch_tensor(like):
+        return like.new_tensor(values)
+    if is_cupy_array(like):
+        import cupy
+
+        return cupy.asarray(values, dtype=like.dtype)
+    return values.astype(like.dtype)
+
+
+def batch_size_or(batch_size: int | None, samples: int, default: int) -> int:
+    """A validated ``batch_size`` (``default`` when None), at most ``samples``."""
+    if batch_size is None:
+        return max(1, min(samples, default))
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise InvalidArgumentError(
+            f"batch_size must be an integer, got {batch_size!r}", "batch_size"
+        )
+    if batch_size < 1:
+        raise InvalidArgumentError(f"batch_size must be >= 1, got {batch_size}", "batch_size")
+    return min(int(batch_size), samples)

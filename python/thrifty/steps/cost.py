@@ -9,10 +9,19 @@ from typing import Any, Literal
 import numpy as np
 
 from thrifty import _native
-from thrifty._arrays import is_gpu_array, is_torch_tensor
+from thrifty._arrays import is_gpu_array
 from thrifty._progress import progress_bar
 from thrifty.errors import InvalidArgumentError, ShapeError
-from thrifty.steps._velocity import Velocity, check_state, evaluate, inference, to_host
+from thrifty.steps._velocity import (
+    Velocity,
+    array_like,
+    batch_size_or,
+    check_state,
+    empty,
+    evaluate,
+    inference,
+    to_host,
+)
 from thrifty.steps.grid import Float64Array, check_times
 
 Metric = Literal["l2", "l1"] | Callable[[Any, Any], Any]
@@ -106,33 +115,16 @@ def cost_matrix(
 def _batch_size(
     batch_size: int | None, samples: int, n: int, state: int, itemsize: int, budget: int
 ) -> int:
-    if batch_size is None:
-        per_sample = (2 * n + 1) * state * itemsize
-        return max(1, min(samples, budget // per_sample))
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise InvalidArgumentError(
-            f"batch_size must be an integer, got {batch_size!r}", "batch_size"
-        )
-    if batch_size < 1:
-        raise InvalidArgumentError(f"batch_size must be >= 1, got {batch_size}", "batch_size")
-    return min(int(batch_size), samples)
-
-
-def _empty(like: Any, shape: tuple[int, ...]) -> Any:
-    if is_torch_tensor(like):
-        return like.new_empty(shape)
-    if is_gpu_array(like):
-        import cupy
-
-        return cupy.empty(shape, dtype=like.dtype)
-    return np.empty(shape, dtype=like.dtype)
+    """One trajectory of states and velocities per sample must fit ``budget`` bytes."""
+    per_sample = (2 * n + 1) * state * itemsize
+    return batch_size_or(batch_size, samples, budget // per_sample)
 
 
 def _teacher(velocity: Velocity, x0: Any, times: Float64Array, bar: Any) -> tuple[Any, Any]:
     """The Euler teacher trajectory of one batch and the velocity at each of its nodes."""
     n = times.size - 1
-    states = _empty(x0, (n + 1, *x0.shape))
-    velocities = _empty(x0, (n, *x0.shape))
+    states = empty(x0, (n + 1, *x0.shape))
+    velocities = empty(x0, (n, *x0.shape))
     states[0] = x0
     for i in range(n):
         v = evaluate(velocity, states[i], float(times[i]))
@@ -194,10 +186,7 @@ def _callable_sums(
     for i in range(n):
         later = targets[i + 1 :]
         steps = times[i + 1 :] - times[i]
-        if is_torch_tensor(starts):
-            dt = starts.new_tensor(steps).reshape(-1, *([1] * (starts.ndim - 1)))
-        else:
-            dt = steps.astype(starts.dtype).reshape(-1, *([1] * (starts.ndim - 1)))
+        dt = array_like(starts, steps).reshape(-1, *([1] * (starts.ndim - 1)))
         predictions = starts[i][None] + dt * velocities[i][None]
         errors = metric(predictions.reshape(-1, *state_shape), later.reshape(-1, *state_shape))
         errors = to_host(errors).astype(np.float64)

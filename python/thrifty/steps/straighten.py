@@ -21,7 +21,15 @@ from thrifty._arrays import host_array, is_cupy_array, is_torch_tensor
 from thrifty._extras import require
 from thrifty._progress import progress_bar
 from thrifty.errors import DTypeError, InvalidArgumentError, ShapeError
-from thrifty.steps._velocity import Velocity, check_state, evaluate, inference
+from thrifty.steps._velocity import (
+    Velocity,
+    array_like,
+    batch_size_or,
+    check_state,
+    empty,
+    evaluate,
+    inference,
+)
 from thrifty.steps.grid import Float64Array, check_times
 
 __all__ = ["StraighteningPairs", "straightening_loss", "straightening_pairs"]
@@ -174,11 +182,11 @@ def straightening_pairs(
     if not callable(velocity):
         raise InvalidArgumentError(f"velocity must be callable, got {velocity!r}", "velocity")
     samples = int(x.shape[0])
-    batch = _batch_size(batch_size, samples)
+    batch = batch_size_or(batch_size, samples, samples)
     jumps = nodes.size - 1
     state_shape = tuple(int(d) for d in x.shape[1:])
-    states = _empty(x, (jumps, samples, *state_shape))
-    targets = _empty(x, (jumps, samples, *state_shape))
+    states = empty(x, (jumps, samples, *state_shape))
+    targets = empty(x, (jumps, samples, *state_shape))
     batches = range(0, samples, batch)
     with progress_bar(len(batches) * n, "straightening pairs", progress) as bar, inference(x):
         for start in batches:
@@ -201,7 +209,7 @@ def straightening_pairs(
     start_times = np.repeat(times[nodes[:-1]], samples)
     return StraighteningPairs(
         states=states.reshape(jumps * samples, *state_shape),
-        times=_like(x, start_times),
+        times=array_like(x, start_times),
         targets=targets.reshape(jumps * samples, *state_shape),
         knots=nodes,
         grid=times,
@@ -300,39 +308,6 @@ def _check_knots(knots: Any, n: int) -> Int64Array:
     kept: Int64Array = nodes.copy()
     kept.setflags(write=False)
     return kept
-
-
-def _batch_size(batch_size: int | None, samples: int) -> int:
-    if batch_size is None:
-        return samples
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise InvalidArgumentError(
-            f"batch_size must be an integer, got {batch_size!r}", "batch_size"
-        )
-    if batch_size < 1:
-        raise InvalidArgumentError(f"batch_size must be >= 1, got {batch_size}", "batch_size")
-    return min(int(batch_size), samples)
-
-
-def _empty(like: Any, shape: tuple[int, ...]) -> Any:
-    if is_torch_tensor(like):
-        return like.new_empty(shape)
-    if is_cupy_array(like):
-        import cupy
-
-        return cupy.empty(shape, dtype=like.dtype)
-    return np.empty(shape, dtype=like.dtype)
-
-
-def _like(like: Any, values: Float64Array) -> Any:
-    """``values`` in ``like``'s framework, dtype and device."""
-    if is_torch_tensor(like):
-        return like.new_tensor(values)
-    if is_cupy_array(like):
-        import cupy
-
-        return cupy.asarray(values, dtype=like.dtype)
-    return values.astype(like.dtype)
 
 
 def _unpack(pairs: Any) -> tuple[Any, Any, Any]:
