@@ -101,6 +101,31 @@ fn jump_error_bench(c: &mut Criterion) {
             },
         );
     }
+    // The size: the targets (201 x 512 x 768 f32, 316 MB) are far larger than the
+    // caches, so this measures the tiling over samples.
+    let (n, batch, dim) = (201, 512, 768);
+    let times: Vec<f64> = (0..n).map(|i| i as f64 / (n - 1) as f64).collect();
+    let mut rng = SplitMix(7);
+    let states: Vec<f32> = (0..n * batch * dim).map(|_| rng.uniform() as f32).collect();
+    let velocities: Vec<f32> = (0..(n - 1) * batch * dim)
+        .map(|_| rng.uniform() as f32)
+        .collect();
+    let mut out = vec![0.0; n * n];
+    group.bench_function(
+        BenchmarkId::new("f32/L2", format!("n={n},batch={batch},dim={dim}")),
+        |b| {
+            b.iter(|| {
+                let jumps = Jumps::teacher(
+                    black_box(&states),
+                    black_box(&velocities),
+                    &times,
+                    batch,
+                    dim,
+                );
+                accumulate_jump_errors(&jumps, Metric::L2, &mut out)
+            })
+        },
+    );
     group.finish();
 }
 

@@ -48,11 +48,30 @@ pub(crate) fn validated_violation(
 ) -> CoreResult<Option<(usize, usize)>> {
     let first_violating_row = AtomicUsize::new(usize::MAX);
     let check_row = |i: usize| {
-        let bad = validate::first_bad_in_row(cost, n_nodes, i, allow_negative);
-        let violation = if i < first_violating_row.load(Ordering::Relaxed) {
-            violation_in_row(cost, n_nodes, i)
+        let wanted = i < first_violating_row.load(Ordering::Relaxed);
+        let (bad, violation) = if wanted && i + 2 < n_nodes - 1 {
+            // One fused, branch-free pass; the exact scans below run only to locate what
+            // it found, on the rare row that has something.
+            let (clean, holds) = fused_row_check(cost, n_nodes, i, allow_negative);
+            let bad = if clean {
+                None
+            } else {
+                validate::first_bad_in_row(cost, n_nodes, i, allow_negative)
+            };
+            let violation = if holds {
+                None
+            } else {
+                violation_in_row(cost, n_nodes, i)
+            };
+            (bad, violation)
         } else {
-            None
+            let bad = validate::first_bad_in_row(cost, n_nodes, i, allow_negative);
+            let violation = if wanted {
+                violation_in_row(cost, n_nodes, i)
+            } else {
+                None
+            };
+            (bad, violation)
         };
         if violation.is_some() {
             first_violating_row.fetch_min(i, Ordering::Relaxed);
@@ -76,6 +95,77 @@ pub(crate) fn validated_violation(
         }
     }
     Ok(first_violation)
+}
+
+/// For a row `i` with `i + 2 < N`, in one pass over rows `i` and `i + 1`: whether row `i`'s
+/// upper triangle is finite (and `>= 0` unless `allow_negative`), and whether every Monge
+/// inequality of the row holds. When the entries are finite, `a + b > c + d` is exactly
+/// `!(a + b <= c + d)`; when they are not, the caller reports the bad entry, whatever this
+/// says about the inequalities.
+fn fused_row_check(cost: &[f64], n_nodes: usize, i: usize, allow_negative: bool) -> (bool, bool) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { fused_row_check_avx2(cost, n_nodes, i, allow_negative) };
+        }
+    }
+    fused_row_check_portable(cost, n_nodes, i, allow_negative)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn fused_row_check_avx2(
+    cost: &[f64],
+    n_nodes: usize,
+    i: usize,
+    allow_negative: bool,
+) -> (bool, bool) {
+    fused_row_check_portable(cost, n_nodes, i, allow_negative)
+}
+
+#[inline(always)]
+fn fused_row_check_portable(
+    cost: &[f64],
+    n_nodes: usize,
+    i: usize,
+    allow_negative: bool,
+) -> (bool, bool) {
+    const LANES: usize = 8;
+    let last = n_nodes - 1;
+    let upper = &cost[i * n_nodes..(i + 1) * n_nodes];
+    let lower = &cost[(i + 1) * n_nodes..(i + 2) * n_nodes];
+    let (here_up, here_down) = (&upper[i + 2..last], &lower[i + 2..last]);
+    let (right_up, right_down) = (&upper[i + 3..=last], &lower[i + 3..=last]);
+    let mut poison = [0.0f64; LANES];
+    let mut min = [0.0f64; LANES];
+    let mut broken = [0u64; LANES];
+    let whole = here_up.len() - here_up.len() % LANES;
+    for at in (0..whole).step_by(LANES) {
+        let (a, b) = (&here_up[at..at + LANES], &right_down[at..at + LANES]);
+        let (c, d) = (&right_up[at..at + LANES], &here_down[at..at + LANES]);
+        for lane in 0..LANES {
+            // `x * 0.0` is 0 for finite x and NaN otherwise: one NaN poisons the lane.
+            poison[lane] += a[lane] * 0.0;
+            min[lane] = if a[lane] < min[lane] {
+                a[lane]
+            } else {
+                min[lane]
+            };
+            broken[lane] |= u64::from(a[lane] + b[lane] > c[lane] + d[lane]);
+        }
+    }
+    let acceptable = |x: f64| x.is_finite() && (allow_negative || x >= 0.0);
+    let mut clean = acceptable(upper[i + 1])
+        && acceptable(upper[last])
+        && poison.iter().all(|p| *p == 0.0)
+        && (allow_negative || min.iter().all(|m| *m >= 0.0));
+    let mut holds = broken.iter().all(|b| *b == 0);
+    for at in whole..here_up.len() {
+        clean &= acceptable(here_up[at]);
+        holds &= here_up[at] + right_down[at] <= right_up[at] + here_down[at];
+    }
+    (clean, holds)
 }
 
 /// The first `j` at which `c[i][j] + c[i+1][j+1] <= c[i][j+1] + c[i+1][j]` fails, over
@@ -189,9 +279,27 @@ fn leftmost_min(
     let lo = lowest.max(i + 1);
     debug_assert!(lo <= highest, "empty Monge search range");
     let row = &cost[i * n_nodes + lo..=i * n_nodes + highest];
-    let (v, offset) = minplus::row_argmin(row, &prev[lo..=highest], weight);
+    let next = &prev[lo..=highest];
+    if row.len() <= SHORT_RANGE {
+        // Most divide-and-conquer ranges are a handful of columns: a plain scan beats the
+        // dispatch and the two passes of the SIMD kernel there, and it finds the same
+        // leftmost minimiser from the same `row[j] + weight * next[j]` values.
+        let mut best = (f64::INFINITY, 0);
+        for (offset, (r, n)) in row.iter().zip(next).enumerate() {
+            let v = r + weight * n;
+            if v < best.0 {
+                best = (v, offset);
+            }
+        }
+        let at = best.1;
+        return (row[at] + weight * next[at], lo + at);
+    }
+    let (v, offset) = minplus::row_argmin(row, next, weight);
     (v, lo + offset)
 }
+
+/// Search ranges up to this long are scanned without the SIMD kernel.
+const SHORT_RANGE: usize = 16;
 
 /// Rows `row_lo..row_hi`, whose minimisers lie in `opt_lo..=opt_hi`, into `cells` (indexed
 /// from `row_lo`).

@@ -165,6 +165,31 @@ fn large_inputs_take_the_parallel_path_and_still_match() {
 }
 
 #[test]
+fn samples_split_into_tiles_still_match() {
+    // 40 nodes x 3300 dims is over 512 KiB of targets per sample even in f32, so every
+    // sample is a tile of its own and the sums are carried across tiles.
+    let (n_nodes, batch, dim) = (40, 3, 3300);
+    let wave = |k: usize| ((k * 7919) % 2003) as f64 / 100.0 - 10.0;
+    let case = Case {
+        n_nodes,
+        batch,
+        dim,
+        states: (0..n_nodes * batch * dim).map(wave).collect(),
+        velocities: (0..(n_nodes - 1) * batch * dim)
+            .map(|k| wave(k + 11))
+            .collect(),
+        times: (0..n_nodes).map(|i| (i * i) as f64 / 40.0).collect(),
+        other_starts: (0..(n_nodes - 1) * batch * dim)
+            .map(|k| wave(k + 3))
+            .collect(),
+    };
+    for metric in [Metric::L2, Metric::L1] {
+        check(&case, |x| x, metric).unwrap();
+        check(&case, |x| x as f32, metric).unwrap();
+    }
+}
+
+#[test]
 fn a_straight_line_has_no_jump_error() {
     // x(t) = x_0 + t v with dyadic times and small integers: every residual is exactly 0.
     let (n_nodes, batch, dim) = (9, 3, 11);

@@ -167,3 +167,57 @@ fn is_monge_rejects_bad_input() {
         "cost: cost[2][3] is inf; the upper triangle must be finite"
     );
 }
+
+/// The first `(i, j)` (row-major) with `c[i][j] + c[i+1][j+1] > c[i][j+1] + c[i+1][j]`.
+fn first_violation(cost: &[f64], n: usize) -> Option<(usize, usize)> {
+    let c = |i: usize, j: usize| cost[i * n + j];
+    (0..n).find_map(|i| {
+        (i + 2..n.saturating_sub(1))
+            .find(|&j| c(i, j) + c(i + 1, j + 1) > c(i, j + 1) + c(i + 1, j))
+            .map(|j| (i, j))
+    })
+}
+
+#[test]
+fn every_violation_and_bad_entry_is_located() {
+    // Every position of a bump, a NaN and a negative entry, on sizes around the 8-wide
+    // chunks of the check and past the parallel threshold.
+    for n in [5, 12, 21, 300] {
+        // A constant keeps the matrix Monge, and the bumped entries non-negative.
+        let base: Vec<f64> = (0..n * n)
+            .map(|x| ((x % n) as f64 - (x / n) as f64).powi(2) + 10.0)
+            .collect();
+        let step = if n > 100 { 37 } else { 1 };
+        for i in (0..n - 1).step_by(step) {
+            for j in (i + 1..n).step_by(step) {
+                // The unit squares have a slack of exactly 2, so a bump of 3 breaks those
+                // that hold the entry on the wrong side, and 1 breaks none.
+                for bump in [3.0, -3.0, 1.0] {
+                    let mut bumped = base.clone();
+                    bumped[i * n + j] += bump;
+                    let monge = optimal_path_with(&bumped, n, 1, 1.0, Strategy::Monge);
+                    match first_violation(&bumped, n) {
+                        None => assert!(monge.is_ok() && is_monge(&bumped, n).unwrap()),
+                        Some((vi, vj)) => {
+                            assert!(!is_monge(&bumped, n).unwrap());
+                            let message = monge.unwrap_err().to_string();
+                            let expected = format!("is not Monge: cost[{vi}][{vj}] + ");
+                            assert!(message.contains(&expected), "{message} vs {expected}");
+                        }
+                    }
+                }
+                for (bad, shown) in [(f64::NAN, "NaN"), (-1.0, "-1")] {
+                    let mut broken = base.clone();
+                    broken[i * n + j] = bad;
+                    let error = optimal_path_with(&broken, n, 1, 1.0, Strategy::Auto)
+                        .unwrap_err()
+                        .to_string();
+                    assert!(
+                        error.contains(&format!("cost[{i}][{j}] is {shown}")),
+                        "{error}"
+                    );
+                }
+            }
+        }
+    }
+}
