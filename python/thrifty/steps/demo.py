@@ -23,7 +23,7 @@ METHODS = ("uniform", "edm", "bellman", "student", "auto")
 
 
 def train_flow_mlp(
-    flow: GaussianMixtureFlow, *, steps: int = 1500, seed: int = 0, hidden: int = 128
+    flow: GaussianMixtureFlow, *, steps: int = 4000, seed: int = 0, hidden: int = 128
 ) -> Any:
     """Fit a small MLP velocity by conditional flow matching (Lipman et al., 2210.02747)."""
     torch = require("torch")
@@ -63,7 +63,7 @@ def run(*, out_dir: Path, quick: bool = False, progress: bool = True) -> dict[st
     torch = require("torch")
     started = time.perf_counter()
     flow = GaussianMixtureFlow.ring(modes=8, radius=2.0, std=0.15)
-    velocity = train_flow_mlp(flow, steps=300 if quick else 1500)
+    velocity = train_flow_mlp(flow, steps=300 if quick else 4000)
     trained = time.perf_counter() - started
     n = 60 if quick else 100
     samples = 128 if quick else 256
