@@ -231,11 +231,7 @@ fn block_errors_portable<T: Float>(
     samples: Range<usize>,
     sums: &mut [f64],
 ) {
-    if std::mem::size_of::<T>() == std::mem::size_of::<f64>() {
-        block_errors_with(jumps, metric, rows, samples, sums);
-    } else {
-        block_errors_widened(jumps, metric, rows, samples, sums);
-    }
+    block_errors_widened(jumps, metric, rows, samples, sums);
 }
 
 /// The residual of one sample under `metric`.
@@ -247,9 +243,10 @@ fn residual<U: Float>(metric: Metric, x: &[U], v: &[U], target: &[U], dt: f64) -
     }
 }
 
-/// [`block_errors_with`] for narrow inputs (`f32`): each sample's states are widened to
-/// `f64` once (exactly), instead of once per pair `(i, j)`, so the inner reduction runs on
-/// `f64` loads only. The values, and so every sum, are the same.
+/// One block of rows over a range of samples. Each sample's states are widened to `f64`
+/// once (exactly), instead of once per pair `(i, j)`, so the inner reduction runs on
+/// contiguous `f64` loads only, whatever `T` is; for `f64` the copy also keeps the block's
+/// rows together in cache. The values, and so every sum, are the same.
 #[inline(always)]
 fn block_errors_widened<T: Float>(
     jumps: &Jumps<'_, T>,
@@ -292,40 +289,6 @@ fn block_errors_widened<T: Float>(
                     &v_block[r * dim..(r + 1) * dim],
                 );
                 sums[r * n_nodes + j] += residual(metric, s_i, v_i, &x_j, times[j] - times[i]);
-            }
-        }
-    }
-}
-
-#[inline(always)]
-fn block_errors_with<T: Float>(
-    jumps: &Jumps<'_, T>,
-    metric: Metric,
-    rows: Range<usize>,
-    samples: Range<usize>,
-    sums: &mut [f64],
-) {
-    let Jumps {
-        starts,
-        velocities,
-        targets,
-        times,
-        n_nodes,
-        batch,
-        dim,
-    } = *jumps;
-    let stride = batch * dim;
-    debug_assert_eq!(sums.len(), rows.len() * n_nodes);
-    // Samples outermost: the block's s_i[b] and v_i[b] then stay in cache while every
-    // x_j[b] streams past once.
-    for b in samples {
-        let sample = |node: usize| node * stride + b * dim..node * stride + (b + 1) * dim;
-        for j in rows.start + 1..n_nodes {
-            let x_j = &targets[sample(j)];
-            for i in rows.start..rows.end.min(j) {
-                let (s_i, v_i) = (&starts[sample(i)], &velocities[sample(i)]);
-                sums[(i - rows.start) * n_nodes + j] +=
-                    residual(metric, s_i, v_i, x_j, times[j] - times[i]);
             }
         }
     }
