@@ -76,36 +76,26 @@ fn jump_error_bench(c: &mut Criterion) {
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(2));
-    let (n, batch) = (101, 256);
-    let times: Vec<f64> = (0..n).map(|i| i as f64 / (n - 1) as f64).collect();
-    for dim in [2, 3072] {
-        let mut rng = SplitMix(dim as u64);
-        let states: Vec<f32> = (0..n * batch * dim).map(|_| rng.uniform() as f32).collect();
-        let velocities: Vec<f32> = (0..(n - 1) * batch * dim)
-            .map(|_| rng.uniform() as f32)
-            .collect();
-        let mut out = vec![0.0; n * n];
-        group.bench_function(
-            BenchmarkId::new("f32/L2", format!("n={n},batch={batch},dim={dim}")),
-            |b| {
-                b.iter(|| {
-                    let jumps = Jumps::teacher(
-                        black_box(&states),
-                        black_box(&velocities),
-                        &times,
-                        batch,
-                        dim,
-                    );
-                    accumulate_jump_errors(&jumps, Metric::L2, &mut out)
-                })
-            },
-        );
+    for (n, batch, dim, seed) in [(101, 256, 2, 2), (101, 256, 3072, 3072), (201, 512, 768, 7)] {
+        // The last is the size: its targets (201 x 512 x 768 f32, 316 MB) are far
+        // larger than the caches, so it measures the tiling over samples.
+        bench_teacher_jumps(&mut group, n, batch, dim, seed);
     }
-    // The size: the targets (201 x 512 x 768 f32, 316 MB) are far larger than the
-    // caches, so this measures the tiling over samples.
-    let (n, batch, dim) = (201, 512, 768);
+    group.finish();
+}
+
+criterion_group!(benches, optimal_path_bench, jump_error_bench);
+criterion_main!(benches);
+
+fn bench_teacher_jumps(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    n: usize,
+    batch: usize,
+    dim: usize,
+    seed: u64,
+) {
     let times: Vec<f64> = (0..n).map(|i| i as f64 / (n - 1) as f64).collect();
-    let mut rng = SplitMix(7);
+    let mut rng = SplitMix(seed);
     let states: Vec<f32> = (0..n * batch * dim).map(|_| rng.uniform() as f32).collect();
     let velocities: Vec<f32> = (0..(n - 1) * batch * dim)
         .map(|_| rng.uniform() as f32)
@@ -126,8 +116,4 @@ fn jump_error_bench(c: &mut Criterion) {
             })
         },
     );
-    group.finish();
 }
-
-criterion_group!(benches, optimal_path_bench, jump_error_bench);
-criterion_main!(benches);

@@ -207,7 +207,7 @@ fn block_errors<T: Float>(
             return unsafe { block_errors_avx2(jumps, metric, rows, samples, sums) };
         }
     }
-    block_errors_portable(jumps, metric, rows, samples, sums)
+    block_errors_widened(jumps, metric, rows, samples, sums)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -219,19 +219,7 @@ unsafe fn block_errors_avx2<T: Float>(
     samples: Range<usize>,
     sums: &mut [f64],
 ) {
-    block_errors_portable(jumps, metric, rows, samples, sums)
-}
-
-// `inline(always)` all the way down so the bodies are compiled with the caller's features.
-#[inline(always)]
-fn block_errors_portable<T: Float>(
-    jumps: &Jumps<'_, T>,
-    metric: Metric,
-    rows: Range<usize>,
-    samples: Range<usize>,
-    sums: &mut [f64],
-) {
-    block_errors_widened(jumps, metric, rows, samples, sums);
+    block_errors_widened(jumps, metric, rows, samples, sums)
 }
 
 /// The residual of one sample under `metric`.

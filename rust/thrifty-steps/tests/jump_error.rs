@@ -140,53 +140,46 @@ proptest! {
     }
 }
 
-#[test]
-fn large_inputs_take_the_parallel_path_and_still_match() {
-    // 40 nodes x 4 samples x 130 dims is well past the threading threshold.
-    let (n_nodes, batch, dim) = (40, 4, 130);
+/// A deterministic case of distinct, non-trivial values: no random seed to chase when it
+/// fails, and every entry differs from its neighbours.
+fn wave_case(
+    n_nodes: usize,
+    batch: usize,
+    dim: usize,
+    offsets: [usize; 2],
+    time_scale: f64,
+) -> Case {
     let wave = |k: usize| ((k * 7919) % 2003) as f64 / 100.0 - 10.0;
-    let case = Case {
+    let jumps = (n_nodes - 1) * batch * dim;
+    Case {
         n_nodes,
         batch,
         dim,
         states: (0..n_nodes * batch * dim).map(wave).collect(),
-        velocities: (0..(n_nodes - 1) * batch * dim)
-            .map(|k| wave(k + 17))
-            .collect(),
-        times: (0..n_nodes).map(|i| (i * i) as f64 / 50.0).collect(),
-        other_starts: (0..(n_nodes - 1) * batch * dim)
-            .map(|k| wave(k + 5))
-            .collect(),
-    };
-    for metric in [Metric::L2, Metric::L1] {
-        check(&case, |x| x, metric).unwrap();
-        check(&case, |x| x as f32, metric).unwrap();
+        velocities: (0..jumps).map(|k| wave(k + offsets[0])).collect(),
+        times: (0..n_nodes).map(|i| (i * i) as f64 / time_scale).collect(),
+        other_starts: (0..jumps).map(|k| wave(k + offsets[1])).collect(),
     }
+}
+
+fn check_every_metric_and_precision(case: &Case) {
+    for metric in [Metric::L2, Metric::L1] {
+        check(case, |x| x, metric).unwrap();
+        check(case, |x| x as f32, metric).unwrap();
+    }
+}
+
+#[test]
+fn large_inputs_take_the_parallel_path_and_still_match() {
+    // 40 nodes x 4 samples x 130 dims is well past the threading threshold.
+    check_every_metric_and_precision(&wave_case(40, 4, 130, [17, 5], 50.0));
 }
 
 #[test]
 fn samples_split_into_tiles_still_match() {
     // 40 nodes x 3300 dims is over 512 KiB of targets per sample even in f32, so every
     // sample is a tile of its own and the sums are carried across tiles.
-    let (n_nodes, batch, dim) = (40, 3, 3300);
-    let wave = |k: usize| ((k * 7919) % 2003) as f64 / 100.0 - 10.0;
-    let case = Case {
-        n_nodes,
-        batch,
-        dim,
-        states: (0..n_nodes * batch * dim).map(wave).collect(),
-        velocities: (0..(n_nodes - 1) * batch * dim)
-            .map(|k| wave(k + 11))
-            .collect(),
-        times: (0..n_nodes).map(|i| (i * i) as f64 / 40.0).collect(),
-        other_starts: (0..(n_nodes - 1) * batch * dim)
-            .map(|k| wave(k + 3))
-            .collect(),
-    };
-    for metric in [Metric::L2, Metric::L1] {
-        check(&case, |x| x, metric).unwrap();
-        check(&case, |x| x as f32, metric).unwrap();
-    }
+    check_every_metric_and_precision(&wave_case(40, 3, 3300, [11, 3], 40.0));
 }
 
 #[test]
