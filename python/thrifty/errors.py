@@ -8,12 +8,17 @@ against either keeps working. Errors about an argument carry its name in ``.argu
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
+    "CollectiveAborted",
+    "CollectiveError",
+    "CollectiveTimeout",
     "DTypeError",
     "DeviceError",
     "InternalError",
     "InvalidArgumentError",
     "MissingExtraError",
     "NonFiniteError",
+    "PeerLost",
     "ShapeError",
     "ThriftyError",
 ]
@@ -64,3 +69,31 @@ class DeviceError(ThriftyError, RuntimeError):
 
 class InternalError(ThriftyError, RuntimeError):
     """A broken invariant inside thrifty (a caught Rust panic included): a bug to report."""
+
+
+class CollectiveError(ThriftyError, RuntimeError):
+    """A collective operation failed; the caller's buffer is left as it was before the call."""
+
+
+class PeerLost(CollectiveError):
+    """A peer, the coordinator, or the link to one was lost during a collective.
+
+    The input buffer has been restored exactly. Call ``update_topology()`` and retry: the
+    survivors go on with the smaller world.
+    """
+
+
+class CollectiveTimeout(CollectiveError, TimeoutError):
+    """A blocking collective call ran past its deadline (``timeout_s``)."""
+
+
+class AuthenticationError(CollectiveError, PermissionError):
+    """A connection was refused: the other side does not hold the same shared secret."""
+
+
+class CollectiveAborted(CollectiveError):
+    """A collective was aborted for a reason a retry cannot fix.
+
+    Peers called different collectives (or the same one with different shapes), or a peer
+    rejected its own input (non-finite values under quantization).
+    """

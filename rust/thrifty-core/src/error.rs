@@ -24,6 +24,20 @@ pub enum CoreError {
         argument: &'static str,
         message: String,
     },
+    /// A peer (or the coordinator, or the link to one) was lost during a collective; the
+    /// caller's buffer has been restored and the topology must be updated before retrying.
+    #[error("{0}")]
+    PeerLost(String),
+    /// A blocking call ran past its deadline.
+    #[error("{0}")]
+    Timeout(String),
+    /// A connection failed authentication (wrong or missing shared secret).
+    #[error("{0}")]
+    Authentication(String),
+    /// A collective was aborted for a reason other than a lost peer: peers called different
+    /// collectives, or a peer rejected its own input. Retrying the same call will fail again.
+    #[error("{0}")]
+    Aborted(String),
     /// A broken invariant inside thrifty itself; always a bug worth reporting.
     #[error("internal error: {0}")]
     Internal(String),
@@ -57,7 +71,11 @@ impl CoreError {
             Self::InvalidValue { argument, .. }
             | Self::Shape { argument, .. }
             | Self::NonFinite { argument, .. } => Some(argument),
-            Self::Internal(_) => None,
+            Self::PeerLost(_)
+            | Self::Timeout(_)
+            | Self::Authentication(_)
+            | Self::Aborted(_)
+            | Self::Internal(_) => None,
         }
     }
 }

@@ -28,6 +28,10 @@ pub fn core_error(py: Python<'_>, error: CoreError) -> PyErr {
         CoreError::InvalidValue { .. } => "InvalidArgumentError",
         CoreError::Shape { .. } => "ShapeError",
         CoreError::NonFinite { .. } => "NonFiniteError",
+        CoreError::PeerLost(_) => "PeerLost",
+        CoreError::Timeout(_) => "CollectiveTimeout",
+        CoreError::Authentication(_) => "AuthenticationError",
+        CoreError::Aborted(_) => "CollectiveAborted",
         CoreError::Internal(_) => "InternalError",
     };
     let argument = error.argument();

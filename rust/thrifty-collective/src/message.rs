@@ -1,0 +1,136 @@
+//! The control protocol between peers and the coordinator.
+//!
+//! Every control message travels in one `Control` frame (see `frame`), encoded with postcard.
+//! The protocol, in the order things happen:
+//!
+//! 1. A peer connects, authenticates (`auth`), and sends [`ToCoordinator::Hello`]. The
+//!    coordinator answers [`FromCoordinator::Welcome`] (or `Refused`). The peer is *pending*.
+//! 2. Both sides send `Heartbeat` every `heartbeat_interval_ms`; either side declares the
+//!    other lost after `heartbeat_timeout_ms` without any frame, or at once on EOF.
+//! 3. Topology vote. Members of the current view and pending peers send `UpdateTopology`.
+//!    When every live member of the current view has asked (or there are no members), the
+//!    coordinator decides:
+//!    - nothing changed (no pending peer asked, the epoch is not broken): it answers
+//!      `ViewCommitted { epoch }` with the current epoch; peers keep their mesh;
+//!    - otherwise it forms a new [`View`] (epoch + 1): the live members plus every pending
+//!      peer that asked, in ring order, and sends `View` to each of them. Each peer builds
+//!      its mesh for that epoch and answers `MeshReady`. When all are ready the coordinator
+//!      sends `ViewCommitted`; if one fails or is lost, it forms the next view from those left
+//!      and sends `View` again.
+//! 4. Every collective ends in a vote. Each participant sends [`Vote`] once its data phase
+//!    ends (ok or not). The coordinator commits when every participant voted ok with the same
+//!    descriptor, and aborts as soon as one votes not ok, the descriptors differ, or a
+//!    participant is lost. Every participant receives the same [`Decision`].
+//! 5. When a member of the current epoch is lost, the coordinator sends `Broken` to the
+//!    others and aborts every undecided vote of that epoch: in-flight collectives fail with
+//!    `PeerLost`, and no collective can run until the next topology update.
+
+use serde::{Deserialize, Serialize};
+
+/// A peer's identity: random, chosen by the peer, stable for the life of its communicator.
+pub type PeerId = u64;
+
+/// One member of a view: who it is and where the others dial it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub id: PeerId,
+    /// `host:port` of the peer's peer-to-peer listener, as the other peers should dial it.
+    pub addr: String,
+}
+
+/// The membership of one epoch. `members` is the ring order; a peer's rank is its index.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    pub epoch: u64,
+    pub members: Vec<Member>,
+}
+
+impl View {
+    /// The rank of `id` in this view.
+    pub fn rank_of(&self, id: PeerId) -> Option<usize> {
+        self.members.iter().position(|m| m.id == id)
+    }
+}
+
+/// One participant's vote on the outcome of a collective.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Vote {
+    pub epoch: u64,
+    /// The collective's sequence number within the epoch; every participant counts alike.
+    pub seq: u64,
+    /// Who takes part, in the order the payloads come back; every participant sends the same.
+    pub participants: Vec<PeerId>,
+    /// What was called, e.g. `all_reduce f32[1000] sum int8/64`; all must match to commit.
+    pub descriptor: String,
+    pub ok: bool,
+    /// Why not ok (empty when ok).
+    pub reason: String,
+    /// Why not ok, as a kind the caller can act on.
+    pub kind: AbortKind,
+    /// A small payload gathered from every participant and returned with a commit
+    /// (barrier: empty; scalars; shared-state summaries).
+    pub payload: Vec<u8>,
+}
+
+/// Why a collective was aborted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbortKind {
+    /// A participant or a link was lost: update the topology and retry.
+    PeerLost,
+    /// A participant ran past its deadline.
+    Timeout,
+    /// Participants called different collectives, or the same one with different shapes.
+    Mismatch,
+    /// A participant rejected its own input (non-finite values under quantization, ...).
+    PeerError,
+}
+
+/// The coordinator's verdict on one collective, identical for every participant.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub epoch: u64,
+    pub seq: u64,
+    pub commit: bool,
+    /// Why it was aborted (ignored on commit).
+    pub kind: AbortKind,
+    pub reason: String,
+    /// On commit: every participant's payload, in the order of `Vote::participants`.
+    pub payloads: Vec<Vec<u8>>,
+}
+
+/// Messages from a peer to the coordinator.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum ToCoordinator {
+    Hello { id: PeerId, p2p_addr: String },
+    Heartbeat,
+    UpdateTopology,
+    MeshReady { epoch: u64, ok: bool, reason: String },
+    Vote(Vote),
+    /// A clean goodbye: treated like a loss, without waiting for the heartbeat timeout.
+    Leave,
+}
+
+/// Messages from the coordinator to a peer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum FromCoordinator {
+    Welcome {
+        heartbeat_interval_ms: u64,
+        heartbeat_timeout_ms: u64,
+    },
+    Refused {
+        reason: String,
+    },
+    Heartbeat,
+    /// Build the mesh for this view, then answer `MeshReady`.
+    View(View),
+    /// Every member of this epoch is ready: `update_topology()` returns.
+    ViewCommitted {
+        epoch: u64,
+    },
+    Decision(Decision),
+    /// A member of this epoch was lost; collectives fail until the next topology update.
+    Broken {
+        epoch: u64,
+        reason: String,
+    },
+}
