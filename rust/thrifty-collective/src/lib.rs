@@ -16,9 +16,19 @@
 //! - `communicator`: the public API.
 
 pub mod auth;
+pub mod communicator;
 pub mod coordinator;
 pub mod dtype;
+pub mod engine;
 pub mod frame;
+pub mod layout;
+pub mod mesh;
 pub mod message;
+pub mod pairing;
+pub mod plan;
 pub mod quant;
+pub mod quantized;
+pub mod ring;
 pub mod signal;
+pub mod state;
+pub mod worker;

@@ -101,10 +101,17 @@ pub struct Decision {
 /// Messages from a peer to the coordinator.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum ToCoordinator {
-    Hello { id: PeerId, p2p_addr: String },
+    Hello {
+        id: PeerId,
+        p2p_addr: String,
+    },
     Heartbeat,
     UpdateTopology,
-    MeshReady { epoch: u64, ok: bool, reason: String },
+    MeshReady {
+        epoch: u64,
+        ok: bool,
+        reason: String,
+    },
     Vote(Vote),
     /// A clean goodbye: treated like a loss, without waiting for the heartbeat timeout.
     Leave,
@@ -133,4 +140,14 @@ pub enum FromCoordinator {
         epoch: u64,
         reason: String,
     },
+}
+
+/// The first message on a peer-to-peer link, after authentication: which mesh, which pair,
+/// which stripe. The accepting side files the link under it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct LinkHello {
+    pub epoch: u64,
+    pub from: PeerId,
+    pub to: PeerId,
+    pub stripe: u32,
 }

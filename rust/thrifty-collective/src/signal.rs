@@ -43,7 +43,10 @@ impl OpSignal {
     }
 
     pub fn reason(&self) -> Option<(AbortKind, String)> {
-        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Wake this poll when the signal is raised; cleared with `None`.

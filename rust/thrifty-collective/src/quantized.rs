@@ -1,0 +1,349 @@
+//! Quantized all-reduce that quantizes every value once per direction, not once per hop.
+//!
+//! PCCL re-quantizes the running partial sum at every ring hop, so its error grows with the
+//! world size. Here the reduce-scatter sends each peer's contribution to slice `j` straight to
+//! slice `j`'s owner, quantized once (the bytes per peer are the same as a ring's). The owner
+//! decodes the contributions, reduces them in fp32 in rank order (its own contribution exact),
+//! and quantizes the result once. The all-gather then forwards those bytes unchanged around
+//! the ring, and every peer, the owner included, decodes the same bytes: results are
+//! bit-identical everywhere, and the error of an element is at most the sum of the other
+//! peers' input errors plus one output error, whatever the world size (see `quant`).
+
+use std::collections::VecDeque;
+use std::ops::Range;
+
+use thrifty_core::{CoreError, CoreResult};
+
+use crate::dtype::{from_f32, to_f32, DType, ReduceOp};
+use crate::engine::{Incoming, Outgoing, Schedule};
+use crate::layout::{bytes, Layout};
+use crate::mesh::{LinkId, Mesh};
+use crate::plan::AlignedBuf;
+use crate::quant::Quantization;
+use crate::ring::Group;
+
+enum Send {
+    /// This peer's contribution to chunk `k` of slice `slice`, for that slice's owner.
+    Contribution { slice: usize, k: usize },
+    /// All-gather step `s`: forward the encoded result of chunk `k`.
+    Result { s: usize, k: usize },
+}
+
+enum Recv {
+    /// Group member `from`'s contribution to chunk `k` of our slice.
+    Contribution {
+        from: usize,
+        k: usize,
+    },
+    Result {
+        s: usize,
+        k: usize,
+    },
+}
+
+pub struct QuantizedAllReduce<'a> {
+    data: &'a mut [u8],
+    dtype: DType,
+    op: ReduceOp,
+    format: Quantization,
+    block: usize,
+    layout: Layout,
+    n: usize,
+    pos: usize,
+    sends: Vec<VecDeque<Send>>,
+    recvs: Vec<VecDeque<Recv>>,
+    /// The encoded contribution being sent on each link.
+    outgoing: Vec<AlignedBuf>,
+    /// contributions[k][from]: encoded, for our own slice.
+    contributions: Vec<Vec<Vec<u8>>>,
+    arrived: Vec<usize>,
+    /// results[slice][k]: the owner's encoded result.
+    results: Vec<Vec<Vec<u8>>>,
+    /// forwarded[s][k]: all-gather step `s` of chunk `k` has arrived (ours is step "-1").
+    forwarded: Vec<Vec<bool>>,
+    reduced: Vec<bool>,
+    backup: &'a mut AlignedBuf,
+    backed: Vec<bool>,
+    acc: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+impl<'a> QuantizedAllReduce<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        mesh: &Mesh,
+        group: &Group,
+        data: &'a mut [u8],
+        dtype: DType,
+        op: ReduceOp,
+        format: Quantization,
+        block: usize,
+        chunk_elems: usize,
+        backup: &'a mut AlignedBuf,
+    ) -> Self {
+        let n = group.len();
+        let pos = group.pos;
+        let elem = dtype.size();
+        let layout = Layout::new(data.len() / elem, n, block, chunk_elems);
+        let chunks = layout.chunks();
+        let links = mesh.links.len();
+        let mut sends: Vec<VecDeque<Send>> = (0..links).map(|_| VecDeque::new()).collect();
+        let mut recvs: Vec<VecDeque<Recv>> = (0..links).map(|_| VecDeque::new()).collect();
+        if n > 1 {
+            // Contributions first on every link, then the ring's results, in the same order
+            // on both ends of each link.
+            for (q, &rank) in group.ranks.iter().enumerate() {
+                if q == pos {
+                    continue;
+                }
+                for k in 0..chunks {
+                    let link = mesh.link(rank, k);
+                    sends[link].push_back(Send::Contribution { slice: q, k });
+                    recvs[link].push_back(Recv::Contribution { from: q, k });
+                }
+            }
+            for s in 0..n - 1 {
+                for k in 0..chunks {
+                    sends[mesh.link(group.right(), k)].push_back(Send::Result { s, k });
+                    recvs[mesh.link(group.left(), k)].push_back(Recv::Result { s, k });
+                }
+            }
+        }
+        backup.resize(data.len());
+        let widest = layout.max_chunk();
+        Self {
+            data,
+            dtype,
+            op,
+            format,
+            block,
+            n,
+            pos,
+            sends,
+            recvs,
+            outgoing: (0..links).map(|_| AlignedBuf::default()).collect(),
+            contributions: (0..chunks).map(|_| vec![Vec::new(); n]).collect(),
+            arrived: vec![0; chunks],
+            results: (0..n).map(|_| vec![Vec::new(); chunks]).collect(),
+            forwarded: vec![vec![false; chunks]; n.saturating_sub(1)],
+            reduced: vec![false; chunks],
+            backup,
+            backed: vec![false; n * chunks],
+            acc: Vec::with_capacity(widest),
+            scratch: Vec::with_capacity(widest),
+            layout,
+        }
+    }
+
+    fn elements(&self, slice: usize, k: usize) -> Range<usize> {
+        self.layout.chunk(slice, k)
+    }
+
+    fn encoded_len(&self, slice: usize, k: usize) -> usize {
+        self.format
+            .encoded_len(self.elements(slice, k).len(), self.block)
+    }
+
+    fn slice_at_step(&self, s: usize) -> usize {
+        // All-gather step s forwards the result of slice pos - s (step 0: our own).
+        (self.pos + self.n - s % self.n) % self.n
+    }
+
+    fn back_up(&mut self, slice: usize, k: usize) {
+        let slot = slice * self.layout.chunks() + k;
+        if !self.backed[slot] {
+            let range = bytes(self.elements(slice, k), self.dtype.size());
+            self.backup.as_bytes_mut()[range.clone()].copy_from_slice(&self.data[range]);
+            self.backed[slot] = true;
+        }
+    }
+
+    /// Put back every chunk this collective changed.
+    pub fn restore(&mut self) {
+        let chunks = self.layout.chunks();
+        for slot in 0..self.backed.len() {
+            if self.backed[slot] {
+                let range = bytes(
+                    self.elements(slot / chunks, slot % chunks),
+                    self.dtype.size(),
+                );
+                self.data[range.clone()].copy_from_slice(&self.backup.as_bytes()[range]);
+                self.backed[slot] = false;
+            }
+        }
+    }
+
+    /// Decode `encoded` into chunk `k` of `slice` of the caller's buffer.
+    fn write_result(&mut self, slice: usize, k: usize, encoded: &[u8]) -> CoreResult<()> {
+        let range = self.elements(slice, k);
+        self.scratch.resize(range.len(), 0.0);
+        self.format.decode(encoded, self.block, &mut self.scratch)?;
+        self.back_up(slice, k);
+        let elem = self.dtype.size();
+        from_f32(
+            self.dtype,
+            &self.scratch,
+            &mut self.data[bytes(range, elem)],
+        )
+    }
+
+    /// Every contribution to chunk `k` of our slice is in: reduce, encode once, decode.
+    fn reduce(&mut self, k: usize) -> CoreResult<()> {
+        let range = self.elements(self.pos, k);
+        let elem = self.dtype.size();
+        self.acc.resize(range.len(), 0.0);
+        self.scratch.resize(range.len(), 0.0);
+        for q in 0..self.n {
+            let first = q == 0;
+            if q == self.pos {
+                to_f32(
+                    self.dtype,
+                    &self.data[bytes(range.clone(), elem)],
+                    &mut self.scratch,
+                )?;
+                if first {
+                    self.acc.copy_from_slice(&self.scratch);
+                } else {
+                    crate::dtype::reduce_f32(self.op, &mut self.acc, &self.scratch);
+                }
+            } else if first {
+                self.format
+                    .decode(&self.contributions[k][q], self.block, &mut self.acc)?;
+            } else {
+                self.format.decode_reduce(
+                    &self.contributions[k][q],
+                    self.block,
+                    self.op,
+                    &mut self.acc,
+                )?;
+            }
+            self.contributions[k][q] = Vec::new();
+        }
+        if self.op == ReduceOp::Avg {
+            let n = self.n as f32;
+            self.acc.iter_mut().for_each(|v| *v /= n);
+        }
+        let mut encoded = vec![0u8; self.encoded_len(self.pos, k)];
+        self.format
+            .encode(&self.acc, self.block, &mut encoded, "array")?;
+        self.write_result(self.pos, k, &encoded)?;
+        self.results[self.pos][k] = encoded;
+        self.reduced[k] = true;
+        Ok(())
+    }
+}
+
+impl Schedule for QuantizedAllReduce<'_> {
+    fn next_send(&mut self, link: LinkId) -> CoreResult<Option<Outgoing>> {
+        let chunks = self.layout.chunks();
+        let ready = match self.sends[link].front() {
+            None => return Ok(None),
+            Some(Send::Contribution { .. }) => true,
+            Some(Send::Result { s, k }) => {
+                if *s == 0 {
+                    self.reduced[*k]
+                } else {
+                    self.forwarded[*s - 1][*k]
+                }
+            }
+        };
+        if !ready {
+            return Ok(None);
+        }
+        match self.sends[link].pop_front().expect("front exists") {
+            Send::Contribution { slice, k } => {
+                let range = self.elements(slice, k);
+                let len = self.encoded_len(slice, k);
+                let elem = self.dtype.size();
+                self.scratch.resize(range.len(), 0.0);
+                to_f32(
+                    self.dtype,
+                    &self.data[bytes(range, elem)],
+                    &mut self.scratch,
+                )?;
+                let out = &mut self.outgoing[link];
+                out.resize(len);
+                self.format
+                    .encode(&self.scratch, self.block, out.as_bytes_mut(), "array")?;
+                Ok(Some(Outgoing {
+                    index: k as u32,
+                    region: 1 + link,
+                    range: 0..len,
+                }))
+            }
+            Send::Result { s, k } => {
+                let slice = self.slice_at_step(s);
+                Ok(Some(Outgoing {
+                    index: (chunks + s * chunks + k) as u32,
+                    region: self.outgoing.len() + 1 + slice * chunks + k,
+                    range: 0..self.results[slice][k].len(),
+                }))
+            }
+        }
+    }
+
+    /// Regions: `1 + link` is the contribution staged for that link; past the links,
+    /// `1 + links + slice * chunks + k` is the encoded result of that chunk.
+    fn bytes(&self, region: usize, range: Range<usize>) -> &[u8] {
+        let links = self.outgoing.len();
+        if region > links {
+            let slot = region - links - 1;
+            let chunks = self.layout.chunks();
+            &self.results[slot / chunks][slot % chunks][range]
+        } else {
+            &self.outgoing[region - 1].as_bytes()[range]
+        }
+    }
+
+    fn next_recv(&mut self, link: LinkId) -> Option<Incoming> {
+        let chunks = self.layout.chunks();
+        match self.recvs[link].front()? {
+            Recv::Contribution { k, .. } => Some(Incoming {
+                index: *k as u32,
+                len: self.encoded_len(self.pos, *k),
+            }),
+            Recv::Result { s, k } => Some(Incoming {
+                index: (chunks + s * chunks + k) as u32,
+                len: self.encoded_len(self.slice_at_step(s + 1), *k),
+            }),
+        }
+    }
+
+    fn recv_into(&mut self, link: LinkId, incoming: Incoming) -> &mut [u8] {
+        let buf = match self.recvs[link].front().expect("an expected frame") {
+            Recv::Contribution { from, k } => &mut self.contributions[*k][*from],
+            Recv::Result { s, k } => {
+                let slice = (self.pos + 2 * self.n - s - 1) % self.n;
+                &mut self.results[slice][*k]
+            }
+        };
+        buf.resize(incoming.len, 0);
+        buf
+    }
+
+    fn received(&mut self, link: LinkId, _incoming: Incoming) -> CoreResult<()> {
+        match self.recvs[link]
+            .pop_front()
+            .ok_or_else(|| CoreError::Internal("an unexpected frame".into()))?
+        {
+            Recv::Contribution { k, .. } => {
+                self.arrived[k] += 1;
+                if self.arrived[k] == self.n - 1 {
+                    self.reduce(k)?;
+                }
+            }
+            Recv::Result { s, k } => {
+                let slice = self.slice_at_step(s + 1);
+                let encoded = std::mem::take(&mut self.results[slice][k]);
+                self.write_result(slice, k, &encoded)?;
+                self.results[slice][k] = encoded;
+                self.forwarded[s][k] = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn finished(&self) -> bool {
+        self.sends.iter().all(VecDeque::is_empty) && self.recvs.iter().all(VecDeque::is_empty)
+    }
+}
