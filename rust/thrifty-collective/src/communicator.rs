@@ -136,6 +136,10 @@ trait Outcome {
     fn verify(&self) -> CoreResult<()> {
         Ok(())
     }
+    /// Apply what waited for the commit (the quantized result is decoded only then).
+    fn commit(&mut self) -> CoreResult<()> {
+        Ok(())
+    }
     fn restore(&mut self);
 }
 
@@ -149,9 +153,11 @@ impl Outcome for Plan<'_> {
 }
 
 impl Outcome for QuantizedAllReduce<'_> {
-    fn restore(&mut self) {
-        QuantizedAllReduce::restore(self);
+    fn commit(&mut self) -> CoreResult<()> {
+        QuantizedAllReduce::commit(self)
     }
+    /// The buffer was only read: nothing to undo.
+    fn restore(&mut self) {}
 }
 
 /// The data phase of a collective that moves no data (barrier, scalars, summaries).
@@ -496,7 +502,9 @@ impl Communicator {
         });
         control.unwatch();
         match (result, decided) {
-            (Ok(traffic), Ok(decision)) if decision.commit => (Ok((decision, traffic)), true),
+            (Ok(traffic), Ok(decision)) if decision.commit => {
+                (schedule.commit().map(|()| (decision, traffic)), true)
+            }
             (Err(error), _) => {
                 schedule.restore();
                 (Err(error), false)
@@ -588,7 +596,7 @@ impl Communicator {
             |control, mesh, op_ctx, backup| match quantize {
                 Some(format) => {
                     let mut schedule = QuantizedAllReduce::new(
-                        mesh, &group, data, dtype, op, format, block, chunk, backup,
+                        mesh, &group, data, dtype, op, format, block, chunk,
                     );
                     let (result, ok) =
                         Self::finish(control, mesh, op_ctx, &mut schedule, Vec::new(), None);

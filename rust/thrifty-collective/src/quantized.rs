@@ -8,6 +8,10 @@
 //! the ring, and every peer, the owner included, decodes the same bytes: results are
 //! bit-identical everywhere, and the error of an element is at most the sum of the other
 //! peers' input errors plus one output error, whatever the world size (see `quant`).
+//!
+//! The caller's buffer is only read during the collective: the encoded results of every
+//! slice are kept (a quarter of the buffer or less) and decoded into it once the coordinator
+//! commits. An aborted collective therefore has nothing to restore, and no backup is taken.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -62,8 +66,6 @@ pub struct QuantizedAllReduce<'a> {
     /// forwarded[s][k]: all-gather step `s` of chunk `k` has arrived (ours is step "-1").
     forwarded: Vec<Vec<bool>>,
     reduced: Vec<bool>,
-    backup: &'a mut AlignedBuf,
-    backed: Vec<bool>,
     acc: Vec<f32>,
     scratch: Vec<f32>,
 }
@@ -79,7 +81,6 @@ impl<'a> QuantizedAllReduce<'a> {
         format: Quantization,
         block: usize,
         chunk_elems: usize,
-        backup: &'a mut AlignedBuf,
     ) -> Self {
         let n = group.len();
         let pos = group.pos;
@@ -109,7 +110,6 @@ impl<'a> QuantizedAllReduce<'a> {
                 }
             }
         }
-        backup.resize(data.len());
         let widest = layout.max_chunk();
         Self {
             data,
@@ -127,8 +127,6 @@ impl<'a> QuantizedAllReduce<'a> {
             results: (0..n).map(|_| vec![Vec::new(); chunks]).collect(),
             forwarded: vec![vec![false; chunks]; n.saturating_sub(1)],
             reduced: vec![false; chunks],
-            backup,
-            backed: vec![false; n * chunks],
             acc: Vec::with_capacity(widest),
             scratch: Vec::with_capacity(widest),
             layout,
@@ -149,37 +147,34 @@ impl<'a> QuantizedAllReduce<'a> {
         (self.pos + self.n - s % self.n) % self.n
     }
 
-    fn back_up(&mut self, slice: usize, k: usize) {
-        let slot = slice * self.layout.chunks() + k;
-        if !self.backed[slot] {
-            let range = bytes(self.elements(slice, k), self.dtype.size());
-            self.backup.as_bytes_mut()[range.clone()].copy_from_slice(&self.data[range]);
-            self.backed[slot] = true;
+    /// The coordinator committed: decode every slice's result into the caller's buffer.
+    /// (A world of one has nothing to decode: its buffer already is the result.)
+    pub fn commit(&mut self) -> CoreResult<()> {
+        if self.n < 2 {
+            return Ok(());
         }
-    }
-
-    /// Put back every chunk this collective changed.
-    pub fn restore(&mut self) {
-        let chunks = self.layout.chunks();
-        for slot in 0..self.backed.len() {
-            if self.backed[slot] {
-                let range = bytes(
-                    self.elements(slot / chunks, slot % chunks),
-                    self.dtype.size(),
-                );
-                self.data[range.clone()].copy_from_slice(&self.backup.as_bytes()[range]);
-                self.backed[slot] = false;
+        for slice in 0..self.n {
+            for k in 0..self.layout.chunks() {
+                let encoded = std::mem::take(&mut self.results[slice][k]);
+                self.write_result(slice, k, &encoded)?;
             }
         }
+        Ok(())
     }
 
     /// Decode `encoded` into chunk `k` of `slice` of the caller's buffer.
     fn write_result(&mut self, slice: usize, k: usize, encoded: &[u8]) -> CoreResult<()> {
         let range = self.elements(slice, k);
+        let elem = self.dtype.size();
+        let target = &mut self.data[bytes(range.clone(), elem)];
+        // float32 decodes in place; other types go through fp32 scratch.
+        if self.dtype == DType::F32 {
+            if let Ok(values) = bytemuck::try_cast_slice_mut::<u8, f32>(target) {
+                return self.format.decode(encoded, self.block, values);
+            }
+        }
         self.scratch.resize(range.len(), 0.0);
         self.format.decode(encoded, self.block, &mut self.scratch)?;
-        self.back_up(slice, k);
-        let elem = self.dtype.size();
         from_f32(
             self.dtype,
             &self.scratch,
@@ -187,24 +182,38 @@ impl<'a> QuantizedAllReduce<'a> {
         )
     }
 
+    /// This peer's values of an element range as fp32: a view for float32, else converted
+    /// into `scratch`.
+    fn own_values<'s>(
+        data: &'s [u8],
+        dtype: DType,
+        range: Range<usize>,
+        scratch: &'s mut Vec<f32>,
+    ) -> CoreResult<&'s [f32]> {
+        let raw = &data[bytes(range.clone(), dtype.size())];
+        if dtype == DType::F32 {
+            if let Ok(values) = bytemuck::try_cast_slice::<u8, f32>(raw) {
+                return Ok(values);
+            }
+        }
+        scratch.resize(range.len(), 0.0);
+        to_f32(dtype, raw, scratch)?;
+        Ok(scratch)
+    }
+
     /// Every contribution to chunk `k` of our slice is in: reduce, encode once, decode.
     fn reduce(&mut self, k: usize) -> CoreResult<()> {
         let range = self.elements(self.pos, k);
-        let elem = self.dtype.size();
         self.acc.resize(range.len(), 0.0);
-        self.scratch.resize(range.len(), 0.0);
         for q in 0..self.n {
             let first = q == 0;
             if q == self.pos {
-                to_f32(
-                    self.dtype,
-                    &self.data[bytes(range.clone(), elem)],
-                    &mut self.scratch,
-                )?;
+                let own =
+                    Self::own_values(self.data, self.dtype, range.clone(), &mut self.scratch)?;
                 if first {
-                    self.acc.copy_from_slice(&self.scratch);
+                    self.acc.copy_from_slice(own);
                 } else {
-                    crate::dtype::reduce_f32(self.op, &mut self.acc, &self.scratch);
+                    crate::dtype::reduce_f32(self.op, &mut self.acc, own);
                 }
             } else if first {
                 self.format
@@ -226,7 +235,6 @@ impl<'a> QuantizedAllReduce<'a> {
         let mut encoded = vec![0u8; self.encoded_len(self.pos, k)];
         self.format
             .encode(&self.acc, self.block, &mut encoded, "array")?;
-        self.write_result(self.pos, k, &encoded)?;
         self.results[self.pos][k] = encoded;
         self.reduced[k] = true;
         Ok(())
@@ -254,17 +262,11 @@ impl Schedule for QuantizedAllReduce<'_> {
             Send::Contribution { slice, k } => {
                 let range = self.elements(slice, k);
                 let len = self.encoded_len(slice, k);
-                let elem = self.dtype.size();
-                self.scratch.resize(range.len(), 0.0);
-                to_f32(
-                    self.dtype,
-                    &self.data[bytes(range, elem)],
-                    &mut self.scratch,
-                )?;
+                let values = Self::own_values(self.data, self.dtype, range, &mut self.scratch)?;
                 let out = &mut self.outgoing[link];
                 out.resize(len);
                 self.format
-                    .encode(&self.scratch, self.block, out.as_bytes_mut(), "array")?;
+                    .encode(values, self.block, out.as_bytes_mut(), "array")?;
                 Ok(Some(Outgoing {
                     index: k as u32,
                     region: 1 + link,
@@ -333,10 +335,6 @@ impl Schedule for QuantizedAllReduce<'_> {
                 }
             }
             Recv::Result { s, k } => {
-                let slice = self.slice_at_step(s + 1);
-                let encoded = std::mem::take(&mut self.results[slice][k]);
-                self.write_result(slice, k, &encoded)?;
-                self.results[slice][k] = encoded;
                 self.forwarded[s][k] = true;
             }
         }

@@ -61,7 +61,9 @@ fn meshes(n: usize, connections: usize) -> Vec<(Listener, Mesh, usize)> {
 }
 
 fn input(rank: usize, len: usize) -> Vec<f32> {
-    (0..len).map(|i| ((i * 5 + rank * 11) % 97) as f32 - 40.0).collect()
+    (0..len)
+        .map(|i| ((i * 5 + rank * 11) % 97) as f32 - 40.0)
+        .collect()
 }
 
 fn run_all<T: Send + 'static>(
@@ -81,7 +83,10 @@ fn run_all<T: Send + 'static>(
             })
         })
         .collect();
-    handles.into_iter().map(|h| h.join().expect("peer")).collect()
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("peer"))
+        .collect()
 }
 
 #[test]
@@ -89,11 +94,18 @@ fn ring_all_reduce_sums_over_striped_links() {
     for (n, len, c) in [(2, 1, 1), (3, 1001, 2), (4, 300_000, 4), (6, 77, 3)] {
         let results = run_all(meshes(n, c), move |mesh, rank, n| {
             let mut x = input(rank, len);
-            let group = Group { ranks: (0..n).collect(), pos: rank };
+            let group = Group {
+                ranks: (0..n).collect(),
+                pos: rank,
+            };
             let layout = Layout::new(len, n, 1, 4096);
             let steps = ring::all_reduce(mesh, &group, &layout, 4, ReduceOp::Sum);
             let mut backup = AlignedBuf::default();
-            let reduction = Reduction { dtype: DType::F32, op: ReduceOp::Sum, group: n };
+            let reduction = Reduction {
+                dtype: DType::F32,
+                op: ReduceOp::Sum,
+                group: n,
+            };
             let mut plan = Plan::new(
                 bytemuck::cast_slice_mut(&mut x),
                 Some(reduction),
@@ -102,8 +114,14 @@ fn ring_all_reduce_sums_over_striped_links() {
                 &mut [],
             );
             let signal = OpSignal::new();
-            engine::run(mesh, &mut plan, 1, &signal, Instant::now() + Duration::from_secs(20))
-                .expect("engine");
+            engine::run(
+                mesh,
+                &mut plan,
+                1,
+                &signal,
+                Instant::now() + Duration::from_secs(20),
+            )
+            .expect("engine");
             drop(plan);
             x
         });
@@ -123,15 +141,30 @@ fn chain_broadcast_and_quantized_schedule() {
     let n = 3;
     let len = 50_000;
     let results = run_all(meshes(n, 2), move |mesh, rank, n| {
-        let group = Group { ranks: (0..n).collect(), pos: rank };
+        let group = Group {
+            ranks: (0..n).collect(),
+            pos: rank,
+        };
         let mut b = input(rank, len);
         let layout = Layout::new(len, 1, 1, 3000);
         let steps = ring::broadcast(mesh, &group, 1, &layout, 4);
         let mut backup = AlignedBuf::default();
-        let mut plan = Plan::new(bytemuck::cast_slice_mut(&mut b), None, steps, &mut backup, &mut []);
+        let mut plan = Plan::new(
+            bytemuck::cast_slice_mut(&mut b),
+            None,
+            steps,
+            &mut backup,
+            &mut [],
+        );
         let signal = OpSignal::new();
-        engine::run(mesh, &mut plan, 1, &signal, Instant::now() + Duration::from_secs(20))
-            .expect("broadcast");
+        engine::run(
+            mesh,
+            &mut plan,
+            1,
+            &signal,
+            Instant::now() + Duration::from_secs(20),
+        )
+        .expect("broadcast");
         drop(plan);
         let mut q = input(rank, len);
         let mut schedule = QuantizedAllReduce::new(
@@ -143,10 +176,16 @@ fn chain_broadcast_and_quantized_schedule() {
             Quantization::Int8,
             64,
             2000,
-            &mut backup,
         );
-        engine::run(mesh, &mut schedule, 2, &signal, Instant::now() + Duration::from_secs(20))
-            .expect("quantized");
+        engine::run(
+            mesh,
+            &mut schedule,
+            2,
+            &signal,
+            Instant::now() + Duration::from_secs(20),
+        )
+        .expect("quantized");
+        schedule.commit().expect("commit");
         drop(schedule);
         (b, q)
     });
@@ -163,12 +202,25 @@ fn an_abort_signal_stops_the_engine_and_restore_puts_the_buffer_back() {
         let len = 1 << 20;
         let mut x = input(rank, len);
         let original = x.clone();
-        let group = Group { ranks: (0..n).collect(), pos: rank };
+        let group = Group {
+            ranks: (0..n).collect(),
+            pos: rank,
+        };
         let layout = Layout::new(len, n, 1, 1 << 14);
         let steps = ring::all_reduce(mesh, &group, &layout, 4, ReduceOp::Sum);
         let mut backup = AlignedBuf::default();
-        let reduction = Reduction { dtype: DType::F32, op: ReduceOp::Sum, group: n };
-        let mut plan = Plan::new(bytemuck::cast_slice_mut(&mut x), Some(reduction), steps, &mut backup, &mut []);
+        let reduction = Reduction {
+            dtype: DType::F32,
+            op: ReduceOp::Sum,
+            group: n,
+        };
+        let mut plan = Plan::new(
+            bytemuck::cast_slice_mut(&mut x),
+            Some(reduction),
+            steps,
+            &mut backup,
+            &mut [],
+        );
         let signal = OpSignal::new();
         signal.set_waker(Some(Arc::clone(&mesh.waker)));
         let result = if rank == 0 {
@@ -189,7 +241,13 @@ fn an_abort_signal_stops_the_engine_and_restore_puts_the_buffer_back() {
                 raiser.raise(AbortKind::PeerLost, "test abort");
             });
             let started = Instant::now();
-            let r = engine::run(mesh, &mut plan, 1, &other, Instant::now() + Duration::from_secs(30));
+            let r = engine::run(
+                mesh,
+                &mut plan,
+                1,
+                &other,
+                Instant::now() + Duration::from_secs(30),
+            );
             assert!(started.elapsed() < Duration::from_secs(5));
             r
         };
@@ -197,5 +255,7 @@ fn an_abort_signal_stops_the_engine_and_restore_puts_the_buffer_back() {
         drop(plan);
         (result.is_err(), x == original)
     });
-    assert!(results.iter().all(|(failed, restored)| *failed && *restored));
+    assert!(results
+        .iter()
+        .all(|(failed, restored)| *failed && *restored));
 }

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use thrifty_collective::auth::{client_handshake, server_handshake, Purpose, Secret};
 use thrifty_collective::frame::{
-    decode_message, encode_message, read_frame, write_frame, FrameHeader, FrameKind,
-    ProtocolError, HEADER_LEN, MAX_CONTROL_FRAME, PROTOCOL_VERSION,
+    decode_message, encode_message, read_frame, write_frame, FrameHeader, FrameKind, ProtocolError,
+    HEADER_LEN, MAX_CONTROL_FRAME, PROTOCOL_VERSION,
 };
-use thrifty_collective::message::{FromCoordinator, ToCoordinator, Vote, AbortKind};
+use thrifty_collective::message::{AbortKind, FromCoordinator, ToCoordinator, Vote};
 use thrifty_core::CoreError;
 
 /// A reader that claims whatever it is given and then ends, counting what was read.
@@ -73,7 +73,10 @@ proptest! {
 fn oversized_unknown_version_and_bad_magic_are_refused_before_any_payload_is_read() {
     let mut header = FrameHeader::new(FrameKind::Control, 0, 0).encode();
     header[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-    let mut reader = Counting { inner: Cursor::new(header.to_vec()), read: 0 };
+    let mut reader = Counting {
+        inner: Cursor::new(header.to_vec()),
+        read: 0,
+    };
     assert!(matches!(
         read_frame(&mut reader, MAX_CONTROL_FRAME),
         Err(ProtocolError::Oversized { .. })
@@ -87,7 +90,10 @@ fn oversized_unknown_version_and_bad_magic_are_refused_before_any_payload_is_rea
         Err(ProtocolError::UnknownVersion(_))
     ));
     assert!(matches!(
-        read_frame(&mut Cursor::new(b"GET / HTTP/1.1\r\n\r\n".to_vec()), MAX_CONTROL_FRAME),
+        read_frame(
+            &mut Cursor::new(b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+            MAX_CONTROL_FRAME
+        ),
         Err(ProtocolError::BadMagic(_))
     ));
 }
@@ -95,7 +101,9 @@ fn oversized_unknown_version_and_bad_magic_are_refused_before_any_payload_is_rea
 #[test]
 fn a_claimed_length_is_not_allocated_up_front() {
     // 16 MiB claimed, 10 bytes sent: the decoder reports truncation having held 10 bytes.
-    let mut frame = FrameHeader::new(FrameKind::Control, MAX_CONTROL_FRAME, 0).encode().to_vec();
+    let mut frame = FrameHeader::new(FrameKind::Control, MAX_CONTROL_FRAME, 0)
+        .encode()
+        .to_vec();
     frame.extend_from_slice(&[7; 10]);
     match read_frame(&mut Cursor::new(frame), MAX_CONTROL_FRAME) {
         Err(ProtocolError::Truncated { expected, got }) => {
@@ -106,17 +114,30 @@ fn a_claimed_length_is_not_allocated_up_front() {
     }
 }
 
-fn handshake(server_secret: &str, client_secret: &str) -> (Result<(), CoreError>, Result<(), CoreError>) {
+fn handshake(
+    server_secret: &str,
+    client_secret: &str,
+) -> (Result<(), CoreError>, Result<(), CoreError>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server_secret = Secret::new(server_secret.as_bytes().to_vec()).expect("secret");
     let server = thread::spawn(move || {
         let (mut stream, _) = listener.accept().expect("accept");
-        server_handshake(&mut stream, &server_secret, Purpose::Link, Instant::now() + Duration::from_secs(5))
+        server_handshake(
+            &mut stream,
+            &server_secret,
+            Purpose::Link,
+            Instant::now() + Duration::from_secs(5),
+        )
     });
     let mut stream = TcpStream::connect(addr).expect("connect");
     let secret = Secret::new(client_secret.as_bytes().to_vec()).expect("secret");
-    let client = client_handshake(&mut stream, &secret, Purpose::Link, Instant::now() + Duration::from_secs(5));
+    let client = client_handshake(
+        &mut stream,
+        &secret,
+        Purpose::Link,
+        Instant::now() + Duration::from_secs(5),
+    );
     drop(stream);
     (server.join().expect("server thread"), client)
 }
@@ -131,8 +152,14 @@ fn matching_secrets_authenticate_both_ways() {
 #[test]
 fn a_wrong_secret_is_refused_on_both_sides() {
     let (server, client) = handshake("s3cret", "guess");
-    assert!(matches!(client, Err(CoreError::Authentication(_))), "{client:?}");
-    assert!(matches!(server, Err(CoreError::Authentication(_))), "{server:?}");
+    assert!(
+        matches!(client, Err(CoreError::Authentication(_))),
+        "{client:?}"
+    );
+    assert!(
+        matches!(server, Err(CoreError::Authentication(_))),
+        "{server:?}"
+    );
 }
 
 #[test]
@@ -143,7 +170,12 @@ fn a_silent_client_times_out_instead_of_hanging() {
     let (mut stream, _) = listener.accept().expect("accept");
     let secret = Secret::new(b"x".to_vec()).expect("secret");
     let started = Instant::now();
-    let result = server_handshake(&mut stream, &secret, Purpose::Control, Instant::now() + Duration::from_millis(300));
+    let result = server_handshake(
+        &mut stream,
+        &secret,
+        Purpose::Control,
+        Instant::now() + Duration::from_millis(300),
+    );
     assert!(matches!(result, Err(CoreError::Timeout(_))), "{result:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
