@@ -344,7 +344,9 @@ impl Communicator {
                         CoreError::Internal("connected without a listener".into())
                     })?;
                     let patience = deadline.min(Instant::now() + MESH_PATIENCE);
-                    match listener.build_mesh(&view, connections, patience) {
+                    let control = self.control()?;
+                    let superseded = || control.view_event_pending();
+                    match listener.build_mesh(&view, connections, patience, &superseded) {
                         Ok(mesh) => {
                             self.control()?.mesh_ready(view.epoch, true, "")?;
                             pending = Some((view, mesh));
@@ -438,8 +440,12 @@ impl Communicator {
         if let Some(mesh) = &self.mesh {
             signal.set_waker(Some(std::sync::Arc::clone(&mesh.waker)));
         }
-        self.control()?
-            .watch(epoch, self.seq, std::sync::Arc::clone(&signal));
+        self.control()?.watch(
+            epoch,
+            self.seq,
+            participants.clone(),
+            std::sync::Arc::clone(&signal),
+        );
         let started = Instant::now();
         Ok(Op {
             epoch,

@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod communicator;
+pub mod control;
 pub mod coordinator;
 pub mod dtype;
 pub mod engine;

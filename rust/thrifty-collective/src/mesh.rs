@@ -65,6 +65,8 @@ pub struct Listener {
 }
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a peer waiting for links checks whether its view is already out of date.
+const SUPERSEDED_POLL: Duration = Duration::from_millis(50);
 
 impl Listener {
     pub fn bind(host: &str, port: u16, me: PeerId, secret: Secret) -> CoreResult<Self> {
@@ -104,11 +106,14 @@ impl Listener {
     }
 
     /// Build the links of `view` for this peer: dial higher ranks, wait for lower ones.
+    /// `superseded` is polled while waiting: when the coordinator has already moved on to
+    /// another view (a member died meanwhile), the build gives up at once.
     pub fn build_mesh(
         &self,
         view: &View,
         connections: usize,
         deadline: Instant,
+        superseded: &dyn Fn() -> bool,
     ) -> CoreResult<Mesh> {
         let me = view
             .rank_of(self.me)
@@ -156,7 +161,7 @@ impl Listener {
         for (rank, member) in view.members.iter().enumerate().take(me) {
             for stripe in 0..connections {
                 let stream = self
-                    .await_arrival(view.epoch, member.id, stripe as u32, deadline)
+                    .await_arrival(view.epoch, member.id, stripe as u32, deadline, superseded)
                     .map_err(|e| match e {
                         CoreError::Timeout(_) => CoreError::PeerLost(format!(
                             "rank {rank} ({}) did not connect in time",
@@ -196,6 +201,7 @@ impl Listener {
         from: PeerId,
         stripe: u32,
         deadline: Instant,
+        superseded: &dyn Fn() -> bool,
     ) -> CoreResult<TcpStream> {
         let mut arrivals = self
             .shared
@@ -210,10 +216,15 @@ impl Listener {
             if left.is_zero() {
                 return Err(CoreError::Timeout("waiting for a link".into()));
             }
+            if superseded() {
+                return Err(CoreError::PeerLost(
+                    "the coordinator moved on to another view while links were forming".into(),
+                ));
+            }
             arrivals = self
                 .shared
                 .arrived
-                .wait_timeout(arrivals, left)
+                .wait_timeout(arrivals, left.min(SUPERSEDED_POLL))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }

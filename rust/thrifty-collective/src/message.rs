@@ -136,8 +136,11 @@ pub enum FromCoordinator {
     },
     Decision(Decision),
     /// A member of this epoch was lost; collectives fail until the next topology update.
+    /// Collectives already running fail only if `lost` takes part in them: a pair that does
+    /// not depend on it may finish.
     Broken {
         epoch: u64,
+        lost: PeerId,
         reason: String,
     },
 }

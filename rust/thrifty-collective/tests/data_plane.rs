@@ -44,7 +44,7 @@ fn meshes(n: usize, connections: usize) -> Vec<(Listener, Mesh, usize)> {
         .map(|i| {
             let listeners = Arc::clone(&listeners);
             let view = view.clone();
-            thread::spawn(move || listeners[i].build_mesh(&view, connections, deadline))
+            thread::spawn(move || listeners[i].build_mesh(&view, connections, deadline, &|| false))
         })
         .collect();
     let built: Vec<Mesh> = handles

@@ -280,7 +280,11 @@ fn bfloat16_sums_round_once() {
     let one = bf16::ONE;
     let cases: [(bf16, bf16, f32); 4] = [
         (one, bf16::from_f32(2f32.powi(-8)), 1.0), // a tie, to even
-        (one, bf16::from_f32(3.0 * 2f32.powi(-8)), 1.0 + 2f32.powi(-6)),
+        (
+            one,
+            bf16::from_f32(3.0 * 2f32.powi(-8)),
+            1.0 + 2f32.powi(-6),
+        ),
         (bf16::from_f32(256.0), one, 256.0),
         (bf16::MAX, bf16::MAX, f32::INFINITY),
     ];
@@ -294,7 +298,17 @@ fn bfloat16_sums_round_once() {
 #[test]
 fn max_and_min_follow_numpy_on_nan_and_signed_zero() {
     let nan = f32::NAN;
-    let dst = [0.0f32, -0.0, nan, 1.0, nan, f32::NEG_INFINITY, 2.0, -3.0, 0.0];
+    let dst = [
+        0.0f32,
+        -0.0,
+        nan,
+        1.0,
+        nan,
+        f32::NEG_INFINITY,
+        2.0,
+        -3.0,
+        0.0,
+    ];
     let src = [-0.0f32, 0.0, 1.0, nan, nan, -1.0, 2.0, f32::INFINITY, 1e-45];
     let max = reduce(ReduceOp::Max, &dst, &src);
     let min = reduce(ReduceOp::Min, &dst, &src);
@@ -514,7 +528,10 @@ fn conversions_follow_as_semantics() {
     assert_eq!(longs, [2, -2, 0, i64::MAX, i64::MIN, 16_777_216, 0]);
     let doubles: Vec<f64> = narrow(DType::F64, &floats);
     assert_eq!(doubles[0], 2.7f32 as f64);
-    assert_eq!(widen(DType::F64, bytemuck::cast_slice(&doubles))[..2], floats[..2]);
+    assert_eq!(
+        widen(DType::F64, bytemuck::cast_slice(&doubles))[..2],
+        floats[..2]
+    );
 
     let doubles = [0.1f64, 1e300, -1e-300, 1.0 + f64::EPSILON];
     assert_eq!(
@@ -545,7 +562,10 @@ fn conversions_check_the_layout() {
     let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
     let mut out = [0f32; 3];
     match to_f32(DType::F32, &bytes[..8], &mut out) {
-        Err(CoreError::Shape { argument: "data", message }) => {
+        Err(CoreError::Shape {
+            argument: "data",
+            message,
+        }) => {
             assert!(message.contains("12 bytes"), "{message}")
         }
         other => panic!("expected a shape error, got {other:?}"),
@@ -553,7 +573,9 @@ fn conversions_check_the_layout() {
     invalid_data(to_f32(DType::F64, &bytes[4..28], &mut out));
     invalid_data(from_f32(DType::I32, &out, &mut bytes[2..14]));
     match from_f32(DType::F16, &out, &mut bytes[..8]) {
-        Err(CoreError::Shape { argument: "data", .. }) => {}
+        Err(CoreError::Shape {
+            argument: "data", ..
+        }) => {}
         other => panic!("expected a shape error, got {other:?}"),
     }
 }
