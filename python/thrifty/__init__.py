@@ -1,7 +1,8 @@
 """thrifty: combinatorial cores that make machine-learning training and sampling cheaper.
 
-The cores are imported on first use (``thrifty.steps``), so that ``import thrifty`` stays
-fast and the optional extras (torch, CuPy) are only needed by what uses them.
+The cores are imported on first use (``thrifty.steps``, ``thrifty.collective``), so that
+``import thrifty`` stays fast and the optional extras (torch, CuPy) are only needed by what
+uses them.
 
 Examples
 --------
@@ -29,7 +30,7 @@ from thrifty.errors import (
 )
 
 if TYPE_CHECKING:
-    from thrifty import steps
+    from thrifty import collective, steps
 
 __all__ = [
     "DTypeError",
@@ -41,10 +42,11 @@ __all__ = [
     "ShapeError",
     "ThriftyError",
     "__version__",
+    "collective",
     "steps",
 ]
 
-_CORES = {"steps"}
+_CORES = {"collective", "steps"}
 
 
 def __getattr__(name: str) -> Any:

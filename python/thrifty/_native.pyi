@@ -1,9 +1,21 @@
 # Stub of the Rust extension module; `python -m mypy.stubtest thrifty._native` keeps it honest.
-from typing import Any
+from typing import Any, final
 
 import numpy as np
+from typing_extensions import Self
 
-__all__ = ["__version__", "is_monge", "jump_errors", "optimal_path", "optimal_paths"]
+__all__ = [
+    "Communicator",
+    "Coordinator",
+    "PendingOp",
+    "__version__",
+    "is_monge",
+    "jump_errors",
+    "optimal_path",
+    "optimal_paths",
+    "pairing_groups",
+    "state_hash",
+]
 
 __version__: str
 
@@ -29,3 +41,82 @@ def jump_errors(
     times: np.ndarray[Any, np.dtype[np.float64]],
     metric: str = "l2",
 ) -> np.ndarray[Any, np.dtype[np.float64]]: ...
+
+# thrifty.collective
+_Stats = tuple[int, int, float]
+
+@final
+class Coordinator:
+    def __new__(
+        cls,
+        bind: str,
+        secret: str | None = None,
+        heartbeat_interval_s: float = 0.5,
+        heartbeat_timeout_s: float = 5.0,
+        handshake_timeout_s: float = 5.0,
+    ) -> Self: ...
+    def address(self) -> str: ...
+    def close(self) -> None: ...
+    def snapshot(self) -> dict[str, Any]: ...
+
+@final
+class PendingOp:
+    def wait(self) -> _Stats: ...
+    def done(self) -> bool: ...
+    @property
+    def array(self) -> Any: ...
+
+@final
+class Communicator:
+    def __new__(
+        cls,
+        coordinator: str,
+        secret: str | None = None,
+        connections: int = 4,
+        timeout_s: float = 60.0,
+        bind_host: str = ...,
+        bind_port: int = 0,
+        advertise_host: str | None = None,
+    ) -> Self: ...
+    def connect(self) -> None: ...
+    def update_topology(self) -> None: ...
+    @property
+    def rank(self) -> int | None: ...
+    @property
+    def world_size(self) -> int: ...
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def id(self) -> int: ...
+    def all_reduce(
+        self,
+        array: np.ndarray[Any, Any],
+        dtype: str,
+        op: str = "sum",
+        quantize: str | None = None,
+        block: int = 64,
+    ) -> _Stats: ...
+    def all_reduce_async(
+        self,
+        array: np.ndarray[Any, Any],
+        dtype: str,
+        op: str = "sum",
+        quantize: str | None = None,
+        block: int = 64,
+    ) -> PendingOp: ...
+    def broadcast(self, array: np.ndarray[Any, Any], dtype: str, root: int) -> _Stats: ...
+    def all_gather(
+        self, array: np.ndarray[Any, Any], dtype: str, out: np.ndarray[Any, Any]
+    ) -> _Stats: ...
+    def barrier(self) -> None: ...
+    def all_gather_scalars(self, values: list[float]) -> list[list[float]]: ...
+    def pair_average(
+        self, array: np.ndarray[Any, Any], dtype: str, step: int, group_size: int = 2
+    ) -> tuple[list[int], _Stats]: ...
+    def sync_state(
+        self, arrays: list[tuple[str, np.ndarray[Any, Any], str]], revision: int
+    ) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+def pairing_groups(world_size: int, step: int, group_size: int = 2) -> list[list[int]]: ...
+def state_hash(array: np.ndarray[Any, Any], dtype: str) -> str: ...

@@ -5,13 +5,18 @@ Examples (shell)::
     thrifty demo                    # every demo on built-in defaults
     thrifty steps grid 8 --kind edm --json
     thrifty steps path cost.npy 8 --json
+    thrifty coordinator --bind 0.0.0.0:4800 --json   # THRIFTY_SECRET from the environment
+    thrifty demo collective --quick
+    thrifty bench allreduce --world 4 --size 64MB --json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,7 @@ import numpy as np
 
 from thrifty.errors import ThriftyError
 
-DEMOS = ("steps",)
+DEMOS = ("steps", "collective")
 
 
 def _emit(result: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], str]) -> None:
@@ -28,6 +33,7 @@ def _emit(result: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]]
 
 
 def _demo(args: argparse.Namespace) -> None:
+    from thrifty.collective import demo as collective_demo
     from thrifty.steps import demo as steps_demo
 
     cores = DEMOS if args.core in (None, "all") else (args.core,)
@@ -39,6 +45,12 @@ def _demo(args: argparse.Namespace) -> None:
             )
             if not args.json:
                 print(steps_demo.format_table(results[core]))
+        elif core == "collective":
+            results[core] = collective_demo.run(
+                Path(args.out), quick=args.quick, progress=not args.json
+            )
+            if not args.json:
+                print(collective_demo.format_report(results[core]))
     if args.json:
         print(json.dumps(results, indent=2))
 
@@ -66,6 +78,68 @@ def _steps_bottleneck(args: argparse.Namespace) -> None:
 
     plan = steps.bottleneck_plan(args.k)
     _emit(plan.to_dict(), args.json, lambda r: json.dumps(r, indent=1))
+
+
+def _bench_allreduce(args: argparse.Namespace) -> None:
+    from thrifty.collective import bench
+
+    sizes = [bench.parse_size(text) for text in args.size]
+    quantizations = tuple(None if q == "none" else q for q in args.quantize)
+    records = bench.all_reduce_bandwidth(
+        world=args.world,
+        sizes=sizes,
+        quantizations=quantizations,
+        backends=tuple(args.backend),
+        iters=args.iters,
+        progress=not args.json,
+    )
+    if args.plot:
+        bench.plot(records, args.plot)
+    result = {"records": [r.to_dict() for r in records], "plot": args.plot}
+    _emit(result, args.json, lambda _: bench.format_table(records))
+
+
+def _coordinator(args: argparse.Namespace) -> None:
+    """Serve until Ctrl-C or SIGTERM, printing the address, then every membership change."""
+    from thrifty.collective import Coordinator
+
+    def say(event: dict[str, Any], text: str) -> None:
+        print(json.dumps(event) if args.json else text, flush=True)
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        with Coordinator(
+            args.bind, secret=args.secret, heartbeat_timeout_s=args.heartbeat_timeout
+        ) as coordinator:
+            say(
+                {"event": "listening", "address": coordinator.address},
+                f"thrifty coordinator listening on {coordinator.address} (Ctrl-C stops it)",
+            )
+            seen = None
+            try:
+                while not stop.wait(0.1):
+                    s = coordinator.snapshot()
+                    state = (s.epoch, s.members, s.pending, s.broken)
+                    if state == seen:
+                        continue
+                    seen = state
+                    say(
+                        {
+                            "event": "membership",
+                            "epoch": s.epoch,
+                            "members": [f"{m:016x}" for m in s.members],
+                            "pending": [f"{p:016x}" for p in s.pending],
+                            "broken": s.broken,
+                        },
+                        f"epoch {s.epoch}: {len(s.members)} members, {len(s.pending)} pending"
+                        + (f" (broken: {s.broken})" if s.broken else ""),
+                    )
+            except KeyboardInterrupt:
+                pass
+        say({"event": "stopped"}, "thrifty coordinator stopped")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +171,47 @@ def build_parser() -> argparse.ArgumentParser:
     bottleneck.add_argument("k", type=int)
     bottleneck.add_argument("--json", action="store_true")
     bottleneck.set_defaults(run=_steps_bottleneck)
+
+    bench_group = groups.add_parser("bench", help="measure a core beside its baseline")
+    benches = bench_group.add_subparsers(dest="bench", required=True)
+    allreduce = benches.add_parser(
+        "allreduce", help="thrifty.collective all-reduce beside torch.distributed Gloo"
+    )
+    allreduce.add_argument("--world", type=int, default=4, help="processes (default 4)")
+    allreduce.add_argument(
+        "--size", nargs="+", default=["16MB"], help="array sizes, e.g. 1MB 64MB (default 16MB)"
+    )
+    allreduce.add_argument(
+        "--quantize",
+        nargs="+",
+        choices=("none", "int8", "fp8", "fp4"),
+        default=["none", "int8", "fp8", "fp4"],
+    )
+    allreduce.add_argument(
+        "--backend", nargs="+", choices=("thrifty", "gloo"), default=["thrifty", "gloo"]
+    )
+    allreduce.add_argument("--iters", type=int, default=5, help="timed rounds (default 5)")
+    allreduce.add_argument("--plot", default=None, help="save a bandwidth plot to this file")
+    allreduce.add_argument("--json", action="store_true")
+    allreduce.set_defaults(run=_bench_allreduce)
+
+    coordinator = groups.add_parser(
+        "coordinator", help="run a thrifty.collective coordinator until Ctrl-C or SIGTERM"
+    )
+    coordinator.add_argument(
+        "--bind", default="0.0.0.0:4800", help="HOST:PORT to listen on (default 0.0.0.0:4800)"
+    )
+    coordinator.add_argument(
+        "--secret", default=None, help="the shared secret (default: $THRIFTY_SECRET)"
+    )
+    coordinator.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=5.0,
+        help="seconds of silence after which a peer is lost (default 5)",
+    )
+    coordinator.add_argument("--json", action="store_true", help="print one JSON object a line")
+    coordinator.set_defaults(run=_coordinator)
     return parser
 
 

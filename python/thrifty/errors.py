@@ -75,7 +75,7 @@ class CollectiveError(ThriftyError, RuntimeError):
     """A collective operation failed; the caller's buffer is left as it was before the call."""
 
 
-class PeerLost(CollectiveError):
+class PeerLost(CollectiveError):  # noqa: N818 (a public name the API fixes)
     """A peer, the coordinator, or the link to one was lost during a collective.
 
     The input buffer has been restored exactly. Call ``update_topology()`` and retry: the
@@ -83,7 +83,7 @@ class PeerLost(CollectiveError):
     """
 
 
-class CollectiveTimeout(CollectiveError, TimeoutError):
+class CollectiveTimeout(CollectiveError, TimeoutError):  # noqa: N818 (public API name)
     """A blocking collective call ran past its deadline (``timeout_s``)."""
 
 
@@ -91,7 +91,7 @@ class AuthenticationError(CollectiveError, PermissionError):
     """A connection was refused: the other side does not hold the same shared secret."""
 
 
-class CollectiveAborted(CollectiveError):
+class CollectiveAborted(CollectiveError):  # noqa: N818 (public API name)
     """A collective was aborted for a reason a retry cannot fix.
 
     Peers called different collectives (or the same one with different shapes), or a peer

@@ -19,6 +19,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import re
 import socket
@@ -73,9 +74,7 @@ def _worker(backend: str, rank: int, world: int, address: str, conn: Any) -> Non
         import torch
         import torch.distributed as dist
 
-        dist.init_process_group(
-            "gloo", init_method=f"tcp://{address}", rank=rank, world_size=world
-        )
+        dist.init_process_group("gloo", init_method=f"tcp://{address}", rank=rank, world_size=world)
 
         def all_reduce(x: np.ndarray[Any, Any], quantize: str | None) -> int:
             del quantize
@@ -178,17 +177,13 @@ class PeerPool:
         results = [conn.recv() for conn in self._conns]
         worst = max(r[2] for r in results)
         if worst > 1e-3:
-            raise AssertionError(
-                f"{self.backend} all_reduce gave a relative error of {worst:.2e}"
-            )
+            raise AssertionError(f"{self.backend} all_reduce gave a relative error of {worst:.2e}")
         return max(r[0] for r in results), int(results[0][1])
 
     def close(self) -> None:
         for conn in self._conns:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 conn.send(("stop", 0, None, 0))
-            except (BrokenPipeError, OSError):
-                pass
         for process in self._processes:
             process.join(timeout=30)
             if process.is_alive():

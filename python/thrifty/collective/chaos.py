@@ -106,8 +106,7 @@ def _peer_main(
                 expected = sum(_contribution(int(t), step, size) for t in tags)
                 if not np.array_equal(x, expected):
                     violations.append(
-                        f"tag {tag}: wrong all_reduce at iteration {step} "
-                        f"(world {comm.world_size})"
+                        f"tag {tag}: wrong all_reduce at iteration {step} (world {comm.world_size})"
                     )
                 completed += 1
                 iteration += 1
@@ -204,3 +203,33 @@ def run(
         failed_and_restored=restored,
         violations=violations,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m thrifty.collective.chaos [--duration S] [--peers N] [--json]``."""
+    import argparse
+    import json
+    from dataclasses import asdict
+
+    parser = argparse.ArgumentParser(prog="python -m thrifty.collective.chaos")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
+    parser.add_argument("--peers", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    report = run(args.duration, peers=args.peers, seed=args.seed, progress=not args.json)
+    if args.json:
+        print(json.dumps({**asdict(report), "ok": report.ok}, indent=2))
+    else:
+        print(
+            f"{report.duration_s:.0f} s, {report.kills} kills, {report.joins} joins: "
+            f"{report.completed} all-reduces correct, {report.failed_and_restored} failed "
+            f"and restored, {len(report.violations)} violations"
+        )
+        for line in report.violations[:20]:
+            print("  " + line)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

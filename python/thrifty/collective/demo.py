@@ -97,7 +97,10 @@ def failure(size: int, timeout_s: float = 120.0) -> dict[str, Any]:
 
 
 def run(out_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
-    """The failure story, then the bandwidth table and plot (``out_dir/collective_bandwidth.png``)."""
+    """The failure story, then the bandwidth table and its plot.
+
+    The plot goes to ``out_dir/collective_bandwidth.png``.
+    """
     story = failure(size=(1 << 20) if quick else (16 << 20))
     sizes = [1 << 20] if quick else [1 << 20, 16 << 20, 64 << 20]
     records = bench.all_reduce_bandwidth(

@@ -5,6 +5,7 @@
 
 mod arrays;
 mod call;
+mod collective;
 mod errors;
 mod steps;
 
@@ -24,5 +25,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     steps::register(m)?;
+    collective::register(m)?;
     Ok(())
 }

@@ -1,0 +1,657 @@
+//! Bindings for `thrifty-collective`: the coordinator, the communicator and its async handles.
+//!
+//! A communicator lives on its own thread (`worker::Worker`). Every call queues one job there
+//! and waits for it through `call::run`, so the GIL is released while it waits, a core error
+//! becomes its exception, and the order of collectives is the order of the calls. A job
+//! borrows the caller's array through its raw pointer: the binding checks the array here,
+//! and keeps a strong reference to it until the job has finished.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use numpy::{PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use thrifty_collective::auth::Secret;
+use thrifty_collective::communicator::{
+    Communicator as CoreCommunicator, CommunicatorOptions, OpStats, StateArray, SyncReport,
+};
+use thrifty_collective::coordinator::{
+    Coordinator as CoreCoordinator, CoordinatorOptions, CoordinatorSnapshot,
+};
+use thrifty_collective::dtype::{DType, ReduceOp};
+use thrifty_collective::quant::Quantization;
+use thrifty_collective::worker::{Membership, Pending, Worker};
+use thrifty_core::{CoreError, CoreResult};
+
+use crate::call::run;
+use crate::errors::{core_error, dtype_error};
+
+/// `(bytes_sent, bytes_received, seconds)`.
+type Stats = (u64, u64, f64);
+
+fn stats(s: OpStats) -> Stats {
+    (s.bytes_sent, s.bytes_received, s.seconds)
+}
+
+fn seconds(py: Python<'_>, value: f64, argument: &'static str) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        core_error(
+            py,
+            CoreError::invalid(
+                argument,
+                format!("must be a finite number of seconds >= 0, got {value}"),
+            ),
+        )
+    })
+}
+
+fn parse<T>(py: Python<'_>, parsed: CoreResult<T>) -> PyResult<T> {
+    parsed.map_err(|e| core_error(py, e))
+}
+
+/// The caller's array as raw bytes, to be rebuilt into a slice inside a job.
+#[derive(Clone, Copy)]
+struct RawBytes {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the pointer is only dereferenced inside one job, while the binding holds a strong
+// reference to the array it points into (so it is neither freed nor resized).
+unsafe impl Send for RawBytes {}
+
+impl RawBytes {
+    /// # Safety
+    /// The array must stay alive and unresized until the returned slice is dropped, and no
+    /// mutable slice of it may be live at the same time.
+    unsafe fn bytes<'a>(self) -> &'a [u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: the caller's contract above; `buffer` checked contiguity and alignment.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// # Safety
+    /// The array must stay alive and unresized until the returned slice is dropped, and no
+    /// other slice of it may be live at the same time.
+    unsafe fn bytes_mut<'a>(self) -> &'a mut [u8] {
+        if self.len == 0 {
+            return &mut [];
+        }
+        // SAFETY: the caller's contract above; `buffer` checked contiguity and alignment.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+/// Whether an array of NumPy kind `kind` can hold elements of `dtype`: bfloat16 arrives as
+/// an int16 view (NumPy has no bfloat16) or as ml_dtypes' bfloat16, never as float16.
+fn kind_fits(dtype: DType, kind: u8) -> bool {
+    match dtype {
+        DType::F32 | DType::F64 | DType::F16 => kind == b'f',
+        DType::I32 | DType::I64 => kind == b'i',
+        DType::BF16 => kind != b'f' && kind != b'O',
+    }
+}
+
+/// Check `array` (a C-contiguous, aligned NumPy array of `dtype`, writable when `writable`)
+/// and return its bytes, with its shape.
+fn buffer(
+    array: &Bound<'_, PyAny>,
+    argument: &str,
+    dtype: DType,
+    writable: bool,
+) -> PyResult<(RawBytes, Vec<usize>)> {
+    let py = array.py();
+    let untyped = array.cast::<PyUntypedArray>().map_err(|_| {
+        let got = array
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "an object".to_owned());
+        dtype_error(py, argument, format!("expected a numpy array, got {got}"))
+    })?;
+    let descr = untyped.dtype();
+    if descr.itemsize() != dtype.size()
+        || !kind_fits(dtype, descr.kind())
+        || descr.is_native_byteorder() == Some(false)
+    {
+        return Err(dtype_error(
+            py,
+            argument,
+            format!(
+                "expected {} elements in native byte order, got an array of dtype {}",
+                dtype.name(),
+                descr.str().map(|s| s.to_string()).unwrap_or_default()
+            ),
+        ));
+    }
+    if !untyped.is_c_contiguous() {
+        return Err(dtype_error(
+            py,
+            argument,
+            "expected a C-contiguous array, got a strided view (use numpy.ascontiguousarray)"
+                .to_owned(),
+        ));
+    }
+    if !untyped.is_aligned() {
+        return Err(dtype_error(
+            py,
+            argument,
+            format!("expected an array aligned to {} bytes", dtype.size()),
+        ));
+    }
+    // SAFETY: `as_array_ptr` points to the live array object `untyped` borrows.
+    let (ptr, flags) = unsafe {
+        let fields = &*numpy::npyffi::_PyArray_GET_ITEM_DATA(untyped.as_array_ptr().cast_const());
+        (fields.data.cast::<u8>(), fields.flags)
+    };
+    if writable && flags & numpy::npyffi::NPY_ARRAY_WRITEABLE == 0 {
+        return Err(dtype_error(
+            py,
+            argument,
+            "expected a writable array (the result is written in place), got a read-only one"
+                .to_owned(),
+        ));
+    }
+    let shape = untyped.shape().to_vec();
+    let len = shape.iter().product::<usize>() * dtype.size();
+    Ok((RawBytes { ptr, len }, shape))
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// A job whose panic becomes an `InternalError` for the caller, and leaves the worker thread
+/// (and the jobs queued after it) running.
+fn guarded<T>(
+    job: impl FnOnce(&mut CoreCommunicator) -> CoreResult<T> + Send + 'static,
+) -> impl FnOnce(&mut CoreCommunicator) -> CoreResult<T> + Send + 'static {
+    move |comm| {
+        catch_unwind(AssertUnwindSafe(|| job(comm))).unwrap_or_else(|payload| {
+            Err(CoreError::Internal(format!(
+                "a collective panicked (a bug in thrifty, please report it): {}",
+                panic_message(&*payload)
+            )))
+        })
+    }
+}
+
+/// Coordinator(bind, secret=None, heartbeat_interval_s=0.5, heartbeat_timeout_s=5.0,
+/// handshake_timeout_s=5.0): membership and commit votes, served from background threads.
+#[pyclass(module = "thrifty._native", name = "Coordinator", frozen)]
+struct PyCoordinator {
+    inner: CoreCoordinator,
+}
+
+fn snapshot_dict<'py>(py: Python<'py>, s: CoordinatorSnapshot) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("epoch", s.epoch)?;
+    dict.set_item("members", s.members)?;
+    dict.set_item("pending", s.pending)?;
+    dict.set_item("broken", s.broken)?;
+    dict.set_item("forming", s.forming)?;
+    dict.set_item("asked", s.asked)?;
+    Ok(dict)
+}
+
+#[pymethods]
+impl PyCoordinator {
+    #[new]
+    #[pyo3(signature = (
+        bind,
+        secret=None,
+        heartbeat_interval_s=0.5,
+        heartbeat_timeout_s=5.0,
+        handshake_timeout_s=5.0,
+    ))]
+    fn new(
+        py: Python<'_>,
+        bind: String,
+        secret: Option<String>,
+        heartbeat_interval_s: f64,
+        heartbeat_timeout_s: f64,
+        handshake_timeout_s: f64,
+    ) -> PyResult<Self> {
+        let options = CoordinatorOptions {
+            heartbeat_interval: seconds(py, heartbeat_interval_s, "heartbeat_interval_s")?,
+            heartbeat_timeout: seconds(py, heartbeat_timeout_s, "heartbeat_timeout_s")?,
+            handshake_timeout: seconds(py, handshake_timeout_s, "handshake_timeout_s")?,
+        };
+        let inner = run(py, move || {
+            let secret = Secret::from_arg_or_env(secret.as_deref())?;
+            CoreCoordinator::start(&bind, secret, options)
+        })?;
+        Ok(Self { inner })
+    }
+
+    /// The `host:port` actually bound.
+    fn address(&self) -> String {
+        self.inner.address()
+    }
+
+    /// Stop serving and join every thread. Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        run(py, || {
+            self.inner.close();
+            Ok(())
+        })
+    }
+
+    /// {epoch, members, pending, broken, forming, asked}: what the coordinator knows now.
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let snapshot = run(py, || Ok(self.inner.snapshot()))?;
+        snapshot_dict(py, snapshot)
+    }
+}
+
+/// Communicator(coordinator, secret=None, connections=4, timeout_s=60.0, bind_host="0.0.0.0",
+/// bind_port=0, advertise_host=None): one peer, its collectives run on its own thread.
+#[pyclass(module = "thrifty._native", name = "Communicator", frozen)]
+struct PyCommunicator {
+    worker: Worker,
+    /// The membership as `update_topology` left it, read inside its job: the worker
+    /// refreshes its own copy only after the job has handed back its result, so a caller
+    /// reading it right after `update_topology()` could see the previous topology.
+    latest: Mutex<Membership>,
+}
+
+fn membership_of(comm: &CoreCommunicator) -> Membership {
+    Membership {
+        id: comm.id(),
+        rank: comm.rank(),
+        world_size: comm.world_size(),
+        epoch: comm.epoch(),
+    }
+}
+
+impl PyCommunicator {
+    /// The newer of the worker's membership and the one `update_topology` returned.
+    fn membership(&self) -> Membership {
+        let worker = self.worker.membership();
+        let latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if latest.epoch > worker.epoch {
+            latest
+        } else {
+            worker
+        }
+    }
+
+    fn submit<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut CoreCommunicator) -> CoreResult<T> + Send + 'static,
+    ) -> Pending<T> {
+        self.worker.submit(guarded(job))
+    }
+
+    /// Queue `job` and wait for it with the GIL released.
+    fn call<T: Send + 'static>(
+        &self,
+        py: Python<'_>,
+        job: impl FnOnce(&mut CoreCommunicator) -> CoreResult<T> + Send + 'static,
+    ) -> PyResult<T> {
+        let pending = self.submit(job);
+        run(py, move || pending.wait())
+    }
+}
+
+fn sync_report<'py>(py: Python<'py>, r: SyncReport) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("revision", r.revision)?;
+    dict.set_item("fetched", r.fetched)?;
+    dict.set_item("bytes_received", r.bytes_received)?;
+    dict.set_item("bytes_sent", r.bytes_sent)?;
+    dict.set_item("sources", r.sources)?;
+    dict.set_item("state_hash", r.state_hash)?;
+    dict.set_item("peers_out_of_date", r.peers_out_of_date)?;
+    dict.set_item("world_size", r.world_size)?;
+    Ok(dict)
+}
+
+#[pymethods]
+impl PyCommunicator {
+    #[new]
+    #[pyo3(signature = (
+        coordinator,
+        secret=None,
+        connections=4,
+        timeout_s=60.0,
+        bind_host="0.0.0.0".to_owned(),
+        bind_port=0,
+        advertise_host=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        coordinator: String,
+        secret: Option<String>,
+        connections: usize,
+        timeout_s: f64,
+        bind_host: String,
+        bind_port: u16,
+        advertise_host: Option<String>,
+    ) -> PyResult<Self> {
+        let options = CommunicatorOptions {
+            connections,
+            timeout: seconds(py, timeout_s, "timeout_s")?,
+            bind_host,
+            bind_port,
+            advertise_host,
+        };
+        let worker = run(py, move || {
+            let secret = Secret::from_arg_or_env(secret.as_deref())?;
+            Worker::spawn(CoreCommunicator::new(&coordinator, secret, options)?)
+        })?;
+        let latest = Mutex::new(worker.membership());
+        Ok(Self { worker, latest })
+    }
+
+    /// Start the peer-to-peer listener and register with the coordinator (as pending).
+    fn connect(&self, py: Python<'_>) -> PyResult<()> {
+        self.call(py, |comm| comm.connect())
+    }
+
+    /// Vote on the topology; blocks until it is decided and the mesh is built.
+    fn update_topology(&self, py: Python<'_>) -> PyResult<()> {
+        let membership = self.call(py, |comm| {
+            comm.update_topology()?;
+            Ok(membership_of(comm))
+        })?;
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = membership;
+        Ok(())
+    }
+
+    #[getter]
+    fn rank(&self) -> Option<usize> {
+        self.membership().rank
+    }
+
+    #[getter]
+    fn world_size(&self) -> usize {
+        self.membership().world_size
+    }
+
+    #[getter]
+    fn epoch(&self) -> u64 {
+        self.membership().epoch
+    }
+
+    #[getter]
+    fn id(&self) -> u64 {
+        self.membership().id
+    }
+
+    /// all_reduce(array, dtype, op="sum", quantize=None, block=64) -> (sent, received, seconds)
+    #[pyo3(signature = (array, dtype, op="sum", quantize=None, block=64))]
+    fn all_reduce(
+        &self,
+        py: Python<'_>,
+        array: &Bound<'_, PyAny>,
+        dtype: &str,
+        op: &str,
+        quantize: Option<&str>,
+        block: usize,
+    ) -> PyResult<Stats> {
+        let job = all_reduce_job(array, dtype, op, quantize, block)?;
+        self.call(py, job).map(stats)
+    }
+
+    /// all_reduce_async(...) -> PendingOp: the same, queued; the handle keeps the array alive.
+    #[pyo3(signature = (array, dtype, op="sum", quantize=None, block=64))]
+    fn all_reduce_async(
+        &self,
+        array: &Bound<'_, PyAny>,
+        dtype: &str,
+        op: &str,
+        quantize: Option<&str>,
+        block: usize,
+    ) -> PyResult<PendingOp> {
+        let job = all_reduce_job(array, dtype, op, quantize, block)?;
+        Ok(PendingOp {
+            state: Mutex::new(OpState::Running(self.submit(job))),
+            array: array.clone().unbind(),
+        })
+    }
+
+    /// broadcast(array, dtype, root) -> (sent, received, seconds)
+    fn broadcast(
+        &self,
+        py: Python<'_>,
+        array: &Bound<'_, PyAny>,
+        dtype: &str,
+        root: usize,
+    ) -> PyResult<Stats> {
+        let dtype = parse(py, DType::parse(dtype))?;
+        let (bytes, _) = buffer(array, "array", dtype, true)?;
+        self.call(py, move |comm| {
+            // SAFETY: the caller holds `array` until `call` returns, after the job.
+            comm.broadcast(unsafe { bytes.bytes_mut() }, dtype, root)
+        })
+        .map(stats)
+    }
+
+    /// all_gather(array, dtype, out) -> (sent, received, seconds); `out` holds every rank's
+    /// array, rank by rank.
+    fn all_gather(
+        &self,
+        py: Python<'_>,
+        array: &Bound<'_, PyAny>,
+        dtype: &str,
+        out: &Bound<'_, PyAny>,
+    ) -> PyResult<Stats> {
+        let dtype = parse(py, DType::parse(dtype))?;
+        let (bytes, _) = buffer(array, "array", dtype, false)?;
+        let (into, _) = buffer(out, "out", dtype, true)?;
+        if into.len > 0 && bytes.len > 0 {
+            let (a, o) = (bytes.ptr as usize, into.ptr as usize);
+            if a < o + into.len && o < a + bytes.len {
+                return Err(core_error(
+                    py,
+                    CoreError::invalid("out", "must not share memory with array"),
+                ));
+            }
+        }
+        self.call(py, move |comm| {
+            // SAFETY: the caller holds both arrays until `call` returns; they do not overlap.
+            comm.all_gather(unsafe { bytes.bytes() }, dtype, unsafe { into.bytes_mut() })
+        })
+        .map(stats)
+    }
+
+    fn barrier(&self, py: Python<'_>) -> PyResult<()> {
+        self.call(py, |comm| comm.barrier())
+    }
+
+    /// Every rank's `values`, rank by rank.
+    fn all_gather_scalars(&self, py: Python<'_>, values: Vec<f64>) -> PyResult<Vec<Vec<f64>>> {
+        self.call(py, move |comm| comm.all_gather_scalars(&values))
+    }
+
+    /// pair_average(array, dtype, step, group_size=2) -> (group ranks, stats)
+    #[pyo3(signature = (array, dtype, step, group_size=2))]
+    fn pair_average(
+        &self,
+        py: Python<'_>,
+        array: &Bound<'_, PyAny>,
+        dtype: &str,
+        step: u64,
+        group_size: usize,
+    ) -> PyResult<(Vec<usize>, Stats)> {
+        let dtype = parse(py, DType::parse(dtype))?;
+        let (bytes, _) = buffer(array, "array", dtype, true)?;
+        let info = self.call(py, move |comm| {
+            // SAFETY: the caller holds `array` until `call` returns, after the job.
+            comm.pair_average(unsafe { bytes.bytes_mut() }, dtype, step, group_size)
+        })?;
+        Ok((info.group, stats(info.stats)))
+    }
+
+    /// sync_state([(name, array, dtype), ...], revision) -> dict mirroring `SyncReport`.
+    fn sync_state<'py>(
+        &self,
+        py: Python<'py>,
+        arrays: Vec<(String, Bound<'py, PyAny>, String)>,
+        revision: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let mut entries = Vec::with_capacity(arrays.len());
+        for (name, array, dtype) in &arrays {
+            let dtype = parse(py, DType::parse(dtype))?;
+            let (bytes, shape) = buffer(array, "named_arrays", dtype, true)?;
+            entries.push((name.clone(), dtype, shape, bytes));
+        }
+        let mut ranges: Vec<(usize, usize)> = entries
+            .iter()
+            .filter(|e| e.3.len > 0)
+            .map(|e| (e.3.ptr as usize, e.3.ptr as usize + e.3.len))
+            .collect();
+        ranges.sort_unstable();
+        if ranges.windows(2).any(|w| w[1].0 < w[0].1) {
+            return Err(core_error(
+                py,
+                CoreError::invalid("named_arrays", "two arrays share memory"),
+            ));
+        }
+        let report = self.call(py, move |comm| {
+            let mut state: Vec<StateArray<'_>> = entries
+                .into_iter()
+                .map(|(name, dtype, shape, bytes)| StateArray {
+                    name,
+                    dtype,
+                    shape,
+                    // SAFETY: the caller holds every array until `call` returns, after the
+                    // job, and no two of them overlap.
+                    data: unsafe { bytes.bytes_mut() },
+                })
+                .collect();
+            comm.sync_state(&mut state, revision)
+        })?;
+        sync_report(py, report)
+    }
+
+    /// Finish the queued collectives, leave, and stop the worker thread. Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        run(py, || {
+            self.worker.close();
+            Ok(())
+        })
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut CoreCommunicator) -> CoreResult<OpStats> + Send>;
+
+fn all_reduce_job(
+    array: &Bound<'_, PyAny>,
+    dtype: &str,
+    op: &str,
+    quantize: Option<&str>,
+    block: usize,
+) -> PyResult<Job> {
+    let py = array.py();
+    let dtype = parse(py, DType::parse(dtype))?;
+    let op = parse(py, ReduceOp::parse(op))?;
+    let quantize = parse(py, quantize.map(Quantization::parse).transpose())?;
+    let (bytes, _) = buffer(array, "array", dtype, true)?;
+    // The job holds the array too: an async handle dropped before its job ran must not free
+    // the memory the job writes.
+    let keep = array.clone().unbind();
+    Ok(Box::new(move |comm| {
+        // SAFETY: `keep` holds the array until this job ends.
+        let result = comm.all_reduce(unsafe { bytes.bytes_mut() }, dtype, op, quantize, block);
+        drop(keep);
+        result
+    }))
+}
+
+enum OpState {
+    Running(Pending<OpStats>),
+    Done(CoreResult<OpStats>),
+    Taken,
+}
+
+/// A queued all-reduce: `wait()` blocks (GIL released) and returns its stats or raises.
+#[pyclass(module = "thrifty._native", name = "PendingOp", frozen)]
+struct PendingOp {
+    state: Mutex<OpState>,
+    array: Py<PyAny>,
+}
+
+#[pymethods]
+impl PendingOp {
+    /// Block until the collective has finished; idempotent.
+    fn wait(&self, py: Python<'_>) -> PyResult<Stats> {
+        run(py, || {
+            // Locked without the GIL: another thread may be waiting on the same handle.
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if let OpState::Running(_) = &*state {
+                if let OpState::Running(pending) = std::mem::replace(&mut *state, OpState::Taken) {
+                    *state = OpState::Done(pending.wait());
+                }
+            }
+            match &*state {
+                OpState::Done(result) => result.clone(),
+                _ => Err(CoreError::Internal(
+                    "a collective handle lost its result".into(),
+                )),
+            }
+        })
+        .map(stats)
+    }
+
+    /// Whether the collective has finished (never blocks).
+    fn done(&self) -> bool {
+        match self.state.try_lock() {
+            Ok(mut state) => match &mut *state {
+                OpState::Running(pending) => pending.is_done(),
+                OpState::Done(_) | OpState::Taken => true,
+            },
+            // Another thread holds it inside wait(): not done yet.
+            Err(_) => false,
+        }
+    }
+
+    /// The array the collective works on.
+    #[getter]
+    fn array(&self, py: Python<'_>) -> Py<PyAny> {
+        self.array.clone_ref(py)
+    }
+}
+
+/// NoLoCo's seeded groups of `step` over ranks `0..world_size`, each sorted by rank.
+#[pyfunction]
+#[pyo3(signature = (world_size, step, group_size=2))]
+fn pairing_groups(world_size: usize, step: u64, group_size: usize) -> Vec<Vec<usize>> {
+    thrifty_collective::pairing::groups(world_size, step, group_size)
+}
+
+/// xxh3-128 (hex) of an array's dtype, shape and bytes, as `sync_state` hashes it.
+#[pyfunction]
+fn state_hash(py: Python<'_>, array: &Bound<'_, PyAny>, dtype: &str) -> PyResult<String> {
+    let dtype = parse(py, DType::parse(dtype))?;
+    let (bytes, shape) = buffer(array, "array", dtype, false)?;
+    // SAFETY: the caller holds `array` for this whole call; the slice is read only.
+    let data = unsafe { bytes.bytes() };
+    let hash = run(py, || {
+        Ok(thrifty_collective::state::hash_array(dtype, &shape, data))
+    })?;
+    Ok(format!("{hash:032x}"))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyCoordinator>()?;
+    m.add_class::<PyCommunicator>()?;
+    m.add_class::<PendingOp>()?;
+    m.add_function(wrap_pyfunction!(pairing_groups, m)?)?;
+    m.add_function(wrap_pyfunction!(state_hash, m)?)?;
+    Ok(())
+}
