@@ -37,7 +37,7 @@ lint: build
 
 test: lint
 	cargo test --workspace --exclude thrifty-py
-	$(BIN)/pytest $(PYTEST_FLAGS) tests
+	$(BIN)/pytest $(PYTEST_FLAGS) -m "not slow" tests
 	$(BIN)/pytest $(PYTEST_FLAGS) --doctest-modules python/thrifty
 	$(BIN)/pytest $(PYTEST_FLAGS) benches --benchmark-disable
 	$(MAKE) wheel-check

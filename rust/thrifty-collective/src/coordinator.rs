@@ -557,9 +557,9 @@ struct State {
     next_epoch: u64,
     /// Who asked for a topology update since the last decision.
     asked: HashSet<PeerId>,
-    ballots: HashMap<(u64, u64), Ballot>,
-    decided: HashMap<(u64, u64), Decision>,
-    decided_order: VecDeque<(u64, u64)>,
+    ballots: HashMap<BallotKey, Ballot>,
+    decided: HashMap<BallotKey, Decision>,
+    decided_order: VecDeque<BallotKey>,
 }
 
 impl State {
@@ -655,7 +655,7 @@ impl State {
                 );
             }
             self.abort_ballots(
-                |key, ballot| key.0 == epoch && ballot.participants.contains(&id),
+                |key, ballot| key.epoch == epoch && ballot.participants.contains(&id),
                 AbortKind::PeerLost,
                 &reason,
             );
@@ -816,7 +816,7 @@ impl State {
     }
 
     fn on_vote(&mut self, from: PeerId, vote: Vote) {
-        let key = (vote.epoch, vote.seq);
+        let key = BallotKey::of(&vote, from);
         if let Some(decision) = self.decided.get(&key) {
             self.send(from, FromCoordinator::Decision(decision.clone()));
             return;
@@ -847,6 +847,20 @@ impl State {
             let reason =
                 format!("rank {rank} (peer {from}) voted on a collective it does not take part in");
             self.send(from, abort_message(key, AbortKind::Mismatch, &reason));
+            return;
+        }
+        if let Some(other) = self.overlapping(key, &vote.participants) {
+            // Two groups of one collective that share a peer but differ: the peers disagree
+            // on the grouping (a different `step`, say), and neither group could finish.
+            let reason = format!(
+                "participant lists differ: rank {rank} (peer {from}) sent {:?}, another peer \
+                 sent {:?}",
+                vote.participants, self.ballots[&other].participants
+            );
+            let theirs = self.ballots[&other].participants.clone();
+            self.conclude(other, &theirs, abort(other, AbortKind::Mismatch, &reason));
+            let to = with_voter(&vote.participants, from);
+            self.conclude(key, &to, abort(key, AbortKind::Mismatch, &reason));
             return;
         }
         let Some(ballot) = self.ballots.get_mut(&key) else {
@@ -892,7 +906,22 @@ impl State {
         }
     }
 
-    fn open_ballot(&mut self, key: (u64, u64), from: PeerId, rank: usize, vote: Vote) {
+    /// An open ballot of the same collective, other than `key`, that shares a participant.
+    fn overlapping(&self, key: BallotKey, participants: &[PeerId]) -> Option<BallotKey> {
+        self.ballots
+            .iter()
+            .find(|(k, ballot)| {
+                (k.epoch, k.seq) == (key.epoch, key.seq)
+                    && **k != key
+                    && ballot
+                        .participants
+                        .iter()
+                        .any(|id| participants.contains(id))
+            })
+            .map(|(k, _)| *k)
+    }
+
+    fn open_ballot(&mut self, key: BallotKey, from: PeerId, rank: usize, vote: Vote) {
         let mut seen = HashSet::new();
         let invalid = vote
             .participants
@@ -902,7 +931,7 @@ impl State {
             let reason = format!(
                 "rank {rank} (peer {from}) named participants {:?}: peer {bad} is repeated or \
                  not a member of epoch {}",
-                vote.participants, key.0
+                vote.participants, key.epoch
             );
             self.conclude(
                 key,
@@ -938,7 +967,7 @@ impl State {
         }
     }
 
-    fn commit(&mut self, key: (u64, u64)) {
+    fn commit(&mut self, key: BallotKey) {
         let Some(mut ballot) = self.ballots.remove(&key) else {
             return;
         };
@@ -948,8 +977,8 @@ impl State {
             .map(|id| ballot.payloads.remove(id).unwrap_or_default())
             .collect();
         let decision = Decision {
-            epoch: key.0,
-            seq: key.1,
+            epoch: key.epoch,
+            seq: key.seq,
             commit: true,
             kind: AbortKind::PeerLost,
             reason: String::new(),
@@ -961,11 +990,11 @@ impl State {
     /// Abort every undecided collective whose key matches.
     fn abort_ballots(
         &mut self,
-        matches: impl Fn(&(u64, u64), &Ballot) -> bool,
+        matches: impl Fn(&BallotKey, &Ballot) -> bool,
         kind: AbortKind,
         reason: &str,
     ) {
-        let keys: Vec<(u64, u64)> = self
+        let keys: Vec<BallotKey> = self
             .ballots
             .iter()
             .filter(|(k, ballot)| matches(k, ballot))
@@ -980,22 +1009,22 @@ impl State {
     }
 
     /// Record `decision` and send it to every participant still here.
-    fn conclude(&mut self, key: (u64, u64), participants: &[PeerId], decision: Decision) {
+    fn conclude(&mut self, key: BallotKey, participants: &[PeerId], decision: Decision) {
         self.ballots.remove(&key);
         if !decision.commit {
             log::info!(
                 "collective {} of epoch {} aborted: {}",
-                key.1,
-                key.0,
+                key.seq,
+                key.epoch,
                 decision.reason
             );
             // Every participant drops its links after an abort, so the epoch cannot carry
             // another collective: the next topology vote must form a new one rather than
             // answer "unchanged" to peers that no longer hold a mesh.
-            let current = self.forming.is_none() && key.0 == self.view.epoch;
+            let current = self.forming.is_none() && key.epoch == self.view.epoch;
             if current {
                 if self.broken.is_none() {
-                    self.broken = Some(format!("collective {} aborted", key.1));
+                    self.broken = Some(format!("collective {} aborted", key.seq));
                 }
                 self.unusable.extend(participants.iter().copied());
             }
@@ -1017,6 +1046,25 @@ impl State {
     }
 }
 
+/// A collective of one epoch is the `seq`-th of every peer taking part; subgroup collectives
+/// (`pair_average`) run side by side under one `seq`, told apart by their lowest member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct BallotKey {
+    epoch: u64,
+    seq: u64,
+    group: PeerId,
+}
+
+impl BallotKey {
+    fn of(vote: &Vote, from: PeerId) -> Self {
+        Self {
+            epoch: vote.epoch,
+            seq: vote.seq,
+            group: vote.participants.iter().copied().min().unwrap_or(from),
+        }
+    }
+}
+
 /// `participants` and the voter, who must hear the decision even if it left itself out.
 fn with_voter(participants: &[PeerId], from: PeerId) -> Vec<PeerId> {
     let mut to = participants.to_vec();
@@ -1026,10 +1074,10 @@ fn with_voter(participants: &[PeerId], from: PeerId) -> Vec<PeerId> {
     to
 }
 
-fn abort(key: (u64, u64), kind: AbortKind, reason: &str) -> Decision {
+fn abort(key: BallotKey, kind: AbortKind, reason: &str) -> Decision {
     Decision {
-        epoch: key.0,
-        seq: key.1,
+        epoch: key.epoch,
+        seq: key.seq,
         commit: false,
         kind,
         reason: reason.to_owned(),
@@ -1037,6 +1085,6 @@ fn abort(key: (u64, u64), kind: AbortKind, reason: &str) -> Decision {
     }
 }
 
-fn abort_message(key: (u64, u64), kind: AbortKind, reason: &str) -> FromCoordinator {
+fn abort_message(key: BallotKey, kind: AbortKind, reason: &str) -> FromCoordinator {
     FromCoordinator::Decision(abort(key, kind, reason))
 }

@@ -912,3 +912,30 @@ fn invalid_options_and_addresses_are_rejected() {
         .expect("rejected");
     assert_eq!(error.argument(), Some("bind"));
 }
+
+#[test]
+fn disjoint_groups_share_a_sequence_number_and_overlapping_ones_abort() {
+    let (_coordinator, controls, epoch) = world(4);
+    // pair_average: two pairs run the same collective side by side.
+    for (control, group) in controls.iter().zip([[1, 2], [1, 2], [3, 4], [3, 4]]) {
+        control
+            .vote(vote(epoch, 1, &group, "pair_average f32[8]", &[]))
+            .expect("vote");
+    }
+    for control in &controls {
+        assert!(decision(control, epoch, 1).commit);
+    }
+    // Peers that disagree on the grouping (a different step) cannot wait for each other.
+    controls[0]
+        .vote(vote(epoch, 2, &[1, 2], "pair_average f32[8]", &[]))
+        .expect("vote");
+    controls[1]
+        .vote(vote(epoch, 2, &[2, 3], "pair_average f32[8]", &[]))
+        .expect("vote");
+    for control in &controls[..3] {
+        let decision = decision(control, epoch, 2);
+        assert!(!decision.commit);
+        assert_eq!(decision.kind, AbortKind::Mismatch);
+        assert!(decision.reason.contains("participant lists differ"));
+    }
+}
