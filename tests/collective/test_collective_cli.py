@@ -1,4 +1,4 @@
-"""``thrifty coordinator``: a subprocess prints its address, serves peers, stops on SIGTERM."""
+"""thrifty.collective on the command line: coordinator, demo collective, bench allreduce."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,3 +89,41 @@ def test_coordinator_errors_exit_with_2(
     assert cli.main(["coordinator", "--bind", "127.0.0.1:0"]) == 2
     assert "THRIFTY_SECRET" in capsys.readouterr().err
     assert cli.main(["coordinator", "--bind", "nowhere", "--secret", "s"]) == 2
+
+
+@pytest.mark.timeout(240)
+def test_demo_collective_tells_the_failure_story(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["demo", "collective", "--quick", "--json", "--out", str(tmp_path)]) == 0
+    result = json.loads(capsys.readouterr().out)["collective"]
+    story = result["failure"]
+    assert story["killed_rank"] == 3
+    # Every survivor lost the peer with its buffer intact, then finished with three.
+    assert sorted(e["rank"] for e in story["peer_lost"]) == [0, 1, 2]
+    assert all(e["buffer_restored"] for e in story["peer_lost"])
+    assert all(e["correct"] and e["world_size"] == 3 for e in story["retried"])
+    backends = {(r["backend"], r["quantize"]) for r in result["bandwidth"]}
+    assert backends == {("thrifty", None), ("thrifty", "int8"), ("thrifty", "fp4"), ("gloo", None)}
+    assert (tmp_path / "collective_bandwidth.png").stat().st_size > 1000
+
+
+@pytest.mark.timeout(240)
+def test_bench_allreduce_json_reports_wire_bytes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plot = tmp_path / "bw.png"
+    argv = ["bench", "allreduce", "--world", "2", "--size", "1MB", "--iters", "1"]
+    argv += ["--quantize", "none", "fp4", "--json", "--plot", str(plot)]
+    assert cli.main(argv) == 0
+    records = json.loads(capsys.readouterr().out)["records"]
+    wire = {(r["backend"], r["quantize"]): r["wire_bytes"] for r in records}
+    assert set(wire) == {("thrifty", None), ("thrifty", "fp4"), ("gloo", None)}
+    # fp4 with one fp32 scale per 64 values: at least 6x less than fp32 on the wire.
+    assert wire[("thrifty", None)] >= 6 * wire[("thrifty", "fp4")] > 0
+    assert plot.stat().st_size > 1000
+
+
+def test_bench_allreduce_rejects_a_bad_size(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["bench", "allreduce", "--size", "lots"]) == 2
+    assert "size" in capsys.readouterr().err
