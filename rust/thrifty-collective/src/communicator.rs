@@ -18,7 +18,7 @@ use crate::engine::{self, Schedule, Traffic};
 use crate::layout::Layout;
 use crate::mesh::{Listener, Mesh};
 use crate::message::{AbortKind, Decision, PeerId, View, Vote};
-use crate::plan::{AlignedBuf, Plan, RecvStep, Reduction, SendStep, Sink, Source, Steps};
+use crate::plan::{AlignedBuf, Plan, RecvStep, Reduction, Scratch, SendStep, Sink, Source, Steps};
 use crate::quant::Quantization;
 use crate::quantized::QuantizedAllReduce;
 use crate::ring::{self, Group};
@@ -107,7 +107,7 @@ pub struct Communicator {
     seq: u64,
     /// Why the mesh cannot be used until the next topology update.
     stale: Option<String>,
-    backup: AlignedBuf,
+    scratch: Scratch,
     last_revision: Option<u64>,
 }
 
@@ -290,7 +290,7 @@ impl Communicator {
             mesh: None,
             seq: 0,
             stale: Some("not connected: call connect() and update_topology()".into()),
-            backup: AlignedBuf::default(),
+            scratch: Scratch::default(),
             last_revision: None,
         })
     }
@@ -402,12 +402,14 @@ impl Communicator {
             .unwrap_or_default()
     }
 
-    /// Chunks of about 1/connections of a slice, between 64 KiB and 1 MiB: every stripe
-    /// gets work, and no frame holds back the pipeline for long.
+    /// Chunks of about 1/connections of a slice, between 64 KiB and 256 KiB: every stripe
+    /// gets work, and a slice has enough chunks that reducing one overlaps receiving the
+    /// next (with 1 MiB, a 16 MB all-reduce over 4 peers had one chunk per stripe, and
+    /// nothing to overlap).
     fn chunk_elems(&self, slice_elems: usize, elem: usize) -> usize {
         let per_stripe = slice_elems.div_ceil(self.options.connections);
         let lo = (64 << 10) / elem;
-        let hi = (1 << 20) / elem;
+        let hi = (256 << 10) / elem;
         per_stripe.clamp(lo, hi)
     }
 
@@ -531,7 +533,7 @@ impl Communicator {
         &mut self,
         descriptor: String,
         group: &[usize],
-        run: impl FnOnce(&Control, &mut Mesh, &Op, &mut AlignedBuf) -> (CoreResult<T>, bool),
+        run: impl FnOnce(&Control, &mut Mesh, &Op, &mut Scratch) -> (CoreResult<T>, bool),
     ) -> CoreResult<T> {
         let participants = self.ids_of(group);
         let op = self.begin(descriptor, participants)?;
@@ -543,7 +545,7 @@ impl Communicator {
             .mesh
             .as_mut()
             .ok_or_else(|| CoreError::Internal("a topology without a mesh".into()))?;
-        let (result, committed) = run(control, mesh, &op, &mut self.backup);
+        let (result, committed) = run(control, mesh, &op, &mut self.scratch);
         if !committed {
             // The links may hold frames of the aborted collective: the next epoch gets new ones.
             let reason = match &result {
@@ -599,7 +601,7 @@ impl Communicator {
         self.collective(
             descriptor,
             &ranks,
-            |control, mesh, op_ctx, backup| match quantize {
+            |control, mesh, op_ctx, scratch| match quantize {
                 Some(format) => {
                     let mut schedule = QuantizedAllReduce::new(
                         mesh, &group, data, dtype, op, format, block, chunk,
@@ -616,7 +618,7 @@ impl Communicator {
                         op,
                         group: group.len(),
                     };
-                    let mut plan = Plan::new(data, Some(reduction), steps, backup, &mut []);
+                    let mut plan = Plan::new(data, Some(reduction), steps, scratch, &mut []);
                     let (result, ok) =
                         Self::finish(control, mesh, op_ctx, &mut plan, Vec::new(), None);
                     (result.map(|(_, t)| Self::stats(op_ctx, t)), ok)
@@ -640,10 +642,10 @@ impl Communicator {
         let elems = data.len() / elem;
         let chunk = self.chunk_elems(elems, elem);
         let descriptor = format!("broadcast {}[{elems}] root {root}", dtype.name());
-        self.collective(descriptor, &ranks, |control, mesh, op_ctx, backup| {
+        self.collective(descriptor, &ranks, |control, mesh, op_ctx, scratch| {
             let layout = Layout::new(elems, 1, 1, chunk);
             let steps = ring::broadcast(mesh, &group, root, &layout, elem);
-            let mut plan = Plan::new(data, None, steps, backup, &mut []);
+            let mut plan = Plan::new(data, None, steps, scratch, &mut []);
             let (result, ok) = Self::finish(control, mesh, op_ctx, &mut plan, Vec::new(), None);
             (result.map(|(_, t)| Self::stats(op_ctx, t)), ok)
         })
@@ -671,10 +673,10 @@ impl Communicator {
         out[group.pos * data.len()..(group.pos + 1) * data.len()].copy_from_slice(data);
         let chunk = self.chunk_elems(elems, elem);
         let descriptor = format!("all_gather {}[{elems}]", dtype.name());
-        self.collective(descriptor, &ranks, |control, mesh, op_ctx, backup| {
+        self.collective(descriptor, &ranks, |control, mesh, op_ctx, scratch| {
             let layout = Layout::new(elems * group.len(), group.len(), 1, chunk);
             let steps = ring::all_gather(mesh, &group, &layout, elem);
-            let mut plan = Plan::new(out, None, steps, backup, &mut []);
+            let mut plan = Plan::new(out, None, steps, scratch, &mut []);
             let (result, ok) = Self::finish(control, mesh, op_ctx, &mut plan, Vec::new(), None);
             (result.map(|(_, t)| Self::stats(op_ctx, t)), ok)
         })
@@ -740,7 +742,7 @@ impl Communicator {
             "pair_average {}[{elems}] step {step} group {mine:?}",
             dtype.name()
         );
-        self.collective(descriptor, &mine, |control, mesh, op_ctx, backup| {
+        self.collective(descriptor, &mine, |control, mesh, op_ctx, scratch| {
             let layout = Layout::new(elems, group.len(), 1, chunk);
             let steps = ring::all_reduce(mesh, &group, &layout, elem, ReduceOp::Avg);
             let reduction = Reduction {
@@ -748,7 +750,7 @@ impl Communicator {
                 op: ReduceOp::Avg,
                 group: group.len(),
             };
-            let mut plan = Plan::new(data, Some(reduction), steps, backup, &mut []);
+            let mut plan = Plan::new(data, Some(reduction), steps, scratch, &mut []);
             let (result, ok) = Self::finish(control, mesh, op_ctx, &mut plan, Vec::new(), None);
             (
                 result.map(|(_, t)| PairInfo {
@@ -844,10 +846,10 @@ impl Communicator {
         let traffic = self.collective(
             format!("sync_state transfer to revision {}", plan.revision),
             &ranks,
-            |control, mesh, op_ctx, backup| {
+            |control, mesh, op_ctx, scratch| {
                 let steps = transfer_steps(mesh, &plan, winner, me, connections);
                 let mut nothing: [u8; 0] = [];
-                let mut schedule = Plan::new(&mut nothing, None, steps, backup, &mut stages)
+                let mut schedule = Plan::new(&mut nothing, None, steps, scratch, &mut stages)
                     .with_sources(sources)
                     .with_verifier(Box::new(|stages| verify_fetches(&fetches, winner, stages)));
                 let (result, ok) = Self::finish(

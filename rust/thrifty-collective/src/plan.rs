@@ -47,6 +47,16 @@ impl AlignedBuf {
     }
 }
 
+/// Buffers a communicator keeps from one collective to the next, so a collective neither
+/// allocates nor zeroes (and page-faults) megabytes of staging every time.
+#[derive(Default)]
+pub struct Scratch {
+    /// The caller's bytes that the current collective has overwritten.
+    pub backup: AlignedBuf,
+    /// One staging buffer per link for frames that are reduced into the caller's buffer.
+    pub link_stage: Vec<AlignedBuf>,
+}
+
 /// Where an outgoing frame's bytes come from.
 #[derive(Clone, Debug)]
 pub enum Source {
@@ -140,7 +150,7 @@ pub struct Plan<'a> {
     arrived: Vec<usize>,
     backup: &'a mut AlignedBuf,
     backed: Vec<bool>,
-    link_stage: Vec<AlignedBuf>,
+    link_stage: &'a mut [AlignedBuf],
     stages: &'a mut [AlignedBuf],
     verifier: Option<Verifier<'a>>,
 }
@@ -153,11 +163,14 @@ impl<'a> Plan<'a> {
         data: &'a mut [u8],
         reduction: Option<Reduction>,
         steps: Steps,
-        backup: &'a mut AlignedBuf,
+        scratch: &'a mut Scratch,
         stages: &'a mut [AlignedBuf],
     ) -> Self {
         let links = steps.sends.len();
-        let mut link_stage: Vec<AlignedBuf> = (0..links).map(|_| AlignedBuf::default()).collect();
+        let Scratch { backup, link_stage } = scratch;
+        if link_stage.len() < links {
+            link_stage.resize_with(links, AlignedBuf::default);
+        }
         for (link, recvs) in steps.recvs.iter().enumerate() {
             let widest = recvs
                 .iter()

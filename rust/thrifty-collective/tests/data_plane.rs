@@ -11,7 +11,7 @@ use thrifty_collective::engine;
 use thrifty_collective::layout::Layout;
 use thrifty_collective::mesh::{Listener, Mesh};
 use thrifty_collective::message::{AbortKind, Member, View};
-use thrifty_collective::plan::{AlignedBuf, Plan, Reduction};
+use thrifty_collective::plan::{Plan, Reduction, Scratch};
 use thrifty_collective::quant::Quantization;
 use thrifty_collective::quantized::QuantizedAllReduce;
 use thrifty_collective::ring::{self, Group};
@@ -100,7 +100,7 @@ fn ring_all_reduce_sums_over_striped_links() {
             };
             let layout = Layout::new(len, n, 1, 4096);
             let steps = ring::all_reduce(mesh, &group, &layout, 4, ReduceOp::Sum);
-            let mut backup = AlignedBuf::default();
+            let mut scratch = Scratch::default();
             let reduction = Reduction {
                 dtype: DType::F32,
                 op: ReduceOp::Sum,
@@ -110,7 +110,7 @@ fn ring_all_reduce_sums_over_striped_links() {
                 bytemuck::cast_slice_mut(&mut x),
                 Some(reduction),
                 steps,
-                &mut backup,
+                &mut scratch,
                 &mut [],
             );
             let signal = OpSignal::new();
@@ -148,12 +148,12 @@ fn chain_broadcast_and_quantized_schedule() {
         let mut b = input(rank, len);
         let layout = Layout::new(len, 1, 1, 3000);
         let steps = ring::broadcast(mesh, &group, 1, &layout, 4);
-        let mut backup = AlignedBuf::default();
+        let mut scratch = Scratch::default();
         let mut plan = Plan::new(
             bytemuck::cast_slice_mut(&mut b),
             None,
             steps,
-            &mut backup,
+            &mut scratch,
             &mut [],
         );
         let signal = OpSignal::new();
@@ -208,7 +208,7 @@ fn an_abort_signal_stops_the_engine_and_restore_puts_the_buffer_back() {
         };
         let layout = Layout::new(len, n, 1, 1 << 14);
         let steps = ring::all_reduce(mesh, &group, &layout, 4, ReduceOp::Sum);
-        let mut backup = AlignedBuf::default();
+        let mut scratch = Scratch::default();
         let reduction = Reduction {
             dtype: DType::F32,
             op: ReduceOp::Sum,
@@ -218,7 +218,7 @@ fn an_abort_signal_stops_the_engine_and_restore_puts_the_buffer_back() {
             bytemuck::cast_slice_mut(&mut x),
             Some(reduction),
             steps,
-            &mut backup,
+            &mut scratch,
             &mut [],
         );
         let signal = OpSignal::new();
