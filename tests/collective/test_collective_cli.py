@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import queue
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -80,6 +82,26 @@ def test_coordinator_text_output_and_sigint() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.timeout(60)
+def test_coordinator_logs_why_it_drops_a_connection() -> None:
+    process = _start("--secret", "cli-secret", "--json")
+    try:
+        lines = _lines(process.stdout)
+        errors = _lines(process.stderr)
+        host, port = json.loads(lines.get(timeout=30))["address"].rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            # A frame of an unknown protocol version, then a wait for the coordinator to hang up.
+            sock.sendall(b"TH" + struct.pack("<BBIQ", 99, 1, 32, 0) + bytes(32))
+            while sock.recv(4096):  # its challenge, then the end of the connection
+                pass
+        logged = errors.get(timeout=30)
+        assert "dropping connection from 127.0.0.1" in logged
+        assert "version" in logged
+    finally:
+        process.kill()
+        process.wait()
 
 
 def test_coordinator_errors_exit_with_2(

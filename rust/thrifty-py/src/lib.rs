@@ -23,6 +23,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     unsafe {
         libc::pthread_atfork(None, None, Some(child_after_fork));
     }
+    // The cores log through `log` (a dropped connection and its reason, a lost peer). Printing
+    // to stderr needs no GIL, unlike routing into Python's `logging` from background threads,
+    // which could deadlock against a caller that holds the GIL. THRIFTY_LOG filters it
+    // (`warn` by default; `info` shows every membership change, `off` silences it).
+    let _ = env_logger::Builder::new()
+        .parse_filters(&std::env::var("THRIFTY_LOG").unwrap_or_else(|_| "warn".into()))
+        .format_timestamp(None)
+        .try_init();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     steps::register(m)?;
     collective::register(m)?;
