@@ -17,7 +17,7 @@ use crate::dtype::{DType, ReduceOp};
 use crate::engine::{self, Schedule, Traffic};
 use crate::layout::Layout;
 use crate::mesh::{Listener, Mesh};
-use crate::message::{AbortKind, Decision, PeerId, View, Vote};
+use crate::message::{AbortKind, Decision, PeerId, Resume, View, Vote};
 use crate::plan::{AlignedBuf, Plan, RecvStep, Reduction, Scratch, SendStep, Sink, Source, Steps};
 use crate::quant::Quantization;
 use crate::quantized::QuantizedAllReduce;
@@ -95,7 +95,10 @@ pub struct PairInfo {
 }
 
 pub struct Communicator {
-    coordinator: String,
+    /// The coordinator first, then its standbys.
+    coordinators: Vec<String>,
+    /// Where the other peers dial this one (set by `connect`).
+    p2p_addr: String,
     secret: Secret,
     options: CommunicatorOptions,
     id: PeerId,
@@ -258,16 +261,22 @@ fn host_port(host: &str, port: u16) -> String {
 }
 
 impl Communicator {
-    /// `coordinator` is `host:port`; nothing connects until [`Communicator::connect`].
+    /// `coordinator` is `host:port`, or several separated by commas: the standbys a peer
+    /// falls back on, in order, when it loses its coordinator. Nothing connects until
+    /// [`Communicator::connect`].
     pub fn new(
         coordinator: &str,
         secret: Secret,
         options: CommunicatorOptions,
     ) -> CoreResult<Self> {
-        if coordinator.trim().is_empty() {
+        let coordinators: Vec<String> = coordinator
+            .split(',')
+            .map(|a| a.trim().to_owned())
+            .collect();
+        if coordinators.iter().any(String::is_empty) {
             return Err(CoreError::invalid(
                 "coordinator",
-                "must be host:port, got an empty string",
+                format!("must be host:port (or several, comma-separated), got {coordinator:?}"),
             ));
         }
         if options.connections == 0 || options.connections > 64 {
@@ -280,7 +289,8 @@ impl Communicator {
             return Err(CoreError::invalid("timeout_s", "must be positive"));
         }
         Ok(Self {
-            coordinator: coordinator.to_owned(),
+            coordinators,
+            p2p_addr: String::new(),
             secret,
             options,
             id: random_id()?,
@@ -306,10 +316,10 @@ impl Communicator {
             self.id,
             self.secret.clone(),
         )?;
-        let host = advertised_host(&self.options, &self.coordinator)?;
+        let host = advertised_host(&self.options, &self.coordinators[0])?;
         let p2p = host_port(&host, listener.port());
-        let control = Control::connect(
-            &self.coordinator,
+        let control = Control::connect_first(
+            &self.coordinators,
             &self.secret,
             self.id,
             &p2p,
@@ -317,6 +327,7 @@ impl Communicator {
         )?;
         self.listener = Some(listener);
         self.control = Some(control);
+        self.p2p_addr = p2p;
         self.stale = Some("no topology yet: call update_topology()".into());
         Ok(())
     }
@@ -332,6 +343,9 @@ impl Communicator {
     pub fn update_topology(&mut self) -> CoreResult<()> {
         let deadline = Instant::now() + self.options.timeout;
         let connections = self.options.connections;
+        if self.control()?.coordinator_lost() {
+            self.resume()?;
+        }
         self.control()?.request_update()?;
         let mut pending: Option<(View, Mesh)> = None;
         loop {
@@ -376,6 +390,30 @@ impl Communicator {
                 }
             }
         }
+    }
+
+    /// The coordinator is gone: find it again (or a standby) and say what we knew, so the
+    /// members of the lost view come together again in the first view there.
+    fn resume(&mut self) -> CoreResult<()> {
+        let resume = Resume {
+            epoch: self.epoch(),
+            members: self.members(),
+        };
+        self.mesh = None;
+        self.stale = Some("the coordinator was lost: call update_topology()".into());
+        if let Some(old) = self.control.take() {
+            old.close();
+        }
+        let control = Control::reconnect(
+            &self.coordinators,
+            &self.secret,
+            self.id,
+            &self.p2p_addr,
+            self.options.timeout,
+            &resume,
+        )?;
+        self.control = Some(control);
+        Ok(())
     }
 
     pub fn id(&self) -> PeerId {

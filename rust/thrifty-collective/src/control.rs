@@ -20,7 +20,9 @@ use thrifty_core::{CoreError, CoreResult};
 
 use crate::auth::{client_handshake, Purpose, Secret};
 use crate::frame::{recv_control, send_control, ProtocolError, HEADER_LEN};
-use crate::message::{AbortKind, Decision, FromCoordinator, PeerId, ToCoordinator, View, Vote};
+use crate::message::{
+    AbortKind, Decision, FromCoordinator, PeerId, Resume, ToCoordinator, View, Vote,
+};
 use crate::signal::OpSignal;
 
 /// Decisions nobody has collected yet; older ones are dropped beyond this.
@@ -31,6 +33,8 @@ const BROKEN_KEPT: usize = 64;
 const LEAVE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Floors on what the coordinator announces, so a bad `Welcome` cannot make us spin.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
+/// Between rounds of dialing every coordinator address while resuming.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
 
 /// A step of the topology vote, in the order the coordinator sent them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,8 +83,86 @@ impl Control {
         p2p_addr: &str,
         timeout: Duration,
     ) -> CoreResult<Self> {
-        let started = Instant::now();
-        let deadline = started + timeout;
+        Self::open(
+            addr,
+            secret,
+            id,
+            p2p_addr,
+            Instant::now() + timeout,
+            timeout,
+            None,
+        )
+    }
+
+    /// Connect to the first coordinator of `addrs` that answers, in order. A wrong secret
+    /// is a configuration error and ends the search at once.
+    pub fn connect_first(
+        addrs: &[String],
+        secret: &Secret,
+        id: PeerId,
+        p2p_addr: &str,
+        timeout: Duration,
+    ) -> CoreResult<Self> {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        for addr in addrs {
+            match Self::open(addr, secret, id, p2p_addr, deadline, timeout, None) {
+                Ok(control) => return Ok(control),
+                Err(error @ CoreError::Authentication(_)) => return Err(error),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| CoreError::invalid("coordinator", "no address given")))
+    }
+
+    /// After the coordinator was lost: dial `addrs` in order, round after round until
+    /// `timeout`, and resume with what this peer knew (see `message`, failover). The lost
+    /// coordinator may also come back at its old address, or take a moment to notice that
+    /// our old connection is gone (it refuses the id meanwhile), so every failure but a
+    /// wrong secret is worth another round.
+    pub fn reconnect(
+        addrs: &[String],
+        secret: &Secret,
+        id: PeerId,
+        p2p_addr: &str,
+        timeout: Duration,
+        resume: &Resume,
+    ) -> CoreResult<Self> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut last = None;
+            for addr in addrs {
+                let result =
+                    Self::open(addr, secret, id, p2p_addr, deadline, timeout, Some(resume));
+                match result {
+                    Ok(control) => {
+                        log::info!("resumed with the coordinator at {addr}");
+                        return Ok(control);
+                    }
+                    Err(error @ CoreError::Authentication(_)) => return Err(error),
+                    Err(error) => last = Some(error),
+                }
+            }
+            if Instant::now() + RECONNECT_PAUSE >= deadline {
+                let why = last.map_or_else(|| "no address given".into(), |e| e.to_string());
+                return Err(CoreError::PeerLost(format!(
+                    "no coordinator of {addrs:?} took us back within {:.1} s: {why}",
+                    timeout.as_secs_f64()
+                )));
+            }
+            thread::sleep(RECONNECT_PAUSE);
+        }
+    }
+
+    fn open(
+        addr: &str,
+        secret: &Secret,
+        id: PeerId,
+        p2p_addr: &str,
+        deadline: Instant,
+        timeout: Duration,
+        resume: Option<&Resume>,
+    ) -> CoreResult<Self> {
         let mut stream = dial(addr, deadline, timeout)?;
         client_handshake(&mut stream, secret, Purpose::Control, deadline).map_err(|e| match e {
             CoreError::Authentication(m) => {
@@ -93,7 +175,7 @@ impl Control {
             CoreError::PeerLost(m) => CoreError::PeerLost(format!("coordinator {addr} lost: {m}")),
             other => other,
         })?;
-        let welcome = hello(&mut stream, addr, id, p2p_addr, deadline, timeout)?;
+        let welcome = hello(&mut stream, addr, id, p2p_addr, resume, deadline, timeout)?;
         let (interval_ms, timeout_ms) = match welcome {
             FromCoordinator::Welcome {
                 heartbeat_interval_ms,
@@ -169,6 +251,11 @@ impl Control {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(handle);
+    }
+
+    /// Whether the coordinator connection is gone (not by our own `close`).
+    pub fn coordinator_lost(&self) -> bool {
+        self.inner.lock().lost.is_some()
     }
 
     /// Ask for a topology update (`UpdateTopology`).
@@ -425,7 +512,8 @@ impl Inner {
                 lost,
                 reason,
             } => {
-                log::warn!("epoch {epoch} broken: {reason}");
+                // The coordinator already warned if the loss was not a clean goodbye.
+                log::info!("epoch {epoch} broken: {reason}");
                 if let Some(watch) = &state.watch {
                     if watch.epoch == epoch && watch.participants.contains(&lost) {
                         let signal = &watch.signal;
@@ -497,6 +585,7 @@ fn hello(
     addr: &str,
     id: PeerId,
     p2p_addr: &str,
+    resume: Option<&Resume>,
     deadline: Instant,
     timeout: Duration,
 ) -> CoreResult<FromCoordinator> {
@@ -529,6 +618,7 @@ fn hello(
         &ToCoordinator::Hello {
             id,
             p2p_addr: p2p_addr.to_owned(),
+            resume: resume.cloned(),
         },
     )
     .map_err(wire)?;

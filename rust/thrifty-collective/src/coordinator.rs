@@ -23,11 +23,13 @@ use thrifty_core::{CoreError, CoreResult};
 use crate::auth::{server_handshake, Purpose, Secret};
 use crate::frame::{recv_control, send_control, ProtocolError, HEADER_LEN};
 use crate::message::{
-    AbortKind, Decision, FromCoordinator, Member, PeerId, ToCoordinator, View, Vote,
+    AbortKind, Decision, FromCoordinator, Member, PeerId, Resume, ToCoordinator, View, Vote,
 };
 
 /// How often the accept loop looks at the closed flag; bounds how long `close` waits for it.
 const ACCEPT_POLL: Duration = Duration::from_millis(20);
+/// How often a resume timer checks whether the coordinator closed meanwhile.
+const RESUME_POLL: Duration = Duration::from_millis(50);
 /// Decided outcomes kept so that a late (or repeated) vote gets the same decision.
 const DECIDED_KEPT: usize = 1024;
 /// Undecided collectives at once; beyond this a peer is misbehaving, and memory is bounded.
@@ -346,8 +348,12 @@ fn greet(
             format!("while waiting for Hello: {e}")
         }
     })?;
-    let (id, p2p_addr) = match hello {
-        ToCoordinator::Hello { id, p2p_addr } => (id, p2p_addr),
+    let (id, p2p_addr, resume) = match hello {
+        ToCoordinator::Hello {
+            id,
+            p2p_addr,
+            resume,
+        } => (id, p2p_addr, resume),
         other => return Err(format!("expected Hello, got {}", name_of(&other))),
     };
     if p2p_addr.is_empty() || p2p_addr.len() > MAX_ADDR_LEN {
@@ -399,6 +405,28 @@ fn greet(
         })
         .map_err(|e| format!("cannot start a thread: {e}"))?;
     log::info!("peer {id} connected from {remote} (p2p {p2p_addr}); pending");
+    if let Some(resume) = resume {
+        if state.resume(&resume, options.heartbeat_timeout) {
+            // Decide again once the grace is over, whoever is still missing.
+            let timer = Arc::clone(shared);
+            let grace = options.heartbeat_timeout;
+            shared
+                .spawn("thrifty-coordinator-resume".into(), move || {
+                    let until = Instant::now() + grace;
+                    while Instant::now() < until {
+                        if timer.closed.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        thread::sleep(RESUME_POLL);
+                    }
+                    let mut state = timer.lock();
+                    if !state.closed {
+                        state.decide_topology();
+                    }
+                })
+                .map_err(|e| format!("cannot start a thread: {e}"))?;
+        }
+    }
     state.peers.insert(
         id,
         Peer {
@@ -557,6 +585,10 @@ struct State {
     next_epoch: u64,
     /// Who asked for a topology update since the last decision.
     asked: HashSet<PeerId>,
+    /// Members of a previous coordinator's view, named by resuming peers: the first view
+    /// waits for them until `resume_until`.
+    resuming: HashSet<PeerId>,
+    resume_until: Option<Instant>,
     ballots: HashMap<BallotKey, Ballot>,
     decided: HashMap<BallotKey, Decision>,
     decided_order: VecDeque<BallotKey>,
@@ -579,6 +611,8 @@ impl State {
             forming: None,
             next_epoch: 1,
             asked: HashSet::new(),
+            resuming: HashSet::new(),
+            resume_until: None,
             ballots: HashMap::new(),
             decided: HashMap::new(),
             decided_order: VecDeque::new(),
@@ -686,9 +720,42 @@ impl State {
         self.decide_topology();
     }
 
+    /// A peer resumes from another coordinator: number past its epoch, and, before this
+    /// coordinator's first view, wait for its old members. Returns whether a grace period
+    /// started (the caller arms a timer to decide when it ends).
+    fn resume(&mut self, resume: &Resume, grace: Duration) -> bool {
+        self.next_epoch = self.next_epoch.max(resume.epoch.saturating_add(1));
+        if self.view.epoch != 0 {
+            return false;
+        }
+        self.resuming.extend(resume.members.iter().copied());
+        if self.resume_until.is_some() {
+            return false;
+        }
+        log::info!(
+            "peers are resuming from another coordinator (epoch {}): waiting up to {:.1} s for \
+             {} member(s)",
+            resume.epoch,
+            grace.as_secs_f64(),
+            resume.members.len()
+        );
+        self.resume_until = Some(Instant::now() + grace);
+        true
+    }
+
+    /// Whether the first view should still wait for members of a previous coordinator.
+    fn awaiting_resumers(&self) -> bool {
+        let Some(until) = self.resume_until else {
+            return false;
+        };
+        self.view.epoch == 0
+            && Instant::now() < until
+            && self.resuming.iter().any(|id| !self.asked.contains(id))
+    }
+
     /// Decide the topology vote once every live member has asked.
     fn decide_topology(&mut self) {
-        if self.forming.is_some() || self.asked.is_empty() {
+        if self.forming.is_some() || self.asked.is_empty() || self.awaiting_resumers() {
             return;
         }
         let live: Vec<PeerId> = self
@@ -810,6 +877,8 @@ impl State {
         }
         self.view = forming.view;
         self.broken = None;
+        self.resuming.clear();
+        self.resume_until = None;
         self.unusable.clear();
         // Peers who asked while this view was being built wait for the members' next vote.
         self.decide_topology();

@@ -24,6 +24,14 @@
 //! 5. When a member of the current epoch is lost, the coordinator sends `Broken` to the
 //!    others and aborts every undecided vote of that epoch: in-flight collectives fail with
 //!    `PeerLost`, and no collective can run until the next topology update.
+//! 6. Coordinator failover. A coordinator keeps no state that the peers do not also hold,
+//!    so any coordinator can take over: a peer that loses its coordinator fails its
+//!    collectives with `PeerLost`, and its next `update_topology()` dials the addresses it
+//!    was given, in order, and says `Hello` with a [`Resume`]: the epoch and members it last
+//!    knew. A coordinator that has not yet committed a view waits (up to one heartbeat
+//!    timeout) for every member named in a `Resume` to arrive and ask before it forms its
+//!    first view, and numbers it past every resumed epoch, so no link of an old mesh can be
+//!    taken for one of the new.
 
 use serde::{Deserialize, Serialize};
 
@@ -98,12 +106,21 @@ pub struct Decision {
     pub payloads: Vec<Vec<u8>>,
 }
 
+/// What a peer knew when it lost its coordinator.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Resume {
+    pub epoch: u64,
+    pub members: Vec<PeerId>,
+}
+
 /// Messages from a peer to the coordinator.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum ToCoordinator {
     Hello {
         id: PeerId,
         p2p_addr: String,
+        /// Set when the peer comes from another coordinator (or an earlier run of this one).
+        resume: Option<Resume>,
     },
     Heartbeat,
     UpdateTopology,

@@ -17,7 +17,7 @@ use thrifty_collective::frame::{
     recv_control, send_control, write_frame, FrameKind, MAX_CONTROL_FRAME, PROTOCOL_VERSION,
 };
 use thrifty_collective::message::{
-    AbortKind, Decision, FromCoordinator, PeerId, ToCoordinator, View, Vote,
+    AbortKind, Decision, FromCoordinator, PeerId, Resume, ToCoordinator, View, Vote,
 };
 use thrifty_collective::signal::OpSignal;
 use thrifty_core::CoreError;
@@ -255,6 +255,7 @@ impl RawPeer {
         peer.send(&ToCoordinator::Hello {
             id,
             p2p_addr: p2p(id),
+            resume: None,
         });
         match peer.recv() {
             FromCoordinator::Welcome { .. } => peer,
@@ -779,6 +780,7 @@ fn garbage_never_crashes_the_coordinator_and_the_members_keep_working() {
     twice.send(&ToCoordinator::Hello {
         id: 202,
         p2p_addr: p2p(202),
+        resume: None,
     });
     assert!(twice.dropped_by_coordinator());
 
@@ -938,4 +940,69 @@ fn disjoint_groups_share_a_sequence_number_and_overlapping_ones_abort() {
         assert_eq!(decision.kind, AbortKind::Mismatch);
         assert!(decision.reason.contains("participant lists differ"));
     }
+}
+
+#[test]
+fn a_standby_waits_for_resuming_members_then_goes_on_without_the_missing() {
+    let standby = start_with(fast_heartbeats());
+    let addrs = vec![standby.address()];
+    let resume = Resume {
+        epoch: 41,
+        members: vec![1, 2, 3],
+    };
+    let resumed = |id: PeerId| {
+        Control::reconnect(&addrs, &secret(), id, &p2p(id), PATIENCE, &resume).expect("resume")
+    };
+    let (a, b) = (resumed(1), resumed(2));
+    // Peer 3 of the old view never comes back: the first view waits out the grace (one
+    // heartbeat timeout), then forms from who is here, numbered past the old epoch.
+    let started = Instant::now();
+    let outcomes = update_all(&[&a, &b]);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    for (view, committed) in &outcomes {
+        let view = view.as_ref().expect("a view");
+        assert!(*committed > 41);
+        assert_eq!(
+            view.members.iter().map(|m| m.id).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+    }
+    // After the first view, nobody waits for the old members any more.
+    let c = connect(&standby, 4);
+    c.request_update().expect("request_update");
+    wait_for(&standby, "the newcomer to ask", |s| s.asked.contains(&4));
+    let started = Instant::now();
+    let (view, _) = thread::scope(|scope| {
+        let newcomer = scope.spawn(|| finish_update(&c));
+        update_all(&[&a, &b]);
+        newcomer.join().expect("newcomer")
+    });
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    assert_eq!(view.expect("view").members.len(), 3);
+}
+
+#[test]
+fn reconnect_without_any_coordinator_gives_up_with_peer_lost_in_time() {
+    let gone = start();
+    let addrs = vec![gone.address()];
+    gone.close();
+    let resume = Resume {
+        epoch: 1,
+        members: vec![1],
+    };
+    let started = Instant::now();
+    let result = Control::reconnect(
+        &addrs,
+        &secret(),
+        1,
+        &p2p(1),
+        Duration::from_millis(800),
+        &resume,
+    );
+    assert!(matches!(result, Err(CoreError::PeerLost(_))));
+    assert!(started.elapsed() < Duration::from_secs(5));
 }

@@ -297,3 +297,65 @@ fn a_wrong_secret_is_refused() {
     .expect("new");
     assert!(matches!(comm.connect(), Err(CoreError::Authentication(_))));
 }
+
+#[test]
+fn peers_resume_on_a_standby_coordinator_when_theirs_is_lost() {
+    let n = 3;
+    let primary =
+        Coordinator::start("127.0.0.1:0", secret(), CoordinatorOptions::default()).expect("start");
+    let standby =
+        Coordinator::start("127.0.0.1:0", secret(), CoordinatorOptions::default()).expect("start");
+    let addresses = format!("{},{}", primary.address(), standby.address());
+    let primary = Arc::new(primary);
+    let before = Arc::new(Barrier::new(n + 1));
+    let after = Arc::new(Barrier::new(n + 1));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let (addresses, before, after) =
+                (addresses.clone(), Arc::clone(&before), Arc::clone(&after));
+            thread::spawn(move || {
+                let mut comm = Communicator::new(&addresses, secret(), options()).expect("new");
+                comm.connect().expect("connect");
+                while comm.world_size() < n {
+                    comm.update_topology().expect("update_topology");
+                }
+                let old_epoch = comm.epoch();
+                let mut x = vec![1.0f32; 10_000];
+                comm.all_reduce(as_bytes(&mut x), DType::F32, ReduceOp::Sum, None, 64)
+                    .expect("all_reduce on the primary");
+                before.wait();
+                after.wait(); // the primary is gone now
+                let mut y = input(comm.rank().expect("rank"), 10_000);
+                let original = y.clone();
+                let lost = comm.all_reduce(as_bytes(&mut y), DType::F32, ReduceOp::Sum, None, 64);
+                assert!(matches!(lost, Err(CoreError::PeerLost(_))), "{lost:?}");
+                assert_eq!(y, original, "a failed collective restores its buffer");
+                // One update: the standby waits for every member of the old view.
+                comm.update_topology().expect("resume on the standby");
+                assert_eq!(comm.world_size(), n);
+                assert!(
+                    comm.epoch() > old_epoch,
+                    "epochs only grow across coordinators"
+                );
+                let rank = comm.rank().expect("rank");
+                let mut z = input(rank, 10_000);
+                comm.all_reduce(as_bytes(&mut z), DType::F32, ReduceOp::Sum, None, 64)
+                    .expect("all_reduce on the standby");
+                (x, z)
+            })
+        })
+        .collect();
+    before.wait();
+    primary.close();
+    after.wait();
+    let inputs: Vec<Vec<f32>> = (0..n).map(|r| input(r, 10_000)).collect();
+    let expected: Vec<f32> = (0..10_000)
+        .map(|i| inputs.iter().map(|x| x[i]).sum())
+        .collect();
+    for handle in handles {
+        let (x, z) = handle.join().expect("peer");
+        assert!(x.iter().all(|&v| v == n as f32));
+        assert_eq!(z, expected);
+    }
+    assert_eq!(standby.snapshot().members.len(), n);
+}
