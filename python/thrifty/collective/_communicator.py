@@ -147,7 +147,12 @@ class Communicator:
     Parameters
     ----------
     coordinator
-        The coordinator's ``host:port`` (or a :class:`Coordinator` in this process).
+        The coordinator's ``host:port`` (or a :class:`Coordinator` in this process), or a
+        list of them: the first, then standbys. A peer that loses its coordinator raises
+        :class:`~thrifty.errors.PeerLost`, and its next :meth:`update_topology` dials the
+        list in order until one answers (the lost one may come back too). The standby waits
+        up to one heartbeat timeout for every member of the old view, so the world goes on
+        whole, with no single point of failure.
     secret
         The pre-shared secret; default: ``THRIFTY_SECRET``. Every connection, to the
         coordinator and between peers, runs a mutual HMAC-SHA256 challenge-response.
@@ -184,7 +189,7 @@ class Communicator:
 
     def __init__(
         self,
-        coordinator: str | Coordinator,
+        coordinator: str | Coordinator | Sequence[str | Coordinator],
         *,
         secret: str | None = None,
         connections: int = 4,
@@ -193,9 +198,21 @@ class Communicator:
         bind_port: int = 0,
         advertise_host: str | None = None,
     ) -> None:
-        if isinstance(coordinator, Coordinator):
-            coordinator = coordinator.address
-        check_text(coordinator, "coordinator")
+        addresses = [coordinator] if isinstance(coordinator, (str, Coordinator)) else coordinator
+        if not isinstance(addresses, Sequence) or not addresses:
+            raise InvalidArgumentError(
+                "coordinator must be host:port, a Coordinator, or a non-empty list of them",
+                "coordinator",
+            )
+        texts = [a.address if isinstance(a, Coordinator) else a for a in addresses]
+        for text in texts:
+            check_text(text, "coordinator")
+            if "," in text:
+                raise InvalidArgumentError(
+                    f"coordinator must be a list of addresses, not one string with commas: "
+                    f"{text!r}",
+                    "coordinator",
+                )
         check_text(secret, "secret", optional=True)
         check_text(bind_host, "bind_host")
         check_text(advertise_host, "advertise_host", optional=True)
@@ -203,7 +220,7 @@ class Communicator:
         timeout = check_seconds(timeout_s, "timeout_s")
         port = _check_int(bind_port, "bind_port", minimum=0, maximum=65535)
         self._native = _native.Communicator(
-            coordinator, secret, connections, timeout, bind_host, port, advertise_host
+            ",".join(texts), secret, connections, timeout, bind_host, port, advertise_host
         )
         self._staging = PinnedPool()
         self._connected = False
