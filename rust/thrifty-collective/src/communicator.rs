@@ -642,7 +642,15 @@ impl Communicator {
             |control, mesh, op_ctx, scratch| match quantize {
                 Some(format) => {
                     let mut schedule = QuantizedAllReduce::new(
-                        mesh, &group, data, dtype, op, format, block, chunk,
+                        mesh,
+                        &group,
+                        data,
+                        dtype,
+                        op,
+                        format,
+                        block,
+                        chunk,
+                        &mut scratch.quantized,
                     );
                     let (result, ok) =
                         Self::finish(control, mesh, op_ctx, &mut schedule, Vec::new(), None);

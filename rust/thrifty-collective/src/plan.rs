@@ -14,6 +14,7 @@ use thrifty_core::{CoreError, CoreResult};
 use crate::dtype::{finalize_avg, reduce_bytes, DType, ReduceOp};
 use crate::engine::{Incoming, Outgoing, Schedule};
 use crate::mesh::LinkId;
+use crate::quantized::QuantScratch;
 
 /// An 8-byte-aligned byte buffer, so any element type can be viewed in it.
 #[derive(Default)]
@@ -55,6 +56,7 @@ pub struct Scratch {
     pub backup: AlignedBuf,
     /// One staging buffer per link for frames that are reduced into the caller's buffer.
     pub link_stage: Vec<AlignedBuf>,
+    pub quantized: QuantScratch,
 }
 
 /// Where an outgoing frame's bytes come from.
@@ -167,7 +169,9 @@ impl<'a> Plan<'a> {
         stages: &'a mut [AlignedBuf],
     ) -> Self {
         let links = steps.sends.len();
-        let Scratch { backup, link_stage } = scratch;
+        let Scratch {
+            backup, link_stage, ..
+        } = scratch;
         if link_stage.len() < links {
             link_stage.resize_with(links, AlignedBuf::default);
         }

@@ -45,6 +45,17 @@ enum Recv {
     },
 }
 
+/// The buffers of a quantized all-reduce, kept by the communicator from one collective to
+/// the next: allocating and zeroing them anew cost more page faults than the codec's work.
+#[derive(Default)]
+pub struct QuantScratch {
+    outgoing: Vec<AlignedBuf>,
+    contributions: Vec<Vec<Vec<u8>>>,
+    results: Vec<Vec<Vec<u8>>>,
+    acc: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
 pub struct QuantizedAllReduce<'a> {
     data: &'a mut [u8],
     dtype: DType,
@@ -57,17 +68,17 @@ pub struct QuantizedAllReduce<'a> {
     sends: Vec<VecDeque<Send>>,
     recvs: Vec<VecDeque<Recv>>,
     /// The encoded contribution being sent on each link.
-    outgoing: Vec<AlignedBuf>,
+    outgoing: &'a mut Vec<AlignedBuf>,
     /// contributions[k][from]: encoded, for our own slice.
-    contributions: Vec<Vec<Vec<u8>>>,
+    contributions: &'a mut Vec<Vec<Vec<u8>>>,
     arrived: Vec<usize>,
     /// results[slice][k]: the owner's encoded result.
-    results: Vec<Vec<Vec<u8>>>,
+    results: &'a mut Vec<Vec<Vec<u8>>>,
     /// forwarded[s][k]: all-gather step `s` of chunk `k` has arrived (ours is step "-1").
     forwarded: Vec<Vec<bool>>,
     reduced: Vec<bool>,
-    acc: Vec<f32>,
-    scratch: Vec<f32>,
+    acc: &'a mut Vec<f32>,
+    scratch: &'a mut Vec<f32>,
 }
 
 impl<'a> QuantizedAllReduce<'a> {
@@ -81,6 +92,7 @@ impl<'a> QuantizedAllReduce<'a> {
         format: Quantization,
         block: usize,
         chunk_elems: usize,
+        buffers: &'a mut QuantScratch,
     ) -> Self {
         let n = group.len();
         let pos = group.pos;
@@ -110,7 +122,22 @@ impl<'a> QuantizedAllReduce<'a> {
                 }
             }
         }
-        let widest = layout.max_chunk();
+        let QuantScratch {
+            outgoing,
+            contributions,
+            results,
+            acc,
+            scratch,
+        } = buffers;
+        outgoing.resize_with(links, AlignedBuf::default);
+        contributions.resize_with(chunks, Vec::new);
+        contributions
+            .iter_mut()
+            .for_each(|c| c.resize_with(n, Vec::new));
+        results.resize_with(n, Vec::new);
+        results
+            .iter_mut()
+            .for_each(|r| r.resize_with(chunks, Vec::new));
         Self {
             data,
             dtype,
@@ -121,14 +148,14 @@ impl<'a> QuantizedAllReduce<'a> {
             pos,
             sends,
             recvs,
-            outgoing: (0..links).map(|_| AlignedBuf::default()).collect(),
-            contributions: (0..chunks).map(|_| vec![Vec::new(); n]).collect(),
+            outgoing,
+            contributions,
             arrived: vec![0; chunks],
-            results: (0..n).map(|_| vec![Vec::new(); chunks]).collect(),
+            results,
             forwarded: vec![vec![false; chunks]; n.saturating_sub(1)],
             reduced: vec![false; chunks],
-            acc: Vec::with_capacity(widest),
-            scratch: Vec::with_capacity(widest),
+            acc,
+            scratch,
             layout,
         }
     }
@@ -157,6 +184,7 @@ impl<'a> QuantizedAllReduce<'a> {
             for k in 0..self.layout.chunks() {
                 let encoded = std::mem::take(&mut self.results[slice][k]);
                 self.write_result(slice, k, &encoded)?;
+                self.results[slice][k] = encoded;
             }
         }
         Ok(())
@@ -174,12 +202,8 @@ impl<'a> QuantizedAllReduce<'a> {
             }
         }
         self.scratch.resize(range.len(), 0.0);
-        self.format.decode(encoded, self.block, &mut self.scratch)?;
-        from_f32(
-            self.dtype,
-            &self.scratch,
-            &mut self.data[bytes(range, elem)],
-        )
+        self.format.decode(encoded, self.block, self.scratch)?;
+        from_f32(self.dtype, self.scratch, &mut self.data[bytes(range, elem)])
     }
 
     /// This peer's values of an element range as fp32: a view for float32, else converted
@@ -208,34 +232,32 @@ impl<'a> QuantizedAllReduce<'a> {
         for q in 0..self.n {
             let first = q == 0;
             if q == self.pos {
-                let own =
-                    Self::own_values(self.data, self.dtype, range.clone(), &mut self.scratch)?;
+                let own = Self::own_values(self.data, self.dtype, range.clone(), self.scratch)?;
                 if first {
                     self.acc.copy_from_slice(own);
                 } else {
-                    crate::dtype::reduce_f32(self.op, &mut self.acc, own);
+                    crate::dtype::reduce_f32(self.op, self.acc, own);
                 }
             } else if first {
                 self.format
-                    .decode(&self.contributions[k][q], self.block, &mut self.acc)?;
+                    .decode(&self.contributions[k][q], self.block, self.acc)?;
             } else {
                 self.format.decode_reduce(
                     &self.contributions[k][q],
                     self.block,
                     self.op,
-                    &mut self.acc,
+                    self.acc,
                 )?;
             }
-            self.contributions[k][q] = Vec::new();
         }
         if self.op == ReduceOp::Avg {
             let n = self.n as f32;
             self.acc.iter_mut().for_each(|v| *v /= n);
         }
-        let mut encoded = vec![0u8; self.encoded_len(self.pos, k)];
-        self.format
-            .encode(&self.acc, self.block, &mut encoded, "array")?;
-        self.results[self.pos][k] = encoded;
+        let len = self.encoded_len(self.pos, k);
+        let encoded = &mut self.results[self.pos][k];
+        encoded.resize(len, 0);
+        self.format.encode(self.acc, self.block, encoded, "array")?;
         self.reduced[k] = true;
         Ok(())
     }
@@ -262,7 +284,7 @@ impl Schedule for QuantizedAllReduce<'_> {
             Send::Contribution { slice, k } => {
                 let range = self.elements(slice, k);
                 let len = self.encoded_len(slice, k);
-                let values = Self::own_values(self.data, self.dtype, range, &mut self.scratch)?;
+                let values = Self::own_values(self.data, self.dtype, range, self.scratch)?;
                 let out = &mut self.outgoing[link];
                 out.resize(len);
                 self.format

@@ -176,6 +176,7 @@ fn chain_broadcast_and_quantized_schedule() {
             Quantization::Int8,
             64,
             2000,
+            &mut scratch.quantized,
         );
         engine::run(
             mesh,
