@@ -140,6 +140,13 @@ impl Control {
                         return Ok(control);
                     }
                     Err(error @ CoreError::Authentication(_)) => return Err(error),
+                    // A coordinator that answers but refuses us still holds our old
+                    // connection: we lost it, it did not lose us. Going on to a standby would
+                    // split the world, so wait for it to notice instead.
+                    Err(error @ CoreError::InvalidValue { .. }) => {
+                        last = Some(error);
+                        break;
+                    }
                     Err(error) => last = Some(error),
                 }
             }

@@ -1006,3 +1006,27 @@ fn reconnect_without_any_coordinator_gives_up_with_peer_lost_in_time() {
     assert!(matches!(result, Err(CoreError::PeerLost(_))));
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn a_coordinator_that_still_holds_us_is_waited_for_not_skipped_for_a_standby() {
+    let (primary, standby) = (start(), start());
+    let addrs = vec![primary.address(), standby.address()];
+    // Our old connection, which the primary has not seen die yet.
+    let old = connect(&primary, 1);
+    let resume = Resume {
+        epoch: 0,
+        members: vec![],
+    };
+    let _back = thread::scope(|scope| {
+        let resuming =
+            scope.spawn(|| Control::reconnect(&addrs, &secret(), 1, &p2p(1), PATIENCE, &resume));
+        thread::sleep(Duration::from_millis(500));
+        assert!(standby.snapshot().pending.is_empty(), "went to the standby");
+        old.close();
+        resuming.join().expect("thread").expect("resumed")
+    });
+    wait_for(&primary, "peer 1 back at the primary", |s| {
+        s.pending == vec![1]
+    });
+    assert!(standby.snapshot().pending.is_empty());
+}
