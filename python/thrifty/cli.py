@@ -110,7 +110,10 @@ def _coordinator(args: argparse.Namespace) -> None:
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
         with Coordinator(
-            args.bind, secret=args.secret, heartbeat_timeout_s=args.heartbeat_timeout
+            args.bind,
+            secret=args.secret,
+            heartbeat_timeout_s=args.heartbeat_timeout,
+            fellows=args.fellow,
         ) as coordinator:
             say(
                 {"event": "listening", "address": coordinator.address},
@@ -209,6 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=5.0,
         help="seconds of silence after which a peer is lost (default 5)",
+    )
+    coordinator.add_argument(
+        "--fellow",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="another coordinator the peers were given (repeat for each); a coordinator "
+        "without a world of its own sends peers to the fellow that has one",
     )
     coordinator.add_argument("--json", action="store_true", help="print one JSON object a line")
     coordinator.set_defaults(run=_coordinator)

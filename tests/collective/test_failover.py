@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import time
 from typing import Any
 
 import numpy as np
@@ -92,3 +93,31 @@ def test_coordinator_lists_are_checked() -> None:
         collective.Communicator("a:1,b:2", secret=SECRET)
     with pytest.raises(InvalidArgumentError, match="coordinator"):
         collective.Communicator(["a:1", ""], secret=SECRET)
+
+
+def test_a_coordinator_without_a_world_sends_newcomers_to_the_fellow_that_has_one() -> None:
+    with (
+        collective.Coordinator(secret=SECRET) as leader,
+        collective.Communicator(leader, secret=SECRET, bind_host="127.0.0.1") as member,
+    ):
+        member.connect()
+        member.update_topology()
+        assert member.world_size == 1
+        # A restarted primary, told of the standby the world moved to.
+        with (
+            collective.Coordinator(secret=SECRET, fellows=[leader.address]) as idle,
+            collective.Communicator(idle, secret=SECRET, bind_host="127.0.0.1") as newcomer,
+        ):
+            newcomer.connect()
+            deadline = time.monotonic() + 10
+            while newcomer.id not in leader.snapshot().pending:
+                assert time.monotonic() < deadline, leader.snapshot()
+                time.sleep(0.01)
+            assert idle.snapshot().pending == ()
+
+
+def test_fellows_are_checked() -> None:
+    with pytest.raises(InvalidArgumentError, match="fellows"):
+        collective.Coordinator(secret=SECRET, fellows="a:1")
+    with pytest.raises(InvalidArgumentError, match="fellows"):
+        collective.Coordinator(secret=SECRET, fellows=[""])

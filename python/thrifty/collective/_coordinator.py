@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,10 @@ class Coordinator:
     heartbeat_interval_s, heartbeat_timeout_s
         A peer silent for ``heartbeat_timeout_s`` is lost (at once if its connection
         closes); heartbeats are sent every ``heartbeat_interval_s`` on a quiet connection.
+    fellows
+        The other coordinators the peers were given (``host:port``). While this one has no
+        world of its own it asks them first, and sends each peer to the one that has a
+        live world: so a restarted primary does not split the world from its standby.
 
     Examples
     --------
@@ -95,8 +100,17 @@ class Coordinator:
         secret: str | None = None,
         heartbeat_interval_s: float = 0.5,
         heartbeat_timeout_s: float = 5.0,
+        fellows: Sequence[str] = (),
     ) -> None:
         check_text(bind, "bind")
+        if isinstance(fellows, str):
+            raise InvalidArgumentError("fellows must be a list of host:port strings", "fellows")
+        for fellow in fellows:
+            check_text(fellow, "fellows")
+            if not fellow.strip():
+                raise InvalidArgumentError(
+                    "fellows must be host:port strings, got an empty one", "fellows"
+                )
         check_text(secret, "secret", optional=True)
         interval = check_seconds(heartbeat_interval_s, "heartbeat_interval_s")
         timeout = check_seconds(heartbeat_timeout_s, "heartbeat_timeout_s")
@@ -105,7 +119,7 @@ class Coordinator:
                 f"heartbeat_timeout_s must exceed heartbeat_interval_s ({interval}), got {timeout}",
                 "heartbeat_timeout_s",
             )
-        self._native = _native.Coordinator(bind, secret, interval, timeout)
+        self._native = _native.Coordinator(bind, secret, interval, timeout, fellows=list(fellows))
         self._address = self._native.address()
 
     @property

@@ -33,6 +33,9 @@ const BROKEN_KEPT: usize = 64;
 const LEAVE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Floors on what the coordinator announces, so a bad `Welcome` cannot make us spin.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
+/// A coordinator that redirects may be out of date itself; two hops are enough for any
+/// honest chain and stop a loop.
+const MAX_REDIRECTS: u32 = 2;
 /// Between rounds of dialing every coordinator address while resuming.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
 
@@ -91,6 +94,7 @@ impl Control {
             Instant::now() + timeout,
             timeout,
             None,
+            0,
         )
     }
 
@@ -106,7 +110,7 @@ impl Control {
         let deadline = Instant::now() + timeout;
         let mut last = None;
         for addr in addrs {
-            match Self::open(addr, secret, id, p2p_addr, deadline, timeout, None) {
+            match Self::open(addr, secret, id, p2p_addr, deadline, timeout, None, 0) {
                 Ok(control) => return Ok(control),
                 Err(error @ CoreError::Authentication(_)) => return Err(error),
                 Err(error) => last = Some(error),
@@ -132,8 +136,16 @@ impl Control {
         loop {
             let mut last = None;
             for addr in addrs {
-                let result =
-                    Self::open(addr, secret, id, p2p_addr, deadline, timeout, Some(resume));
+                let result = Self::open(
+                    addr,
+                    secret,
+                    id,
+                    p2p_addr,
+                    deadline,
+                    timeout,
+                    Some(resume),
+                    0,
+                );
                 match result {
                     Ok(control) => {
                         log::info!("resumed with the coordinator at {addr}");
@@ -161,6 +173,8 @@ impl Control {
         }
     }
 
+    // Every argument is a part of one greeting; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     fn open(
         addr: &str,
         secret: &Secret,
@@ -169,6 +183,7 @@ impl Control {
         deadline: Instant,
         timeout: Duration,
         resume: Option<&Resume>,
+        redirects: u32,
     ) -> CoreResult<Self> {
         let mut stream = dial(addr, deadline, timeout)?;
         client_handshake(&mut stream, secret, Purpose::Control, deadline).map_err(|e| match e {
@@ -193,6 +208,19 @@ impl Control {
                     "id",
                     format!("coordinator {addr} refused peer {id}: {reason}"),
                 ))
+            }
+            FromCoordinator::Redirect { addr: to } if redirects < MAX_REDIRECTS => {
+                log::info!("coordinator {addr} sends us to {to}, which holds the world");
+                return Self::open(
+                    &to,
+                    secret,
+                    id,
+                    p2p_addr,
+                    deadline,
+                    timeout,
+                    resume,
+                    redirects + 1,
+                );
             }
             other => {
                 return Err(CoreError::PeerLost(format!(
@@ -539,6 +567,9 @@ impl Inner {
                 }
             }
             FromCoordinator::Welcome { .. } => return Err("sent Welcome twice".into()),
+            FromCoordinator::Leader { .. } | FromCoordinator::Redirect { .. } => {
+                return Err("answered a greeting it was never sent".into())
+            }
             FromCoordinator::Refused { reason } => {
                 return Err(format!("refused an admitted peer: {reason}"))
             }

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use thrifty_core::{CoreError, CoreResult};
 
-use crate::auth::{server_handshake, Purpose, Secret};
+use crate::auth::{client_handshake, server_handshake, Purpose, Secret};
 use crate::frame::{recv_control, send_control, ProtocolError, HEADER_LEN};
 use crate::message::{
     AbortKind, Decision, FromCoordinator, Member, PeerId, Resume, ToCoordinator, View, Vote,
@@ -28,6 +28,8 @@ use crate::message::{
 
 /// How often the accept loop looks at the closed flag; bounds how long `close` waits for it.
 const ACCEPT_POLL: Duration = Duration::from_millis(20);
+/// The most a fellow coordinator may take to say whether it holds the world.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often a resume timer checks whether the coordinator closed meanwhile.
 const RESUME_POLL: Duration = Duration::from_millis(50);
 /// Decided outcomes kept so that a late (or repeated) vote gets the same decision.
@@ -52,6 +54,9 @@ pub struct CoordinatorOptions {
     pub heartbeat_timeout: Duration,
     /// The most a new connection may take to authenticate and say `Hello`.
     pub handshake_timeout: Duration,
+    /// The other coordinators the peers were given (`host:port`), asked before this one
+    /// takes a peer in while it has no world of its own (see `message`, point 7).
+    pub fellows: Vec<String>,
 }
 
 impl Default for CoordinatorOptions {
@@ -60,6 +65,7 @@ impl Default for CoordinatorOptions {
             heartbeat_interval: Duration::from_millis(500),
             heartbeat_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
+            fellows: Vec::new(),
         }
     }
 }
@@ -85,6 +91,12 @@ impl CoordinatorOptions {
             return Err(CoreError::invalid(
                 "handshake_timeout",
                 "must be positive, got 0",
+            ));
+        }
+        if self.fellows.iter().any(|f| f.trim().is_empty()) {
+            return Err(CoreError::invalid(
+                "fellows",
+                "must be host:port strings, got an empty one",
             ));
         }
         Ok(())
@@ -354,6 +366,11 @@ fn greet(
             p2p_addr,
             resume,
         } => (id, p2p_addr, resume),
+        ToCoordinator::WhoLeads => {
+            let answer = shared.lock().leadership();
+            let _ = send_control(stream, &answer);
+            return Ok(None);
+        }
         other => return Err(format!("expected Hello, got {}", name_of(&other))),
     };
     if p2p_addr.is_empty() || p2p_addr.len() > MAX_ADDR_LEN {
@@ -362,6 +379,12 @@ fn greet(
             p2p_addr.len()
         );
         refuse(stream, remote, &reason);
+        return Ok(None);
+    }
+    if let Some(leader) = leader_elsewhere(shared) {
+        log::info!("peer {id} from {remote}: the world lives at the coordinator {leader}");
+        let _ = stream.set_write_timeout(Some(REFUSAL_WRITE_TIMEOUT));
+        let _ = send_control(stream, &FromCoordinator::Redirect { addr: leader });
         return Ok(None);
     }
     let configure = || -> io::Result<TcpStream> {
@@ -442,6 +465,50 @@ fn greet(
     Ok(Some(id))
 }
 
+/// The fellow coordinator that holds a live world, while this one has none: the one with
+/// the newest epoch. Unreachable fellows count as none.
+fn leader_elsewhere(shared: &Shared) -> Option<String> {
+    let fellows = &shared.options.fellows;
+    if fellows.is_empty() || shared.lock().view.epoch != 0 {
+        return None;
+    }
+    fellows
+        .iter()
+        .filter_map(|fellow| {
+            probe(fellow, &shared.secret)
+                .map_err(|why| log::info!("fellow coordinator {fellow} did not answer: {why}"))
+                .ok()
+                .filter(|&(epoch, live)| epoch > 0 && live > 0)
+                .map(|(epoch, _)| (epoch, fellow))
+        })
+        .max_by_key(|&(epoch, _)| epoch)
+        .map(|(_, fellow)| fellow.clone())
+}
+
+/// Ask the coordinator at `addr` for its committed epoch and live member count.
+fn probe(addr: &str, secret: &Secret) -> Result<(u64, u32), String> {
+    let deadline = Instant::now() + PROBE_TIMEOUT;
+    let target = addr
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("no address")?;
+    let mut stream =
+        TcpStream::connect_timeout(&target, PROBE_TIMEOUT).map_err(|e| e.to_string())?;
+    client_handshake(&mut stream, secret, Purpose::Control, deadline).map_err(|e| e.to_string())?;
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    stream
+        .set_read_timeout(Some(left))
+        .map_err(|e| e.to_string())?;
+    send_control(&mut stream, &ToCoordinator::WhoLeads).map_err(|e| e.to_string())?;
+    match recv_control::<FromCoordinator>(&mut stream).map_err(|e| e.to_string())? {
+        FromCoordinator::Leader { epoch, live } => Ok((epoch, live)),
+        other => Err(format!("answered {other:?}")),
+    }
+}
+
 fn refuse(stream: &mut TcpStream, remote: SocketAddr, reason: &str) {
     log::warn!("refusing {remote}: {reason}");
     let _ = stream.set_write_timeout(Some(REFUSAL_WRITE_TIMEOUT));
@@ -517,6 +584,7 @@ fn name_of(message: &ToCoordinator) -> &'static str {
         ToCoordinator::MeshReady { .. } => "MeshReady",
         ToCoordinator::Vote(_) => "Vote",
         ToCoordinator::Leave => "Leave",
+        ToCoordinator::WhoLeads => "WhoLeads",
     }
 }
 
@@ -630,6 +698,20 @@ impl State {
         self.peers.get(&id).is_some_and(|p| p.serial == serial)
     }
 
+    /// What `WhoLeads` is answered.
+    fn leadership(&self) -> FromCoordinator {
+        let live = self
+            .view
+            .members
+            .iter()
+            .filter(|m| self.peers.contains_key(&m.id))
+            .count();
+        FromCoordinator::Leader {
+            epoch: self.view.epoch,
+            live: u32::try_from(live).unwrap_or(u32::MAX),
+        }
+    }
+
     /// Act on one message; false once the peer is gone and its reader should stop.
     fn handle(&mut self, id: PeerId, serial: u64, message: ToCoordinator) -> bool {
         if !self.is_current(id, serial) {
@@ -637,8 +719,8 @@ impl State {
         }
         match message {
             ToCoordinator::Heartbeat => {}
-            ToCoordinator::Hello { .. } => {
-                self.lose(id, serial, "sent Hello twice", false);
+            ToCoordinator::Hello { .. } | ToCoordinator::WhoLeads => {
+                self.lose(id, serial, "sent a greeting twice", false);
                 return false;
             }
             ToCoordinator::Leave => {

@@ -32,6 +32,10 @@
 //!    timeout) for every member named in a `Resume` to arrive and ask before it forms its
 //!    first view, and numbers it past every resumed epoch, so no link of an old mesh can be
 //!    taken for one of the new.
+//! 7. Coordinators told of each other (`fellows`) keep one world: one that has not formed a
+//!    view yet asks each fellow `WhoLeads` before it takes a peer in, and when a fellow
+//!    answers `Leader` with a live view, it answers the peer `Redirect` to that fellow. So a
+//!    restarted primary sends newcomers and strays to the standby the world moved to.
 
 use serde::{Deserialize, Serialize};
 
@@ -132,6 +136,8 @@ pub enum ToCoordinator {
     Vote(Vote),
     /// A clean goodbye: treated like a loss, without waiting for the heartbeat timeout.
     Leave,
+    /// From another coordinator, instead of `Hello`: does this one hold a live world?
+    WhoLeads,
 }
 
 /// Messages from the coordinator to a peer.
@@ -159,6 +165,16 @@ pub enum FromCoordinator {
         epoch: u64,
         lost: PeerId,
         reason: String,
+    },
+    /// The answer to `WhoLeads`: this coordinator's committed epoch (0: none yet) and how
+    /// many of its members are connected.
+    Leader {
+        epoch: u64,
+        live: u32,
+    },
+    /// Instead of `Welcome`: the world lives at the coordinator `addr`; go there.
+    Redirect {
+        addr: String,
     },
 }
 

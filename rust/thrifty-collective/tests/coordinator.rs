@@ -46,6 +46,7 @@ fn fast_heartbeats() -> CoordinatorOptions {
         heartbeat_interval: Duration::from_millis(100),
         heartbeat_timeout: Duration::from_secs(2),
         handshake_timeout: Duration::from_secs(1),
+        ..CoordinatorOptions::default()
     }
 }
 
@@ -1029,4 +1030,33 @@ fn a_coordinator_that_still_holds_us_is_waited_for_not_skipped_for_a_standby() {
         s.pending == vec![1]
     });
     assert!(standby.snapshot().pending.is_empty());
+}
+
+#[test]
+fn a_coordinator_without_a_world_sends_peers_to_the_fellow_that_has_one() {
+    let leader = start();
+    let member = connect(&leader, 1);
+    let (view, _) = update(&member);
+    assert_eq!(view.expect("view").members.len(), 1);
+    // A restarted primary, say, told of the standby the world moved to.
+    let idle = start_with(CoordinatorOptions {
+        fellows: vec![leader.address()],
+        ..CoordinatorOptions::default()
+    });
+    let addrs = vec![idle.address()];
+    let newcomer =
+        Control::connect_first(&addrs, &secret(), 9, &p2p(9), PATIENCE).expect("redirected");
+    wait_for(&leader, "the newcomer at the leader", |s| {
+        s.pending == vec![9]
+    });
+    assert!(idle.snapshot().pending.is_empty());
+    // Once the world is gone, the idle coordinator takes peers itself.
+    newcomer.close();
+    member.close();
+    leader.close();
+    let _alone =
+        Control::connect_first(&addrs, &secret(), 10, &p2p(10), PATIENCE).expect("admitted");
+    wait_for(&idle, "peer 10 at the idle coordinator", |s| {
+        s.pending == vec![10]
+    });
 }

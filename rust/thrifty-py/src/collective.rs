@@ -211,6 +211,7 @@ impl PyCoordinator {
         heartbeat_interval_s=0.5,
         heartbeat_timeout_s=5.0,
         handshake_timeout_s=5.0,
+        fellows=Vec::new(),
     ))]
     fn new(
         py: Python<'_>,
@@ -219,11 +220,13 @@ impl PyCoordinator {
         heartbeat_interval_s: f64,
         heartbeat_timeout_s: f64,
         handshake_timeout_s: f64,
+        fellows: Vec<String>,
     ) -> PyResult<Self> {
         let options = CoordinatorOptions {
             heartbeat_interval: seconds(py, heartbeat_interval_s, "heartbeat_interval_s")?,
             heartbeat_timeout: seconds(py, heartbeat_timeout_s, "heartbeat_timeout_s")?,
             handshake_timeout: seconds(py, handshake_timeout_s, "handshake_timeout_s")?,
+            fellows,
         };
         let inner = run(py, move || {
             let secret = Secret::from_arg_or_env(secret.as_deref())?;
