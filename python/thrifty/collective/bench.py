@@ -251,10 +251,12 @@ def format_table(records: list[BenchRecord]) -> str:
     for r in records:
         base = gloo.get((r.world, r.size_bytes))
         ratio = f"{r.busbw_gbps / base.busbw_gbps:7.2f}x" if base and r.backend != "gloo" else ""
+        # Gloo does not say what it sent.
+        wire = "-" if r.backend == "gloo" else f"{r.wire_bytes / 1e6:.2f}"
         lines.append(
             f"{r.backend:<8} {r.quantize or '-':<5} {r.world:>5} "
             f"{r.size_bytes / (1 << 20):>7.0f}MB {r.seconds * 1e3:>9.2f} "
-            f"{r.algbw_gbps:>10.3f} {r.busbw_gbps:>10.3f} {r.wire_bytes / 1e6:>8.2f} {ratio:>8}"
+            f"{r.algbw_gbps:>10.3f} {r.busbw_gbps:>10.3f} {wire:>8} {ratio:>8}"
         )
     return "\n".join(lines)
 
