@@ -321,14 +321,8 @@ class Communicator:
         block
             Values per quantization scale.
         """
-        buffer = self._reduce_intake(array, op, quantize, block)
-        try:
-            raw = self._native.all_reduce(buffer.host, buffer.dtype, op, quantize, block)
-        except BaseException:
-            buffer.done(False)
-            raise
-        buffer.done(True)
-        self.last_stats = _stats(raw)
+        # The same job as the async call, waited for: one path restores or writes back.
+        self.all_reduce_async(array, op=op, quantize=quantize, block=block).wait()
 
     def all_reduce_async(
         self, array: Any, *, op: str = "sum", quantize: str | None = None, block: int = 64

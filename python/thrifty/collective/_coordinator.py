@@ -107,10 +107,6 @@ class Coordinator:
             raise InvalidArgumentError("fellows must be a list of host:port strings", "fellows")
         for fellow in fellows:
             check_text(fellow, "fellows")
-            if not fellow.strip():
-                raise InvalidArgumentError(
-                    "fellows must be host:port strings, got an empty one", "fellows"
-                )
         check_text(secret, "secret", optional=True)
         interval = check_seconds(heartbeat_interval_s, "heartbeat_interval_s")
         timeout = check_seconds(heartbeat_timeout_s, "heartbeat_timeout_s")

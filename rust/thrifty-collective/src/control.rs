@@ -98,8 +98,7 @@ impl Control {
         )
     }
 
-    /// Connect to the first coordinator of `addrs` that answers, in order. A wrong secret
-    /// is a configuration error and ends the search at once.
+    /// Connect to the first coordinator of `addrs` that answers, in order.
     pub fn connect_first(
         addrs: &[String],
         secret: &Secret,
@@ -108,15 +107,7 @@ impl Control {
         timeout: Duration,
     ) -> CoreResult<Self> {
         let deadline = Instant::now() + timeout;
-        let mut last = None;
-        for addr in addrs {
-            match Self::open(addr, secret, id, p2p_addr, deadline, timeout, None, 0) {
-                Ok(control) => return Ok(control),
-                Err(error @ CoreError::Authentication(_)) => return Err(error),
-                Err(error) => last = Some(error),
-            }
-        }
-        Err(last.unwrap_or_else(|| CoreError::invalid("coordinator", "no address given")))
+        Self::first_answering(addrs, secret, id, p2p_addr, deadline, timeout, None)
     }
 
     /// After the coordinator was lost: dial `addrs` in order, round after round until
@@ -134,36 +125,20 @@ impl Control {
     ) -> CoreResult<Self> {
         let deadline = Instant::now() + timeout;
         loop {
-            let mut last = None;
-            for addr in addrs {
-                let result = Self::open(
-                    addr,
-                    secret,
-                    id,
-                    p2p_addr,
-                    deadline,
-                    timeout,
-                    Some(resume),
-                    0,
-                );
-                match result {
-                    Ok(control) => {
-                        log::info!("resumed with the coordinator at {addr}");
-                        return Ok(control);
-                    }
-                    Err(error @ CoreError::Authentication(_)) => return Err(error),
-                    // A coordinator that answers but refuses us still holds our old
-                    // connection: we lost it, it did not lose us. Going on to a standby would
-                    // split the world, so wait for it to notice instead.
-                    Err(error @ CoreError::InvalidValue { .. }) => {
-                        last = Some(error);
-                        break;
-                    }
-                    Err(error) => last = Some(error),
-                }
-            }
+            let why = match Self::first_answering(
+                addrs,
+                secret,
+                id,
+                p2p_addr,
+                deadline,
+                timeout,
+                Some(resume),
+            ) {
+                Ok(control) => return Ok(control),
+                Err(error @ CoreError::Authentication(_)) => return Err(error),
+                Err(error) => error,
+            };
             if Instant::now() + RECONNECT_PAUSE >= deadline {
-                let why = last.map_or_else(|| "no address given".into(), |e| e.to_string());
                 return Err(CoreError::PeerLost(format!(
                     "no coordinator of {addrs:?} took us back within {:.1} s: {why}",
                     timeout.as_secs_f64()
@@ -171,6 +146,36 @@ impl Control {
             }
             thread::sleep(RECONNECT_PAUSE);
         }
+    }
+
+    /// One round over `addrs`: the first coordinator that takes us in. A wrong secret ends
+    /// the round (a configuration error), and so does a coordinator that answers but refuses
+    /// our id: it still holds our old connection (we lost it, it did not lose us), and going on
+    /// to a standby would split the world.
+    fn first_answering(
+        addrs: &[String],
+        secret: &Secret,
+        id: PeerId,
+        p2p_addr: &str,
+        deadline: Instant,
+        timeout: Duration,
+        resume: Option<&Resume>,
+    ) -> CoreResult<Self> {
+        let mut last = None;
+        for addr in addrs {
+            match Self::open(addr, secret, id, p2p_addr, deadline, timeout, resume, 0) {
+                Ok(control) => {
+                    log::info!("connected to the coordinator at {addr}");
+                    return Ok(control);
+                }
+                Err(
+                    error @ (CoreError::Authentication(_)
+                    | CoreError::InvalidValue { argument: "id", .. }),
+                ) => return Err(error),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| CoreError::invalid("coordinator", "no address given")))
     }
 
     // Every argument is a part of one greeting; a struct would only rename them.
