@@ -97,7 +97,11 @@ class TorchDistributed:
     def all_reduce(
         self, array: Any, op: str = "sum", quantize: str | None = None, block: int = 64
     ) -> None:
-        """In place, like ``Communicator.all_reduce``; ``avg`` on integers floors."""
+        """In place, like ``Communicator.all_reduce``; ``avg`` on integers floors.
+
+        Float sums add in thrifty's ring order (see ``_ring_order_sum``), so a training run
+        gives the same bits over Gloo, NCCL or thrifty's own transport at one world size.
+        """
         del block
         if op not in _OPS:
             raise InvalidArgumentError(f"op must be one of {_OPS}, got {op!r}", "op")
@@ -106,6 +110,9 @@ class TorchDistributed:
                 "quantize needs thrifty's own transport (collective.Communicator)", "quantize"
             )
         t = _tensor(array)
+        if op in ("sum", "avg") and t.is_floating_point() and self.world_size > 1:
+            self._ring_order_sum(t, average=op == "avg")
+            return
         reduce_op = {
             "sum": self._dist.ReduceOp.SUM,
             "avg": self._dist.ReduceOp.SUM,
@@ -114,10 +121,40 @@ class TorchDistributed:
         }[op]
         self._dist.all_reduce(t, op=reduce_op, group=self.group)
         if op == "avg":
-            if t.is_floating_point():
-                t.div_(self.world_size)
-            else:
-                t.floor_divide_(self.world_size)
+            t.floor_divide_(self.world_size)
+
+    def _ring_order_sum(self, t: Any, *, average: bool) -> None:
+        """A float sum with exactly the additions of thrifty's ring, so both transports give
+        the same bits (float addition is not associative, and Gloo and NCCL each pick their
+        own order).
+
+        Slice ``s`` of ``n`` (elements ``len*s//n .. len*(s+1)//n``) is folded as
+        ``((x_s + x_{s+1}) + ...) + x_{s-1}`` over ranks, half precisions rounding once per
+        addition; ``avg`` divides the sum by ``n`` once. All-to-all then all-gather moves
+        what a ring moves: ``2 (n-1)/n`` of the array per rank.
+        """
+        torch = require("torch")
+        n, rank = self.world_size, self.rank
+        flat = t.reshape(-1) if t.is_contiguous() else t.contiguous().reshape(-1)
+        bounds = [flat.numel() * j // n for j in range(n + 1)]
+        sizes = [bounds[j + 1] - bounds[j] for j in range(n)]
+        mine = torch.empty(n * sizes[rank], dtype=flat.dtype, device=flat.device)
+        self._dist.all_to_all_single(mine, flat, [sizes[rank]] * n, sizes, group=self.group)
+        parts = mine.view(n, sizes[rank])
+        wide = torch.float64 if flat.dtype == torch.float64 else torch.float32
+        total = parts[rank].to(wide)
+        for j in range(1, n):
+            total = (total + parts[(rank + j) % n].to(wide)).to(flat.dtype).to(wide)
+        if average:
+            total = total / torch.full_like(total, n)
+        widest = max(sizes)
+        padded = torch.zeros(widest, dtype=flat.dtype, device=flat.device)
+        padded[: sizes[rank]] = total.to(flat.dtype)
+        gathered = torch.empty(n * widest, dtype=flat.dtype, device=flat.device)
+        self._dist.all_gather_into_tensor(gathered, padded, group=self.group)
+        rows = gathered.view(n, widest)
+        result = torch.cat([rows[j, : sizes[j]] for j in range(n)])
+        t.copy_(result.view(t.shape))
 
     def broadcast(self, array: Any, root: int) -> None:
         if not 0 <= root < self.world_size:
