@@ -165,8 +165,10 @@ class TorchDistributed:
         """Every rank's array, stacked: shape ``(world_size, *array.shape)``."""
         torch = require("torch")
         t = _tensor(array)
-        out = torch.empty((self.world_size, *t.shape), dtype=t.dtype, device=t.device)
-        self._dist.all_gather_into_tensor(out, t.contiguous(), group=self.group)
+        # Gathered flat: Gloo wants the output as one run of world_size inputs.
+        flat = torch.empty(self.world_size * t.numel(), dtype=t.dtype, device=t.device)
+        self._dist.all_gather_into_tensor(flat, t.contiguous().reshape(-1), group=self.group)
+        out = flat.view(self.world_size, *t.shape)
         return out.numpy() if isinstance(array, np.ndarray) else out
 
     def barrier(self) -> None:

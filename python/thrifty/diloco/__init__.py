@@ -1,6 +1,39 @@
-"""thrifty.diloco: low-communication training over thrifty.collective or torch.distributed.
+"""thrifty.diloco: low-communication training in PyTorch loops.
 
-(Exports are filled in as the modules land.)
+Over :mod:`thrifty.collective` (fault-tolerant, elastic) or ``torch.distributed``:
+
+* :class:`DiLoCo` -- DiLoCo (arXiv 2311.08105) and Streaming DiLoCo (arXiv 2501.18512):
+  rare outer Nesterov steps on averaged pseudo-gradients, by fragments, overlapped with
+  compute, in fp32, block-quantized (fp4, fp8, int8) or compressed with error feedback;
+* :class:`NoLoCo` -- NoLoCo (arXiv 2506.10911): gossip with one random partner instead of
+  any all-reduce;
+* :mod:`~thrifty.diloco.compressors` -- top-k, random-k and block quantizers, with
+  :class:`~thrifty.diloco.compressors.ErrorFeedback` and
+  :class:`~thrifty.diloco.compressors.EControl` (arXiv 2311.05645), also for plain DDP
+  through :func:`ddp_comm_hook`;
+* :class:`SharedSeedSPSA` -- zeroth-order fine-tuning that exchanges one byte per worker
+  and step (arXiv 2306.10015).
+
+Examples
+--------
+>>> from thrifty import diloco
+>>> sorted(name for name in diloco.__all__ if name[0].isupper())
+['CommStats', 'DiLoCo', 'Fragment', 'NoLoCo', 'SyncRecord']
 """
 
 from __future__ import annotations
+
+from thrifty.diloco import compressors
+from thrifty.diloco._diloco import DiLoCo
+from thrifty.diloco._fragments import Fragment
+from thrifty.diloco._noloco import NoLoCo
+from thrifty.diloco._stats import CommStats, SyncRecord
+
+__all__ = [
+    "CommStats",
+    "DiLoCo",
+    "Fragment",
+    "NoLoCo",
+    "SyncRecord",
+    "compressors",
+]
