@@ -29,13 +29,15 @@ def take(stream: Iterator[tuple[torch.Tensor, torch.Tensor]], count: int) -> lis
 
 
 def test_the_corpus_is_deterministic_from_its_seed() -> None:
-    a = workload.MarkovCorpus(32, branching=4, seed=3)
-    b = workload.MarkovCorpus(32, branching=4, seed=3)
-    c = workload.MarkovCorpus(32, branching=4, seed=4)
+    a = workload.MarkovCorpus(32, branching=3, support=6, seed=3)
+    b = workload.MarkovCorpus(32, branching=3, support=6, seed=3)
+    c = workload.MarkovCorpus(32, branching=3, support=6, seed=4)
     assert np.array_equal(a.transitions, b.transitions)
     assert not np.array_equal(a.transitions, c.transitions)
     assert np.allclose(a.transitions.sum(axis=-1), 1.0)
-    assert ((a.transitions > 0).sum(axis=-1) == 4).all()
+    assert ((a.transitions > 0).sum(axis=-1) == 3).all()
+    # Each token's successors, over all contexts that end with it, are `support` tokens.
+    assert ((a.transitions > 0).any(axis=0).sum(axis=-1) <= 6).all()
 
 
 def test_streams_are_deterministic_from_the_seed_and_resume_at_any_step() -> None:
@@ -91,18 +93,24 @@ def own_fraction(targets: torch.Tensor, worker: int, world: int) -> float:
 def test_heterogeneity_skews_each_worker_towards_its_own_tokens() -> None:
     world = 4
     chain = workload.corpus(SMALL)
-    fractions = {}
+    own = np.arange(chain.vocab) % world == 2
+    fractions, expected = {}, {}
     for heterogeneity in (0.0, 1.0):
         stream = workload.batches(2, world, config=SMALL, heterogeneity=heterogeneity)
-        targets = torch.cat([next(stream)[1] for _ in range(20)])
+        targets = torch.cat([next(stream)[1] for _ in range(50)])
         fractions[heterogeneity] = own_fraction(targets, 2, world)
-    assert abs(fractions[0.0] - 1 / world) < 0.1
-    assert fractions[1.0] > 0.6
-    # The workers' laws differ from each other at h > 0, and not at h = 0.
+        law = chain.stationary(worker=2, world_size=world, heterogeneity=heterogeneity)
+        expected[heterogeneity] = float(law.sum(axis=0)[own].sum())
+    assert fractions[1.0] > fractions[0.0] + 0.1
+    for heterogeneity, fraction in fractions.items():
+        assert abs(fraction - expected[heterogeneity]) < 0.06
+    # The workers' laws differ from each other at h > 0, and not at h = 0; the support of
+    # the chain is kept, so every shard still visits every context.
     same = [chain.stationary(worker=w, world_size=world, heterogeneity=0.0) for w in range(2)]
-    skewed = [chain.stationary(worker=w, world_size=world, heterogeneity=0.5) for w in range(2)]
+    skewed = [chain.stationary(worker=w, world_size=world, heterogeneity=1.0) for w in range(2)]
     assert np.array_equal(same[0], same[1])
-    assert np.abs(skewed[0] - skewed[1]).sum() > 0.3
+    assert 0.5 * np.abs(skewed[0].sum(1) - skewed[1].sum(1)).sum() > 0.2
+    assert np.array_equal(skewed[0] > 0, same[0] > 0)
 
 
 def test_the_entropy_floor_matches_the_empirical_loss_of_the_true_chain() -> None:

@@ -82,38 +82,71 @@ _CORPUS_KEY = 0
 _STREAM_KEY = 1
 _EVAL_KEY = 2
 
+# At heterogeneity 1 a worker's own tokens are this many times likelier than in the shared
+# chain. A tilt rather than a restriction keeps every successor possible, so no worker is
+# trapped in a cycle of its own tokens and every shard still visits every context.
+_HETEROGENEITY_TILT = 16.0
+
 
 @dataclass(frozen=True)
 class WorkloadConfig:
     """Defaults of the workload: corpus, model, optimizer and run length.
 
-    ``batch_size`` is per worker; a run with ``world_size`` workers sees
-    ``world_size * batch_size`` sequences of ``seq_len`` tokens per step. With 4 workers the
-    defaults make a DDP-equivalent run flatten near :meth:`MarkovCorpus.entropy_floor` within
-    ``steps``, on one CPU thread in a few seconds.
+    ``batch_size`` is per worker: with ``world_size`` workers a step sees
+    ``world_size * batch_size`` sequences of ``seq_len`` tokens.
+
+    The defaults were tuned on one CPU thread with 4 workers (1024 tokens per step). The
+    DDP-equivalent run (:func:`ddp_baseline`) drops from ``log(32) = 3.47`` to about 1.0
+    nats in 40 steps (the previous token is learnt), then to about 0.6 by step 150 (the
+    token before it, through attention), and flattens 0.08 above the entropy floor (0.50 for
+    seed 0) by step 300, in 5-10 s. DiLoCo simulated in one process (inner AdamW as
+    :func:`make_inner_optimizer`, outer Nesterov SGD with lr 0.7 and momentum 0.9, arXiv
+    2311.08105) at the same 300 inner steps and tokens ends between 5% below and 1.3% above
+    DDP's held-out loss for H = 20 and H = 50 over seeds 0-2; four workers trained
+    independently end about 14% above it.
+
+    Attributes
+    ----------
+    vocab, support, branching : int
+        The corpus: tokens, successors of each token, successors of each two-token context
+        (see :class:`MarkovCorpus`).
+    d_model, n_layers, n_heads, seq_len : int
+        The model (see :class:`TinyLM`); ``seq_len`` is also the training sequence length.
+    tied : bool
+        Whether the head shares the token embedding (untied learns faster here).
+    batch_size : int
+        Sequences per worker per step.
+    steps : int
+        Inner steps of a run.
+    lr, weight_decay : float
+        Of the inner AdamW (:func:`make_inner_optimizer`).
+    seed : int
+        Seeds the corpus, the data streams, the held-out set and the initial weights.
+    eval_sequences : int
+        Size of the held-out set.
 
     Examples
     --------
     >>> from thrifty.diloco.workload import WorkloadConfig
     >>> config = WorkloadConfig()
-    >>> config.vocab, config.seq_len, config.batch_size
-    (32, 32, 8)
+    >>> config.vocab, config.seq_len, config.batch_size, config.steps
+    (32, 32, 8, 300)
     """
 
     vocab: int = 32
-    branching: int = 4
-    support: int = 8
+    support: int = 4
+    branching: int = 2
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 4
     seq_len: int = 32
+    tied: bool = False
     batch_size: int = 8
     steps: int = 300
     lr: float = 3e-3
     weight_decay: float = 0.1
     seed: int = 0
-    eval_sequences: int = 256
-    tied: bool = False
+    eval_sequences: int = 512
 
     def __post_init__(self) -> None:
         for name in (
@@ -191,38 +224,41 @@ def _entropy(probabilities: FloatArray, axis: int = -1) -> FloatArray:
 class MarkovCorpus:
     """A random sparse order-2 Markov chain over ``vocab`` tokens.
 
-    Each context ``(a, b)`` of the two previous tokens has ``branching`` possible next tokens,
-    chosen at random, with probabilities drawn from a flat Dirichlet. Sequences start from
-    the stationary distribution of the pair chain, so every position of every sequence has
-    the same law and the best achievable mean cross-entropy is known exactly
-    (:meth:`entropy_floor`).
+    Each token ``b`` has ``support`` possible successors; each context ``(a, b)`` of the two
+    previous tokens keeps ``branching`` of them, with probabilities drawn from a flat
+    Dirichlet. Sequences start from the stationary distribution of the pair chain, so every
+    position of every sequence has the same law and the best achievable mean cross-entropy
+    is known exactly (:meth:`entropy_floor`).
 
-    Heterogeneous shards: with ``heterogeneity = h``, worker ``w`` of ``n`` draws from
-    ``(1 - h) P + h P_w``, where ``P_w`` is ``P`` conditioned on next tokens ``c`` with
-    ``c % n == w`` (or ``P`` itself where a context has no such successor). At ``h = 1`` each
-    worker mostly sees its own part of the vocabulary; the union of the shards is still a
-    mixture of the same contexts. The held-out set always follows ``P``.
+    Heterogeneous shards: with ``heterogeneity = h``, worker ``w`` of ``n`` draws from ``P``
+    with the probability of each next token ``c`` with ``c % n == w`` multiplied by
+    ``16 ** h``, then renormalised. Every shard keeps the support of ``P``, so it visits the
+    same contexts, but at ``h = 1`` each worker sees its own tokens far more often (the total
+    variation between two workers' token frequencies is about 0.4 with the defaults). The
+    held-out set always follows ``P``.
 
     Parameters
     ----------
     vocab : int
         Number of tokens.
     branching : int, optional
-        Number of possible next tokens of each context.
+        Number of possible next tokens of each two-token context.
+    support : int, optional
+        Number of possible next tokens of each token (``branching <= support <= vocab``).
     seed : int, optional
         Seed of the transition table.
 
     Examples
     --------
     >>> from thrifty.diloco.workload import MarkovCorpus
-    >>> chain = MarkovCorpus(32, branching=4, seed=0)
+    >>> chain = MarkovCorpus(32, branching=2, support=4, seed=0)
     >>> chain.transitions.shape
     (32, 32, 32)
-    >>> 0.5 < chain.entropy_floor(32) < 1.4  # nats per token, well below log(32) = 3.47
-    True
+    >>> round(chain.entropy_floor(32), 3)  # nats per token, against log(32) = 3.466
+    0.504
     """
 
-    def __init__(self, vocab: int, *, branching: int = 4, support: int = 8, seed: int = 0) -> None:
+    def __init__(self, vocab: int, *, branching: int = 2, support: int = 4, seed: int = 0) -> None:
         WorkloadConfig(vocab=vocab, branching=branching, support=support)  # validates them
         self.support = support
         self.vocab = vocab
@@ -253,12 +289,8 @@ class MarkovCorpus:
             transitions = self.transitions
             if heterogeneity > 0.0:
                 own = (np.arange(self.vocab) % world_size) == worker
-                restricted = transitions * own
-                mass = restricted.sum(axis=-1, keepdims=True)
-                restricted = np.where(
-                    mass > 0, restricted / np.where(mass > 0, mass, 1.0), transitions
-                )
-                transitions = (1.0 - heterogeneity) * transitions + heterogeneity * restricted
+                tilted = transitions * _HETEROGENEITY_TILT ** (heterogeneity * own)
+                transitions = tilted / tilted.sum(axis=-1, keepdims=True)
             self._tables[key] = (transitions, _stationary_pairs(transitions))
         return self._tables[key]
 
@@ -549,7 +581,7 @@ def evaluation_set(config: WorkloadConfig | None = None) -> Batch:
     >>> from thrifty.diloco import workload
     >>> inputs, targets = workload.evaluation_set()
     >>> tuple(inputs.shape)
-    (256, 32)
+    (512, 32)
     """
     config = config or WorkloadConfig()
     uniforms = np.random.default_rng([config.seed, _EVAL_KEY]).random(
@@ -746,12 +778,13 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch)
     Examples
     --------
     >>> from thrifty.diloco import workload
-    >>> model = workload.make_model()
-    >>> optimizer = workload.make_inner_optimizer(model)
-    >>> stream = workload.batches(0, 1)
+    >>> config = workload.WorkloadConfig(batch_size=4, seq_len=16)
+    >>> model = workload.make_model(config)
+    >>> optimizer = workload.make_inner_optimizer(model, lr=1e-2)
+    >>> stream = workload.batches(0, 1, config=config)
     >>> first = workload.train_step(model, optimizer, next(stream))
-    >>> later = [workload.train_step(model, optimizer, next(stream)) for _ in range(30)]
-    >>> later[-1] < first
+    >>> later = [workload.train_step(model, optimizer, next(stream)) for _ in range(10)]
+    >>> later[-1] < first - 0.5
     True
     """
     model.train()
@@ -888,10 +921,10 @@ def ddp_baseline(
     Examples
     --------
     >>> from thrifty.diloco import workload
-    >>> config = workload.WorkloadConfig(steps=20)
+    >>> config = workload.WorkloadConfig(steps=10, batch_size=2, seq_len=16, eval_sequences=8)
     >>> result = workload.ddp_baseline(world_size=2, config=config)
     >>> len(result.train_losses), result.train_losses[-1] < result.train_losses[0]
-    (20, True)
+    (10, True)
     >>> result.bytes_per_step == 4 * result.n_params  # 2 (n - 1) / n = 1 for two workers
     True
     """
