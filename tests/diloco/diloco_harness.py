@@ -29,10 +29,10 @@ def make_model(seed: int = 0) -> torch.nn.Module:
 
 
 def batch(worker: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(worker * 100_003 + step)
+    generator = torch.Generator().manual_seed(((worker % 2**31) * 100_003 + step) % 2**62)
     x = torch.randn(16, IN, generator=generator)
     w = torch.linspace(-1, 1, IN)
-    y = torch.sin(x @ w).unsqueeze(1) + 0.5 * x[:, :1] * x[:, 1:2]
+    y = torch.tanh(x @ w).unsqueeze(1) + 0.1 * x[:, :1]
     return x, y
 
 
@@ -61,7 +61,7 @@ def train(
         loss.backward()
         optimizer.step()
         outer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if on_step is not None:
             on_step(outer.inner_steps)
         if pause_s:
@@ -73,5 +73,5 @@ def start(transport: Any, **kwargs: Any) -> tuple[torch.nn.Module, Any, Any]:
     """A fresh model (the same on every worker), AdamW, and DiLoCo over ``transport``."""
     torch.set_num_threads(1)
     model = make_model()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     return model, optimizer, diloco.DiLoCo(model, optimizer, transport=transport, **kwargs)

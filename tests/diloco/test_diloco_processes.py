@@ -83,7 +83,7 @@ def test_thrifty_and_gloo_give_bit_equal_parameters() -> None:
 
 
 def _checkpoint_worker(comm: Any, directory: str, first: int, until: int) -> list[float]:
-    from diloco_harness import make_model, start, train
+    from diloco_harness import start, train
 
     path = Path(directory) / f"rank{comm.rank}.pt"
     if first == 0:
@@ -95,7 +95,6 @@ def _checkpoint_worker(comm: Any, directory: str, first: int, until: int) -> lis
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         outer.load_state_dict(saved["diloco"])
-        assert isinstance(make_model(), torch.nn.Module)
     losses = train(model, optimizer, outer, worker=comm.rank, until=until)
     torch.save(
         {
@@ -112,9 +111,9 @@ def _checkpoint_worker(comm: Any, directory: str, first: int, until: int) -> lis
 @pytest.mark.timeout(240)
 def test_a_checkpoint_resumes_the_run_exactly(tmp_path: Path) -> None:
     # 19: fragment 0's exchange (launched at 18, applied at 20) is in flight at the save.
-    straight = run_peers(2, _checkpoint_worker, str(tmp_path / "a"), 0, 40)
+    (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    (tmp_path / "a").mkdir(exist_ok=True)
+    straight = run_peers(2, _checkpoint_worker, str(tmp_path / "a"), 0, 40)
     first = run_peers(2, _checkpoint_worker, str(tmp_path / "b"), 0, 19)
     second = run_peers(2, _checkpoint_worker, str(tmp_path / "b"), 19, 40)
     for rank in range(2):
@@ -173,7 +172,7 @@ def test_a_worker_killed_during_a_sync_is_survived() -> None:
         results = world.results(3, timeout_s=180)
     for r in results:
         value = r.value
-        assert _falls(value["losses"])
+        assert _falls(value["losses"]), value["losses"]
         assert value["world_sizes"][20] == 4 and value["world_sizes"][until] == 3
         retried = [h for h in value["history"] if h[3] > 0]
         assert retried and retried[0][0] == 30 and retried[0][1:3] == (3, 3), value["history"]
