@@ -101,9 +101,10 @@ class WorkloadConfig:
     token before it, through attention), and flattens 0.08 above the entropy floor (0.50 for
     seed 0) by step 300, in 5-10 s. DiLoCo simulated in one process (inner AdamW as
     :func:`make_inner_optimizer`, outer Nesterov SGD with lr 0.7 and momentum 0.9, arXiv
-    2311.08105) at the same 300 inner steps and tokens ends between 5% below and 1.3% above
-    DDP's held-out loss for H = 20 and H = 50 over seeds 0-2; four workers trained
-    independently end about 14% above it.
+    2311.08105) at the same 300 inner steps and tokens ends between 5% below and 1.5% above
+    DDP's held-out loss for H = 20 and H = 50 over seeds 0-2 (the outer step averages away
+    some of the constant learning rate's noise); four workers trained independently end
+    about 17% above it.
 
     Attributes
     ----------
