@@ -173,9 +173,11 @@ def test_a_worker_killed_during_a_sync_is_survived() -> None:
     for r in results:
         value = r.value
         assert _falls(value["losses"]), value["losses"]
-        assert value["world_sizes"][20] == 4 and value["world_sizes"][until] == 3
+        assert value["world_sizes"][20] == 4
+        assert value["world_sizes"][until] == 3
         retried = [h for h in value["history"] if h[3] > 0]
-        assert retried and retried[0][0] == 30 and retried[0][1:3] == (3, 3), value["history"]
+        assert retried, value["history"]
+        assert retried[0][:3] == (30, 3, 3), value["history"]
     # After every sync all workers restart from the same global parameters.
     for step in (40, until):
         assert len({r.value["hashes"][step] for r in results}) == 1
@@ -226,12 +228,14 @@ def test_a_worker_joining_mid_run_gets_the_state_and_contributes() -> None:
     newcomer = next(r.value for r in results if "joined_at" in r.value)
     members = [r.value for r in results if "joined_at" not in r.value]
     joined = newcomer["joined_at"]
-    assert 20 <= joined < until and joined % 10 == 0
+    assert 20 <= joined < until
+    assert joined % 10 == 0
     # At its first sync it has nothing to contribute; from the next one it does.
     assert newcomer["history"][0] == (joined, 4, 3)
     assert newcomer["history"][1] == (joined + 10, 4, 4)
     for m in members:
-        assert (joined, 4, 3) in m["history"] and (joined + 10, 4, 4) in m["history"]
+        assert (joined, 4, 3) in m["history"]
+        assert (joined + 10, 4, 4) in m["history"]
         assert _falls(m["losses"])
     assert len({r.value["hash"] for r in results}) == 1
     assert all(math.isfinite(x) for x in newcomer["losses"])

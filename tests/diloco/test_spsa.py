@@ -412,37 +412,17 @@ def test_survivors_of_a_killed_worker_go_on_learning_in_step() -> None:
 # torch.distributed (Gloo) as the transport ----------------------------------------------------
 
 
-def _gloo_transport() -> Any:
+def _gloo_worker(rank: int, world_size: int, port: int, out_dir: str, steps: int) -> None:
     import torch.distributed as dist
 
     from thrifty.collective import TorchDistributed
-
-    class GlooTransport(TorchDistributed):
-        """TorchDistributed, but gathering the scalars into a flat tensor.
-
-        ``TorchDistributed.all_gather`` hands ``all_gather_into_tensor`` a stacked
-        ``(world_size, n)`` output, which Gloo refuses (it takes ``(world_size * n,)``).
-        Drop this once that is fixed there.
-        """
-
-        def all_gather_scalars(self, values: Any) -> Any:
-            flat = torch.tensor(list(values), dtype=torch.float64)
-            out = torch.empty(self.world_size * flat.numel(), dtype=torch.float64)
-            dist.all_gather_into_tensor(out, flat, group=self.group)
-            return out.view(self.world_size, -1).numpy()
-
-    return GlooTransport()
-
-
-def _gloo_worker(rank: int, world_size: int, port: int, out_dir: str, steps: int) -> None:
-    import torch.distributed as dist
 
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
         model = _model(shift=float(rank))  # rank 0's weights win the first join
-        spsa = SharedSeedSPSA(model, _loss, transport=_gloo_transport(), lr=LR, seed=2)
+        spsa = SharedSeedSPSA(model, _loss, transport=TorchDistributed(), lr=LR, seed=2)
         reports = [spsa.step(_batch(step, rank)) for step in range(steps)]
         result = {
             "hash": spsa.state_hash(),

@@ -18,7 +18,7 @@ Examples
 --------
 >>> from thrifty import diloco
 >>> sorted(name for name in diloco.__all__ if name[0].isupper())
-['CommStats', 'DiLoCo', 'Fragment', 'NoLoCo', 'SyncRecord']
+['CommStats', 'DiLoCo', 'Fragment', 'NoLoCo', 'SPSAStepReport', 'SharedSeedSPSA', 'SyncRecord']
 """
 
 from __future__ import annotations
@@ -28,12 +28,17 @@ from thrifty.diloco._diloco import DiLoCo
 from thrifty.diloco._fragments import Fragment
 from thrifty.diloco._noloco import NoLoCo
 from thrifty.diloco._stats import CommStats, SyncRecord
+from thrifty.diloco.ddp_hook import ddp_comm_hook
+from thrifty.diloco.spsa import SharedSeedSPSA, SPSAStepReport
 
 __all__ = [
     "CommStats",
     "DiLoCo",
     "Fragment",
     "NoLoCo",
+    "SPSAStepReport",
+    "SharedSeedSPSA",
     "SyncRecord",
     "compressors",
+    "ddp_comm_hook",
 ]

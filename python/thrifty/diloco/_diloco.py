@@ -225,13 +225,13 @@ class DiLoCo:
     def _check_compression(quantize: Any, feedback: Any) -> None:
         from thrifty.diloco.compressors import Compressor, EControl, ErrorFeedback
 
-        if quantize is not None and not isinstance(quantize, Compressor):
-            if not isinstance(quantize, str) or quantize not in QUANTIZATIONS:
-                raise InvalidArgumentError(
-                    f"quantize must be None, one of {QUANTIZATIONS} or a "
-                    f"diloco.compressors.Compressor, got {quantize!r}",
-                    "quantize",
-                )
+        named = isinstance(quantize, str) and quantize in QUANTIZATIONS
+        if quantize is not None and not named and not isinstance(quantize, Compressor):
+            raise InvalidArgumentError(
+                f"quantize must be None, one of {QUANTIZATIONS} or a "
+                f"diloco.compressors.Compressor, got {quantize!r}",
+                "quantize",
+            )
         if feedback is not None:
             if not isinstance(feedback, (ErrorFeedback, EControl)):
                 raise InvalidArgumentError(
@@ -419,6 +419,19 @@ class DiLoCo:
             write_back(params, merged)
         self._ready[f] = False
         self._snapshot[f] = None
+
+    def global_parameters(self) -> dict[str, Any]:
+        """The global (outer) parameters by name, as the model's own dtypes: the model a
+        DiLoCo run produces, identical on every worker. Load them to evaluate it:
+        ``model.load_state_dict(outer.global_parameters(), strict=False)``."""
+        out: dict[str, Any] = {}
+        for f, fragment in enumerate(self.fragments):
+            offset = 0
+            for name, p in zip(fragment.names, fragment.params, strict=False):
+                n = int(p.numel())
+                out[name] = self._global[f][offset : offset + n].view_as(p).to(p.dtype).clone()
+                offset += n
+        return out
 
     # --- membership -------------------------------------------------------------------
 

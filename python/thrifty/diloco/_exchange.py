@@ -76,8 +76,8 @@ class Exchange:
 
     def _gathered(self, transport: Any, vector: Any, seed: int, feedback_state: Any) -> Exchanged:
         torch = require("torch")
-        message = vector if self.feedback is None else self.feedback.outgoing(
-            vector, feedback_state
+        message = (
+            vector if self.feedback is None else self.feedback.outgoing(vector, feedback_state)
         )
         numel = int(vector.numel())
         payload = self.compressor.encode(message, seed=seed)

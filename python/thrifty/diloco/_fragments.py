@@ -61,6 +61,7 @@ def _units(model: Any) -> list[tuple[str, list[tuple[str, Any]]]]:
                 params = claim(name)
                 if params:
                     units.append((name, params))
+
     visit("", model)
     # Parameters held directly by the root module or by a container come last, one each.
     for name, p in named.items():
@@ -118,9 +119,10 @@ def _by_count(
         end = start + 1  # every fragment gets at least one unit
         running += sizes[start]
         # Leave enough units for the fragments still to come.
-        while end < len(units) - (count - f - 1) and running + sizes[end] / 2 <= total * (
-            f + 1
-        ) / count:
+        while (
+            end < len(units) - (count - f - 1)
+            and running + sizes[end] / 2 <= total * (f + 1) / count
+        ):
             running += sizes[end]
             end += 1
         if f == count - 1:
@@ -145,9 +147,7 @@ def _by_names(
             )
         chosen: list[tuple[str, Any]] = []
         for module in names:
-            matched = [
-                (n, p) for n, p in everything if n == module or n.startswith(f"{module}.")
-            ]
+            matched = [(n, p) for n, p in everything if n == module or n.startswith(f"{module}.")]
             if not matched:
                 raise InvalidArgumentError(
                     f"fragments[{f}] names {module!r}, which holds no parameter of the model",
