@@ -31,6 +31,7 @@ from thrifty.diloco._transport import (
     epoch,
     is_elastic,
     recover,
+    sync_state,
 )
 from thrifty.errors import CollectiveAborted, InvalidArgumentError, PeerLost
 
@@ -215,7 +216,6 @@ class DiLoCo:
             for g in self._global
         ]
         self._step = 0
-        self._revision: int | None = None
         self._flights: dict[int, _Flight] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thrifty-diloco")
         self.stats = CommStats()
@@ -465,10 +465,7 @@ class DiLoCo:
 
     def _sync_state(self, outstanding: list[int]) -> Any:
         arrays = self._shared_arrays(outstanding)
-        # The transport checks revisions advance by one; a first sync takes any.
-        revision = 0 if self._revision is None else self._revision + 1
-        report = self.transport.sync_state(arrays, revision)
-        self._revision = int(report.revision)
+        report = sync_state(self.transport, arrays)
         clock = arrays["clock"]
         count = len(self.fragments)
         self._step = int(clock[0])

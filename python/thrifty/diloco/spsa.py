@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from thrifty._extras import require
+from thrifty.diloco._transport import sync_state
 from thrifty.errors import InternalError, InvalidArgumentError, NonFiniteError, PeerLost
 
 if TYPE_CHECKING:
@@ -475,8 +476,7 @@ class SharedSeedSPSA:
         arrays["spsa.counters"] = counters
         arrays["spsa.mean_square"] = scale
         epoch = self._epoch()
-        revision = 0 if self._revision is None else self._revision + 1
-        report = self._transport.sync_state(arrays, revision)
+        report = sync_state(self._transport, arrays)
         step, mean_square = int(counters[0]), float(scale[0])
         if step < 0 or not (math.isfinite(mean_square) and mean_square > 0):
             raise InternalError(
