@@ -226,6 +226,7 @@ class Communicator:
         self._connected = False
         #: The traffic and time of the last collective this peer finished.
         self.last_stats = OpStats(0, 0, 0.0)
+        self._revision: int | None = None  # of the last successful sync_state
 
     # Membership -------------------------------------------------------------------------
 
@@ -418,7 +419,9 @@ class Communicator:
         self.last_stats = _stats(raw)
         return [int(r) for r in group]
 
-    def sync_state(self, named_arrays: Mapping[str, Any], revision: int) -> SyncReport:
+    def sync_state(
+        self, named_arrays: Mapping[str, Any], revision: int | None = None
+    ) -> SyncReport:
         """Make every member's named arrays equal to the most popular state, in place.
 
         Each peer hashes its arrays (xxh3-128 over dtype, shape and bytes); the most common
@@ -427,7 +430,9 @@ class Communicator:
         hash. A newly joined peer calls it with the same names to receive the shared state.
 
         ``revision`` must grow by exactly one from this peer's last successful sync (any
-        value on its first one); the report says which revision won.
+        value on its first one); ``None`` takes that next revision (0 on the first sync),
+        so libraries sharing one communicator need not count. The report says which
+        revision won.
         """
         if not isinstance(named_arrays, Mapping):
             raise InvalidArgumentError(
@@ -435,6 +440,8 @@ class Communicator:
                 f"{type(named_arrays).__name__}",
                 "named_arrays",
             )
+        if revision is None:
+            revision = 0 if self._revision is None else self._revision + 1
         revision = _check_int(revision, "revision", minimum=0, maximum=2**64 - 1)
         self._require_topology()
         buffers: dict[str, Buffer] = {}
@@ -463,6 +470,7 @@ class Communicator:
             world_size=int(raw["world_size"]),
         )
         self.last_stats = OpStats(report.bytes_sent, report.bytes_received, 0.0)
+        self._revision = report.revision
         return report
 
     def close(self) -> None:

@@ -77,6 +77,7 @@ class TorchDistributed:
                 "torch.distributed is not initialised: call init_process_group first", "group"
             )
         self.group = group
+        self._revision: int | None = None
 
     @property
     def rank(self) -> int:
@@ -203,9 +204,14 @@ class TorchDistributed:
         t.copy_(total / len(mine) if t.is_floating_point() else total // len(mine))
         return list(mine)
 
-    def sync_state(self, named_arrays: Mapping[str, Any], revision: int) -> TorchSyncReport:
+    def sync_state(
+        self, named_arrays: Mapping[str, Any], revision: int | None = None
+    ) -> TorchSyncReport:
         """Adopt the most popular (revision, state); differing arrays are broadcast from the
-        lowest rank holding it."""
+        lowest rank holding it. ``revision=None`` is the one after this object's last sync
+        (0 on the first)."""
+        if revision is None:
+            revision = 0 if self._revision is None else self._revision + 1
         from thrifty.collective import state_hash
 
         names = sorted(named_arrays)
@@ -221,6 +227,7 @@ class TorchDistributed:
                 self._dist.broadcast(_tensor(named_arrays[name]), src=source, group=self.group)
                 if summary[1][i] != winner_key[1][i]:
                     fetched.append(name)
+        self._revision = int(winner_key[0])
         return TorchSyncReport(
             revision=int(winner_key[0]),
             fetched=fetched,

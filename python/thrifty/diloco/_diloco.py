@@ -31,7 +31,6 @@ from thrifty.diloco._transport import (
     epoch,
     is_elastic,
     recover,
-    sync_state,
 )
 from thrifty.errors import CollectiveAborted, InvalidArgumentError, PeerLost
 
@@ -465,7 +464,7 @@ class DiLoCo:
 
     def _sync_state(self, outstanding: list[int]) -> Any:
         arrays = self._shared_arrays(outstanding)
-        report = sync_state(self.transport, arrays)
+        report = self.transport.sync_state(arrays)  # at the next revision
         clock = arrays["clock"]
         count = len(self.fragments)
         self._step = int(clock[0])

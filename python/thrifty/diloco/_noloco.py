@@ -17,7 +17,7 @@ from thrifty._extras import require
 from thrifty.diloco._diloco import check_count, check_number
 from thrifty.diloco._flat import flatten, write_back
 from thrifty.diloco._stats import CommStats, SyncRecord
-from thrifty.diloco._transport import as_transport, sync_state, wire_bytes, with_retries
+from thrifty.diloco._transport import as_transport, wire_bytes, with_retries
 from thrifty.errors import InvalidArgumentError
 
 
@@ -108,7 +108,7 @@ class NoLoCo:
         self.stats = CommStats()
         # Every worker starts from the same slow weights (the most common, else rank 0's).
         started = time.perf_counter()
-        sync_state(self.transport, {"phi": self._phi})
+        self.transport.sync_state({"phi": self._phi})
         write_back(self._params, self._phi)
         self.stats.waited(time.perf_counter() - started)
 

@@ -9,7 +9,6 @@ which one it has, except through :class:`Link`'s few properties.
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -43,19 +42,6 @@ def as_transport(transport: Any) -> Any:
 def _is_process_group(value: Any) -> bool:
     dist = require("torch.distributed")
     return isinstance(value, dist.ProcessGroup)
-
-
-# The last revision each transport synced: the Communicator insists every sync_state call
-# advances it by one, and DiLoCo, NoLoCo and SPSA instances may share one communicator.
-_REVISIONS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
-
-
-def sync_state(transport: Any, arrays: dict[str, Any]) -> Any:
-    """``transport.sync_state`` at the transport's next revision (any on its first)."""
-    last = _REVISIONS.get(transport)
-    report = transport.sync_state(arrays, 0 if last is None else last + 1)
-    _REVISIONS[transport] = int(report.revision)
-    return report
 
 
 def epoch(transport: Any) -> int:

@@ -44,7 +44,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from thrifty._extras import require
-from thrifty.diloco._transport import sync_state
 from thrifty.errors import InternalError, InvalidArgumentError, NonFiniteError, PeerLost
 
 if TYPE_CHECKING:
@@ -476,7 +475,7 @@ class SharedSeedSPSA:
         arrays["spsa.counters"] = counters
         arrays["spsa.mean_square"] = scale
         epoch = self._epoch()
-        report = sync_state(self._transport, arrays)
+        report = self._transport.sync_state(arrays)  # at the next revision
         step, mean_square = int(counters[0]), float(scale[0])
         if step < 0 or not (math.isfinite(mean_square) and mean_square > 0):
             raise InternalError(
