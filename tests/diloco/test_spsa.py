@@ -82,7 +82,10 @@ class OneMember:
             raise self.fail[call]
         return np.asarray([values, *self.others], dtype=np.float64)
 
-    def sync_state(self, named_arrays: dict[str, Any], revision: int) -> Any:
+    def sync_state(self, named_arrays: dict[str, Any], revision: int | None = None) -> Any:
+        # Like the real transports: None is the revision after the last one.
+        if revision is None:
+            revision = self.syncs[-1][1] + 1 if self.syncs else 0
         copies = {
             k: np.array(v.numpy() if isinstance(v, torch.Tensor) else v)
             for k, v in named_arrays.items()
