@@ -8,6 +8,8 @@ Examples (shell)::
     thrifty coordinator --bind 0.0.0.0:4800 --json   # THRIFTY_SECRET from the environment
     thrifty demo collective --quick
     thrifty bench allreduce --world 4 --size 64MB --json
+    thrifty demo diloco --quick
+    thrifty bench diloco --methods ddp diloco streaming-fp4 --json
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 
 from thrifty.errors import ThriftyError
 
-DEMOS = ("steps", "collective")
+DEMOS = ("steps", "collective", "diloco")
 
 
 def _emit(result: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], str]) -> None:
@@ -51,6 +53,15 @@ def _demo(args: argparse.Namespace) -> None:
             )
             if not args.json:
                 print(collective_demo.format_report(results[core]))
+        elif core == "diloco":
+            # Imported here: it needs torch, which the other demos' users may not have.
+            from thrifty.diloco import demo as diloco_demo
+
+            results[core] = diloco_demo.run(
+                Path(args.out), quick=args.quick, progress=not args.json
+            )
+            if not args.json:
+                print(diloco_demo.format_report(results[core]))
     if args.json:
         print(json.dumps(results, indent=2))
 
@@ -97,6 +108,25 @@ def _bench_allreduce(args: argparse.Namespace) -> None:
         bench.plot(records, args.plot)
     result = {"records": [r.to_dict() for r in records], "plot": args.plot}
     _emit(result, args.json, lambda _: bench.format_table(records))
+
+
+def _bench_diloco(args: argparse.Namespace) -> None:
+    from thrifty.diloco import bench
+
+    result = bench.run(
+        args.methods,
+        world=args.world,
+        steps=args.steps,
+        sync_every=args.sync_every,
+        quick=args.quick,
+        progress=not args.json,
+        plot=args.plot,
+    )
+
+    def text(r: dict[str, Any]) -> str:
+        return bench.format_table(r) + (f"\nplot: {r['plot']}" if r["plot"] else "")
+
+    _emit(result, args.json, text)
 
 
 def _coordinator(args: argparse.Namespace) -> None:
@@ -197,6 +227,33 @@ def build_parser() -> argparse.ArgumentParser:
     allreduce.add_argument("--plot", default=None, help="save a bandwidth plot to this file")
     allreduce.add_argument("--json", action="store_true")
     allreduce.set_defaults(run=_bench_allreduce)
+    from thrifty.diloco.bench import METHODS as DILOCO_METHODS  # numpy only, no torch
+
+    diloco = benches.add_parser(
+        "diloco",
+        help="DDP beside DiLoCo, Streaming DiLoCo, NoLoCo and SPSA: bytes, time, loss",
+    )
+    diloco.add_argument(
+        "--methods",
+        nargs="+",
+        choices=DILOCO_METHODS,
+        default=list(DILOCO_METHODS),
+        help="methods to run, DDP first (default: all)",
+    )
+    diloco.add_argument("--world", type=int, default=4, help="worker processes (default 4)")
+    diloco.add_argument(
+        "--steps", type=int, default=None, help="inner steps (default 300; 60 with --quick)"
+    )
+    diloco.add_argument(
+        "--sync-every",
+        type=int,
+        default=None,
+        help="H of DiLoCo and NoLoCo (default 25; 20 with --quick)",
+    )
+    diloco.add_argument("--quick", action="store_true", help="smaller settings, for smoke tests")
+    diloco.add_argument("--plot", default=None, help="save the loss curves and bytes to this file")
+    diloco.add_argument("--json", action="store_true")
+    diloco.set_defaults(run=_bench_diloco)
 
     coordinator = groups.add_parser(
         "coordinator", help="run a thrifty.collective coordinator until Ctrl-C or SIGTERM"
