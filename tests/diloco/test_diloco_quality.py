@@ -75,11 +75,33 @@ def _train(comm: Any, name: str, options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _spsa(comm: Any, steps: int = 200) -> dict[str, Any]:
+    """Zeroth-order training of the same model: one byte per worker and step."""
+    from thrifty import diloco
+    from thrifty.diloco import workload
+
+    config = workload.WorkloadConfig()
+    model = workload.make_model(config)
+    spsa = diloco.SharedSeedSPSA(
+        model, workload.language_model_loss, transport=comm, eps=1e-3, lr=1e-3, seed=0
+    )
+    before = workload.evaluate(model, config=config)
+    stream = workload.batches(comm.rank, WORLD, config=config)
+    sent = {spsa.step(next(stream)).bytes_exchanged for _ in range(steps)}
+    return {
+        "before": before,
+        "eval": workload.evaluate(model, config=config),
+        "hash": spsa.state_hash(),
+        "bytes_per_step": sent,
+    }
+
+
 def _worker(comm: Any) -> dict[str, Any]:
     torch.set_num_threads(1)
     from thrifty.diloco import workload
 
     out = {name: _train(comm, name, options) for name, options in _runs().items()}
+    out["spsa"] = _spsa(comm)
     # What DDP would send over this same transport: one fp32 all-reduce per step.
     n_params = sum(p.numel() for p in workload.make_model().parameters())
     gradient = torch.zeros(n_params)
@@ -143,3 +165,11 @@ def test_noloco_is_within_5_percent_of_diloco(results: dict[str, Any]) -> None:
 def test_econtrol_beats_plain_top_k(results: dict[str, Any]) -> None:
     econtrol, topk = _mean(results, "econtrol", "eval"), _mean(results, "topk", "eval")
     assert econtrol < topk, (econtrol, topk, results["ddp_heterogeneous"])
+
+
+@pytest.mark.timeout(600)
+def test_spsa_lowers_the_loss_with_one_byte_and_equal_hashes(results: dict[str, Any]) -> None:
+    runs = [p["spsa"] for p in results["peers"]]
+    assert len({r["hash"] for r in runs}) == 1
+    assert all(r["bytes_per_step"] == {1} for r in runs)
+    assert runs[0]["eval"] < runs[0]["before"] - 0.1
