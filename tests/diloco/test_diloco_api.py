@@ -18,13 +18,15 @@ torch = pytest.importorskip("torch")
 
 @pytest.fixture(scope="module")
 def comm() -> Iterator[Any]:
-    with collective.Coordinator("127.0.0.1:0", secret="api") as coordinator:
-        with collective.Communicator(
+    with (
+        collective.Coordinator("127.0.0.1:0", secret="api") as coordinator,
+        collective.Communicator(
             coordinator.address, secret="api", bind_host="127.0.0.1"
-        ) as communicator:
-            communicator.connect()
-            communicator.update_topology()
-            yield communicator
+        ) as communicator,
+    ):
+        communicator.connect()
+        communicator.update_topology()
+        yield communicator
 
 
 class Net(torch.nn.Module):  # type: ignore[misc]
@@ -120,7 +122,8 @@ def test_fragments_strided_sequential_and_by_name(comm: Any) -> None:
     ]
     _, _, sequential = _setup(comm, sync_every=6, fragments=3, fragment_pattern="sequential")
     flattened = [m for f in sequential.fragments for m in f.modules]
-    assert flattened == units and all(f.modules for f in sequential.fragments)
+    assert flattened == units
+    assert all(f.modules for f in sequential.fragments)
     _, _, named = _setup(comm, sync_every=6, fragments=[["blocks", "embed"], ["conv", "head"]])
     assert named.fragments[0].names[:2] == ("blocks.0.weight", "blocks.0.bias")
     # Every parameter once, whatever the plan; the order is the model's, not the rank's.
@@ -139,7 +142,8 @@ def test_streaming_schedule_staggers_fragments_and_overlaps(comm: Any) -> None:
     launches = [(2, 2), (4, 3), (6, 0), (8, 1), (10, 2), (12, 3), (14, 0), (16, 1)]
     launches += [(18, 2), (20, 3), (22, 0)]
     assert [(r.step, r.fragment) for r in outer.stats.history] == launches
-    assert outer.stats.syncs == 11 and outer.stats.bytes_sent == 0  # alone: nothing to send
+    assert outer.stats.syncs == 11
+    assert outer.stats.bytes_sent == 0
 
 
 def test_a_world_of_one_with_mix_0_restarts_from_the_outer_step(comm: Any) -> None:
@@ -267,8 +271,9 @@ def test_state_dict_round_trip_resumes_identically(comm: Any) -> None:
     _, half = run(7, None)  # step 7: an exchange is in flight (launched 7, applied 8)
     resumed, _ = run(13, half)
     assert torch.equal(straight, resumed)
-    assert half["outer"]["step"] == 7 and half["outer"]["ready"] == [True, False]
-    model, inner, outer = _setup(comm, sync_every=4, fragments=3)
+    assert half["outer"]["step"] == 7
+    assert half["outer"]["ready"] == [True, False]
+    _model, _inner, outer = _setup(comm, sync_every=4, fragments=3)
     with pytest.raises(InvalidArgumentError):
         outer.load_state_dict(half["outer"])
 
@@ -280,7 +285,8 @@ def test_noloco_alone_and_its_checkpoint(comm: Any) -> None:
     for step in range(9):
         _inner_step(model, inner, step)
         outer.step()
-    assert outer.stats.syncs == 3 and outer.inner_steps == 9
+    assert outer.stats.syncs == 3
+    assert outer.inner_steps == 9
     state = outer.state_dict()
     clone = diloco.NoLoCo(Net(), inner, transport=comm, sync_every=3, outer_lr=0.7, beta=0.5)
     clone.load_state_dict(state)
