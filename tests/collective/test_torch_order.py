@@ -87,3 +87,71 @@ def test_gloo_sums_floats_bit_for_bit_like_thrifty() -> None:
         naive_differs |= naive.view(torch.uint8).numpy().tobytes() != x
     # Otherwise this test could not tell one order from another.
     assert naive_differs
+
+
+def _gloo_calls(rank: int, port: int, results: Any) -> None:
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+
+    from thrifty.collective import TorchDistributed
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        comm = TorchDistributed()
+        state = {
+            "w": torch.full((3,), float(rank == WORLD - 1), dtype=torch.bfloat16),
+            "step": np.array([7], dtype=np.int64),
+        }
+        first = comm.sync_state(state)
+        second = comm.sync_state(state)  # revision=None: the next one
+        p = torch.full((4,), float(rank))
+        group = comm.pair_average(p, 3)
+        gathered = comm.all_gather(np.array([rank, -rank], dtype=np.int32))
+        b = torch.full((2,), float(rank), dtype=torch.bfloat16)
+        comm.broadcast(b, WORLD - 1)
+        results.put(
+            (
+                rank,
+                {
+                    "w": state["w"].float().tolist(),
+                    "fetched": (first.fetched, second.fetched),
+                    "revisions": (first.revision, second.revision),
+                    "pair": (group, p.tolist()),
+                    "gathered": gathered.tolist(),
+                    "broadcast": b.float().tolist(),
+                },
+            )
+        )
+    except BaseException as error:
+        results.put((rank, repr(error)))
+        raise
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.timeout(120)
+def test_torch_distributed_calls_over_gloo() -> None:
+    from thrifty.collective import pairing_groups
+
+    results = CONTEXT.Queue()
+    port = _free_port()
+    processes = [CONTEXT.Process(target=_gloo_calls, args=(r, port, results)) for r in range(WORLD)]
+    for p in processes:
+        p.start()
+    out = dict(results.get(timeout=90) for _ in range(WORLD))
+    for p in processes:
+        p.join(timeout=30)
+    groups = pairing_groups(WORLD, 3, 2)
+    for rank, value in out.items():
+        assert isinstance(value, dict), value
+        assert value["w"] == [0.0, 0.0, 0.0]  # the most common state wins
+        assert value["fetched"] == ((["w"] if rank == WORLD - 1 else []), [])
+        assert value["revisions"] == (0, 1)
+        group, averaged = value["pair"]
+        assert group in groups
+        assert rank in group
+        assert averaged == [sum(group) / len(group)] * 4
+        assert value["gathered"] == [[r, -r] for r in range(WORLD)]
+        assert value["broadcast"] == [WORLD - 1.0] * 2

@@ -28,7 +28,8 @@ Examples
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,22 @@ class TorchDistributed:
         self.group = group
         self._revision: int | None = None
 
+    @contextmanager
+    def _staged(self, array: Any) -> Iterator[Any]:
+        """``array`` as a tensor the backend takes, written back when it had to move.
+
+        NCCL only moves CUDA tensors: NumPy arrays and CPU tensors (DiLoCo's counters, SPSA's
+        scalars) go through the current CUDA device and back.
+        """
+        t = _tensor(array)
+        if t.device.type == "cuda" or self._dist.get_backend(self.group) != "nccl":
+            yield t
+            return
+        torch = require("torch")
+        moved = t.to(torch.device("cuda", torch.cuda.current_device()))
+        yield moved
+        t.copy_(moved)
+
     @property
     def rank(self) -> int:
         return int(self._dist.get_rank(self.group))
@@ -110,7 +127,10 @@ class TorchDistributed:
             raise InvalidArgumentError(
                 "quantize needs thrifty's own transport (collective.Communicator)", "quantize"
             )
-        t = _tensor(array)
+        with self._staged(array) as t:
+            self._all_reduce(t, op)
+
+    def _all_reduce(self, t: Any, op: str) -> None:
         if op in ("sum", "avg") and t.is_floating_point() and self.world_size > 1:
             self._ring_order_sum(t, average=op == "avg")
             return
@@ -160,16 +180,18 @@ class TorchDistributed:
     def broadcast(self, array: Any, root: int) -> None:
         if not 0 <= root < self.world_size:
             raise InvalidArgumentError(f"root must be in 0..{self.world_size}, got {root}", "root")
-        self._dist.broadcast(_tensor(array), src=root, group=self.group)
+        with self._staged(array) as t:
+            self._dist.broadcast(t, src=root, group=self.group)
 
     def all_gather(self, array: Any) -> Any:
         """Every rank's array, stacked: shape ``(world_size, *array.shape)``."""
         torch = require("torch")
-        t = _tensor(array)
-        # Gathered flat: Gloo wants the output as one run of world_size inputs.
-        flat = torch.empty(self.world_size * t.numel(), dtype=t.dtype, device=t.device)
-        self._dist.all_gather_into_tensor(flat, t.contiguous().reshape(-1), group=self.group)
-        out = flat.view(self.world_size, *t.shape)
+        original = _tensor(array)
+        with self._staged(original.clone()) as t:
+            # Gathered flat: Gloo wants the output as one run of world_size inputs.
+            flat = torch.empty(self.world_size * t.numel(), dtype=t.dtype, device=t.device)
+            self._dist.all_gather_into_tensor(flat, t.contiguous().reshape(-1), group=self.group)
+        out = flat.view(self.world_size, *original.shape).to(original.device)
         return out.numpy() if isinstance(array, np.ndarray) else out
 
     def barrier(self) -> None:
@@ -186,22 +208,22 @@ class TorchDistributed:
         torch = require("torch")
         groups = pairing_groups(self.world_size, step, group_size)
         mine = next(g for g in groups if self.rank in g)
-        t = _tensor(array)
-        copies = {self.rank: t.clone()}
-        ops = []
-        for other in mine:
-            if other != self.rank:
-                copies[other] = torch.empty_like(t)
-                ops.append(self._dist.P2POp(self._dist.isend, t, other, self.group))
-                ops.append(self._dist.P2POp(self._dist.irecv, copies[other], other, self.group))
-        if ops:
-            for request in self._dist.batch_isend_irecv(ops):
-                request.wait()
-        # Rank order, so every member of the group computes the same bits.
-        total = copies[mine[0]].clone()
-        for other in mine[1:]:
-            total += copies[other]
-        t.copy_(total / len(mine) if t.is_floating_point() else total // len(mine))
+        with self._staged(array) as t:
+            copies = {self.rank: t.clone()}
+            ops = []
+            for other in mine:
+                if other != self.rank:
+                    copies[other] = torch.empty_like(t)
+                    ops.append(self._dist.P2POp(self._dist.isend, t, other, self.group))
+                    ops.append(self._dist.P2POp(self._dist.irecv, copies[other], other, self.group))
+            if ops:
+                for request in self._dist.batch_isend_irecv(ops):
+                    request.wait()
+            # Rank order, so every member of the group computes the same bits.
+            total = copies[mine[0]].clone()
+            for other in mine[1:]:
+                total += copies[other]
+            t.copy_(total / len(mine) if t.is_floating_point() else total // len(mine))
         return list(mine)
 
     def sync_state(
@@ -215,7 +237,8 @@ class TorchDistributed:
         from thrifty.collective import state_hash
 
         names = sorted(named_arrays)
-        summary = (revision, tuple(state_hash(_tensor(named_arrays[n]).numpy()) for n in names))
+        hashes = tuple(state_hash(_tensor(named_arrays[n]).detach().cpu()) for n in names)
+        summary = (revision, hashes)
         summaries: list[Any] = [None] * self.world_size
         self._dist.all_gather_object(summaries, summary, group=self.group)
         counts = Counter(summaries)
@@ -224,7 +247,7 @@ class TorchDistributed:
         fetched = []
         for i, name in enumerate(names):
             if any(s[1][i] != winner_key[1][i] for s in summaries):
-                self._dist.broadcast(_tensor(named_arrays[name]), src=source, group=self.group)
+                self.broadcast(named_arrays[name], source)
                 if summary[1][i] != winner_key[1][i]:
                     fetched.append(name)
         self._revision = int(winner_key[0])
