@@ -292,3 +292,29 @@ def test_noloco_alone_and_its_checkpoint(comm: Any) -> None:
     clone.load_state_dict(state)
     assert torch.equal(clone.state_dict()["phi"], state["phi"])
     assert clone.stats.syncs == 3
+
+
+@pytest.mark.gpu
+def test_a_cuda_model_trains_like_its_cpu_twin(comm: Any) -> None:
+    finals = []
+    for device in ("cpu", "cuda"):
+        model = Net().to(device)
+        inner = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        outer = diloco.DiLoCo(
+            model,
+            inner,
+            transport=comm,
+            sync_every=3,
+            fragments=2,
+            overlap_steps=1,
+            error_feedback=EControl(TopK(0.5), 0.2),
+        )
+        for step in range(9):
+            x = torch.randn(8, 4, generator=torch.Generator().manual_seed(step)).to(device)
+            inner.zero_grad()
+            model(x).pow(2).mean().backward()
+            inner.step()
+            outer.step()
+        outer.close()
+        finals.append(_flat(model).cpu())
+    assert torch.allclose(finals[0], finals[1], atol=1e-4)
