@@ -70,8 +70,10 @@ def train(
 
 
 def start(transport: Any, **kwargs: Any) -> tuple[torch.nn.Module, Any, Any]:
-    """A fresh model (the same on every worker), AdamW, and DiLoCo over ``transport``."""
+    """A fresh model (the same on every worker), AdamW, and DiLoCo over ``transport``
+    (NoLoCo when ``kwargs`` has its ``beta``)."""
     torch.set_num_threads(1)
     model = make_model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    return model, optimizer, diloco.DiLoCo(model, optimizer, transport=transport, **kwargs)
+    method = diloco.NoLoCo if "beta" in kwargs else diloco.DiLoCo
+    return model, optimizer, method(model, optimizer, transport=transport, **kwargs)

@@ -157,6 +157,9 @@ class NoLoCo:
             )
         )
 
+    def close(self) -> None:
+        """Nothing runs in the background: here so that code written for DiLoCo runs."""
+
     def state_dict(self) -> dict[str, Any]:
         """Slow weights, outer momentum, the step counter and the traffic so far."""
         return {
