@@ -1,0 +1,1 @@
+//! Packed binary codes: distances and search.
