@@ -1,0 +1,82 @@
+//! How a search is cut into tasks for the thread pool.
+//!
+//! The unit of work is (a block of queries) x (a chunk of the database). Many queries:
+//! one chunk per query block, so the database is streamed once per query block and no
+//! merging is needed. Few queries: the database is cut into chunks as well, so that both
+//! cores have work, and per-chunk results are merged afterwards.
+
+use std::ops::Range;
+
+use thrifty_core::parallel;
+
+use super::block::BLOCK;
+
+/// Queries run against one resident database block before it is replaced. Larger blocks
+/// transpose and stream the database fewer times; 32 already makes the transposition a few
+/// percent of the popcount work.
+const QUERY_BLOCK: usize = 32;
+
+/// The smallest database chunk worth a task of its own (in codes).
+const MIN_CHUNK: usize = 16 * BLOCK;
+
+/// Tasks per thread to aim for, so that uneven tasks still balance.
+const TASKS_PER_THREAD: usize = 4;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    /// Queries per task (the last task may have fewer).
+    pub(crate) query_block: usize,
+    /// Database codes per task, a multiple of [`BLOCK`] (the last chunk may be shorter).
+    pub(crate) db_chunk: usize,
+    pub(crate) query_blocks: usize,
+    pub(crate) db_chunks: usize,
+}
+
+impl Plan {
+    /// A plan for `nq` queries against `nb` database codes, both non-zero.
+    pub(crate) fn new(nq: usize, nb: usize) -> Plan {
+        let threads = if parallel::enabled() {
+            rayon::current_num_threads()
+        } else {
+            1
+        };
+        let query_block = QUERY_BLOCK.min(nq);
+        let query_blocks = nq.div_ceil(query_block);
+        let wanted = TASKS_PER_THREAD * threads;
+        let db_chunks = if threads == 1 || query_blocks >= wanted {
+            1
+        } else {
+            wanted
+                .div_ceil(query_blocks)
+                .min(nb.div_ceil(MIN_CHUNK))
+                .max(1)
+        };
+        let db_chunk = nb.div_ceil(db_chunks).div_ceil(BLOCK) * BLOCK;
+        Plan {
+            query_block,
+            db_chunk,
+            query_blocks,
+            db_chunks: nb.div_ceil(db_chunk),
+        }
+    }
+}
+
+/// Runs `f` on every item, on the pool where that is fork-safe, else on this thread.
+pub(crate) fn for_each<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync + Send) {
+    if parallel::enabled() && items.len() > 1 {
+        use rayon::prelude::*;
+        items.into_par_iter().for_each(f);
+    } else {
+        items.into_iter().for_each(f);
+    }
+}
+
+impl Plan {
+    /// The queries and database codes of task `task` (numbered query block major).
+    pub(crate) fn ranges(&self, task: usize, nq: usize, nb: usize) -> (Range<usize>, Range<usize>) {
+        let (qb, c) = (task / self.db_chunks, task % self.db_chunks);
+        let queries = qb * self.query_block..((qb + 1) * self.query_block).min(nq);
+        let codes = c * self.db_chunk..((c + 1) * self.db_chunk).min(nb);
+        (queries, codes)
+    }
+}

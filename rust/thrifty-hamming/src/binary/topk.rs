@@ -1,0 +1,77 @@
+//! k-nearest-neighbour search over packed codes.
+
+use thrifty_core::{parallel, CoreError, CoreResult};
+
+use super::block::Codes;
+use super::kernel::Kernel;
+use super::plan::Plan;
+use super::scan::scan;
+use super::select::Best;
+use super::validate;
+
+impl Kernel {
+    /// [`topk`](super::topk) with this kernel.
+    pub fn topk(
+        self,
+        queries: &[u8],
+        db: &[u8],
+        bytes_per_code: usize,
+        k: usize,
+    ) -> CoreResult<(Vec<i32>, Vec<i64>)> {
+        self.check()?;
+        validate::bytes_per_code(bytes_per_code)?;
+        let nq = validate::rows("queries", queries, bytes_per_code)?;
+        let nb = validate::rows("db", db, bytes_per_code)?;
+        if k == 0 {
+            return Err(CoreError::invalid("k", "must be positive, got 0"));
+        }
+        let k = k.min(nb);
+        if nq == 0 || k == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let queries = Codes::new(queries, bytes_per_code);
+        let db = Codes::new(db, bytes_per_code);
+        let plan = Plan::new(nq, nb);
+
+        let per_task: Vec<Vec<Vec<(u32, usize)>>> =
+            parallel::map_indices(plan.query_blocks * plan.db_chunks, |task| {
+                let (query_range, db_range) = plan.ranges(task, nq, nb);
+                let first = query_range.start;
+                let mut best: Vec<Best> = query_range.clone().map(|_| Best::new(k)).collect();
+                scan(
+                    self,
+                    queries,
+                    query_range,
+                    db,
+                    db_range,
+                    |q, start, d, bound| {
+                        best[q - first].offer(start, d, bound);
+                    },
+                );
+                best.into_iter().map(Best::into_sorted).collect()
+            });
+
+        let mut distances = Vec::with_capacity(nq * k);
+        let mut indices = Vec::with_capacity(nq * k);
+        for tasks in per_task.chunks(plan.db_chunks) {
+            for i in 0..tasks[0].len() {
+                let merged = if let [only] = tasks {
+                    only[i].clone()
+                } else {
+                    // Each chunk kept its own k best; the overall k best are among them.
+                    let mut all: Vec<(u32, usize)> =
+                        tasks.iter().flat_map(|t| t[i].iter().copied()).collect();
+                    all.sort_unstable();
+                    all.truncate(k);
+                    all
+                };
+                debug_assert_eq!(merged.len(), k);
+                for (d, j) in merged {
+                    distances.push(d as i32);
+                    indices.push(j as i64);
+                }
+            }
+        }
+        Ok((distances, indices))
+    }
+}
