@@ -9,6 +9,7 @@ from thrifty import _cuda
 
 def test_kernels_ship_with_the_package() -> None:
     assert "steps" in _cuda.kernel_names()
+    assert "hamming" in _cuda.kernel_names()
 
 
 @pytest.mark.parametrize("name", _cuda.kernel_names())
@@ -20,6 +21,11 @@ def test_kernel_compiles_with_nvrtc(name: str, arch: str) -> None:
     if name == "steps":
         assert "jump_errors_f32" in text
         assert "jump_errors_f64" in text
+    if name == "hamming":
+        assert ".entry hamming_cdist(" in text
+        assert ".entry hamming_topk(" in text
+        # The distances must come from the hardware population count.
+        assert "popc.b64" in text
 
 
 def test_a_broken_kernel_reports_the_compiler_log(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
