@@ -11,10 +11,15 @@ use thrifty_core::parallel;
 
 use super::block::BLOCK;
 
-/// Queries run against one resident database block before it is replaced. Larger blocks
-/// transpose and stream the database fewer times; 32 already makes the transposition a few
-/// percent of the popcount work.
-const QUERY_BLOCK: usize = 32;
+/// Most queries run against one resident database block before it is replaced. Each query
+/// block transposes and streams the whole database (or its chunk) once, and with 32 queries
+/// per block that was still over a quarter of the time for 256-bit codes; at 256 it is a few
+/// percent. Query blocks shrink below this when that is what keeps every thread busy...
+const MAX_QUERY_BLOCK: usize = 256;
+
+/// ...but not below this: smaller blocks would transpose the database more often than the
+/// popcounts can hide, and cutting the database into chunks parallelises more cheaply.
+const MIN_QUERY_BLOCK: usize = 32;
 
 /// The smallest database chunk worth a task of its own (in codes).
 const MIN_CHUNK: usize = 16 * BLOCK;
@@ -40,9 +45,12 @@ impl Plan {
         } else {
             1
         };
-        let query_block = QUERY_BLOCK.min(nq);
-        let query_blocks = nq.div_ceil(query_block);
         let wanted = TASKS_PER_THREAD * threads;
+        let query_block = nq
+            .div_ceil(wanted)
+            .clamp(MIN_QUERY_BLOCK, MAX_QUERY_BLOCK)
+            .min(nq);
+        let query_blocks = nq.div_ceil(query_block);
         let db_chunks = if threads == 1 || query_blocks >= wanted {
             1
         } else {
