@@ -15,6 +15,7 @@ use super::scalar;
 /// one (that [`Kernel::is_available`]) gives bit-identical results and exists for tests and
 /// benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Kernel {
     /// AVX-512 `VPOPCNTQ` on 8 codes' words per instruction (Ice Lake, Zen 4 and later).
     Avx512Vpopcntdq,

@@ -4,12 +4,12 @@
 //! from 0/1 arrays the way `numpy.packbits` does). The distance between two codes is the
 //! popcount of their XOR.
 //!
-//! Every search runs the same loop: a block of [`BLOCK`](block::BLOCK) database codes is
-//! transposed into word-major order (word `w` of every code side by side), so that one
-//! vector register holds the same word of several codes and a query's distances to the whole
-//! block come out of vertical XOR, popcount and add with no horizontal reductions. The block
-//! stays in L1/L2 while every query of a query block is run against it, which is what keeps
-//! the scan compute-bound rather than memory-bound.
+//! Every search runs the same loop: a block of 256 database codes is transposed into
+//! word-major order (word `w` of every code side by side), so that one vector register holds
+//! the same word of several codes and a query's distances to the whole block come out of
+//! vertical XOR, popcount and add with no horizontal reductions. The block stays in L1/L2
+//! while every query of a query block (up to 256) is run against it, which is what keeps the
+//! scan compute-bound rather than bound by memory and by the transposition.
 //!
 //! The popcount kernel is picked once per process from what the CPU offers ([`kernel`]);
 //! every kernel gives bit-identical results, and [`Kernel`] lets tests and benchmarks force
