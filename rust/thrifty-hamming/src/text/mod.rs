@@ -1,1 +1,193 @@
-//! Text-to-pattern Hamming distances.
+//! Text-to-pattern Hamming distances: for a text `T` of length n and a pattern `P` of length
+//! m over `u32` symbols, the number of mismatches between `P` and `T[i..i + m]` for every
+//! `i` in `0..=n - m`.
+//!
+//! Methods ([`Method`]): naive counting, per-letter FFT correlation, Abrahamson's
+//! frequent/infrequent split, kangaroo jumps (k-bounded) and a (1 + eps)-approximation;
+//! "auto" picks one with [`choose_method`].
+//!
+//! **k-bounded semantics.** With `k = Some(k)`, every method reports a distance greater than
+//! `k` as `k + 1`; distances up to `k` are exact (for "approx": as exact as its guarantee).
+
+mod abrahamson;
+mod alphabet;
+mod approx;
+mod auto;
+mod fft;
+mod kangaroo;
+mod lce;
+mod method;
+mod naive;
+
+use thrifty_core::{CoreError, CoreResult};
+
+pub use auto::choose_method;
+pub use method::{Method, Options};
+
+use alphabet::{pattern_letters, DenseText};
+
+/// The methods that count matches exactly for any letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exact {
+    Naive,
+    Fft,
+    Abrahamson,
+}
+
+impl Exact {
+    fn from_method(method: Method) -> Exact {
+        match method {
+            Method::Fft => Exact::Fft,
+            Method::Abrahamson => Exact::Abrahamson,
+            _ => Exact::Naive,
+        }
+    }
+}
+
+/// Matches per window by one exact counting method.
+pub(crate) fn exact_matches(text: &DenseText, pattern: &[u32], method: Exact) -> Vec<u32> {
+    match method {
+        Exact::Naive => naive::matches(text, pattern),
+        Exact::Fft => fft::matches(&text.codes, pattern, &pattern_letters(pattern)),
+        Exact::Abrahamson => abrahamson::matches(text, pattern),
+    }
+}
+
+/// The Hamming distance between `pattern` and every window of `text`.
+///
+/// Returns `text.len() - pattern.len() + 1` distances. Errors name the argument: an empty
+/// `pattern`, a `pattern` longer than the text, `eps` outside (0, 1), "kangaroo" without `k`,
+/// "approx" without `eps`.
+pub fn text_to_pattern(text: &[u32], pattern: &[u32], options: &Options) -> CoreResult<Vec<i32>> {
+    check_pattern("pattern", None, pattern, text.len())?;
+    let mut all = text_to_patterns(text, &[pattern], options)?;
+    Ok(all.pop().expect("one pattern in, one result out"))
+}
+
+/// Many patterns over one text, sharing the text's preprocessing (letter positions / per-letter
+/// FFTs of text blocks where it helps, the LCE structure for kangaroo).
+///
+/// Shared today: the text's dense letter codes and counts, one suffix array over the text and
+/// every kangaroo pattern, and the colourings of the text under "approx". FFT spectra of text
+/// blocks are not shared, since each pattern length wants its own block length.
+pub fn text_to_patterns(
+    text: &[u32],
+    patterns: &[&[u32]],
+    options: &Options,
+) -> CoreResult<Vec<Vec<i32>>> {
+    for (i, p) in patterns.iter().enumerate() {
+        check_pattern("patterns", Some(i), p, text.len())?;
+    }
+    if let Some(eps) = options.eps {
+        if !(eps > 0.0 && eps < 1.0) {
+            return Err(CoreError::invalid(
+                "eps",
+                format!("must be in (0, 1), got {eps}"),
+            ));
+        }
+    }
+    match options.method {
+        Method::Kangaroo if options.k.is_none() => {
+            return Err(CoreError::invalid("k", "method \"kangaroo\" needs k"));
+        }
+        Method::Approx if options.eps.is_none() => {
+            return Err(CoreError::invalid("eps", "method \"approx\" needs eps"));
+        }
+        _ => {}
+    }
+    if patterns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dense = DenseText::new(text);
+    let codes: Vec<Vec<u32>> = patterns.iter().map(|p| dense.pattern_codes(p)).collect();
+    let n = text.len();
+    let methods: Vec<Method> = codes
+        .iter()
+        .map(|p| match options.method {
+            Method::Auto => {
+                choose_method(n, p.len(), pattern_letters(p).len(), options.k, options.eps)
+            }
+            chosen => chosen,
+        })
+        .collect();
+
+    let mut out: Vec<Option<Vec<i32>>> = vec![None; patterns.len()];
+    let of = |method: Method| -> Vec<usize> {
+        (0..patterns.len())
+            .filter(|&i| methods[i] == method)
+            .collect()
+    };
+
+    let kangaroos = of(Method::Kangaroo);
+    if let (false, Some(k)) = (kangaroos.is_empty(), options.k) {
+        let chosen: Vec<Vec<u32>> = kangaroos.iter().map(|&i| codes[i].clone()).collect();
+        let structure = kangaroo::Kangaroo::new(&dense, &chosen);
+        for (slot, &i) in kangaroos.iter().enumerate() {
+            let m = codes[i].len();
+            out[i] = Some(structure.distances(slot, m, (k as usize).min(m)));
+        }
+    }
+
+    let approximate = of(Method::Approx);
+    if let (false, Some(eps)) = (approximate.is_empty(), options.eps) {
+        let chosen: Vec<&[u32]> = approximate.iter().map(|&i| patterns[i]).collect();
+        let colours = approx::colours(eps);
+        let exact: Vec<Exact> = chosen
+            .iter()
+            .map(|p| Exact::from_method(auto::choose_exact(n, p.len(), colours)))
+            .collect();
+        let results = approx::distances(text, &chosen, &exact, eps, options.seed);
+        for (&i, d) in approximate.iter().zip(results) {
+            out[i] = Some(d);
+        }
+    }
+
+    for (i, slot) in out.iter_mut().enumerate() {
+        if slot.is_none() {
+            let m = codes[i].len() as i32;
+            let matches = exact_matches(&dense, &codes[i], Exact::from_method(methods[i]));
+            *slot = Some(matches.into_iter().map(|x| m - x as i32).collect());
+        }
+    }
+
+    Ok(out
+        .into_iter()
+        .map(|d| {
+            let mut d = d.expect("every pattern got a method");
+            if let Some(k) = options.k {
+                let cap = (i64::from(k) + 1).min(i64::from(i32::MAX)) as i32;
+                d.iter_mut().for_each(|x| *x = (*x).min(cap));
+            }
+            d
+        })
+        .collect())
+}
+
+fn check_pattern(
+    argument: &'static str,
+    index: Option<usize>,
+    pattern: &[u32],
+    n: usize,
+) -> CoreResult<()> {
+    let which = index.map_or(String::new(), |i| format!("pattern {i} "));
+    let m = pattern.len();
+    if m == 0 {
+        return Err(CoreError::invalid(
+            argument,
+            format!("{which}must not be empty"),
+        ));
+    }
+    if m > n {
+        return Err(CoreError::shape(
+            argument,
+            format!("{which}is longer than the text: {m} symbols against {n}"),
+        ));
+    }
+    if m > i32::MAX as usize {
+        return Err(CoreError::shape(
+            argument,
+            format!("{which}has {m} symbols, more than distances in i32 can count"),
+        ));
+    }
+    Ok(())
+}

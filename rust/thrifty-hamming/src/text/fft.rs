@@ -1,0 +1,135 @@
+//! Matches contributed by chosen letters, by real FFT correlation over text blocks.
+//!
+//! For a letter c, the matches at window i are `sum_j [T[i+j] = c][P[j] = c]`, a correlation of
+//! two indicator vectors. The text is cut into overlapping blocks of FFT length L ~ 2m
+//! (overlap-save): block b covers `T[s..s+L]` and yields the `L - m + 1` windows starting in
+//! it, so the FFT size follows m rather than n. The products of all letters are summed in the
+//! frequency domain, so a block costs one forward FFT per letter and a single inverse FFT.
+
+use std::sync::Arc;
+
+use realfft::num_complex::Complex;
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use thrifty_core::parallel;
+
+/// The FFT length for a pattern of `m` over a text of `n`: a power of two at least 2m (so at
+/// least half of each block yields windows), but no longer than one block covering the text.
+pub(crate) fn block_len(n: usize, m: usize) -> usize {
+    (2 * m)
+        .next_power_of_two()
+        .max(64)
+        .min(n.next_power_of_two())
+}
+
+/// How many blocks of [`block_len`] cover the `n - m + 1` windows.
+pub(crate) fn block_count(n: usize, m: usize) -> usize {
+    let l = block_len(n, m);
+    (n - m + 1).div_ceil(l - m + 1)
+}
+
+/// Matches per window counting only the letters (text codes) in `letters`.
+pub(crate) fn matches(text: &[u32], pattern: &[u32], letters: &[u32]) -> Vec<u32> {
+    let (n, m) = (text.len(), pattern.len());
+    let windows = n - m + 1;
+    if letters.is_empty() {
+        return vec![0; windows];
+    }
+    let l = block_len(n, m);
+    let step = l - m + 1;
+    let blocks = windows.div_ceil(step);
+    let mut planner = RealFftPlanner::<f64>::new();
+    let forward = planner.plan_fft_forward(l);
+    let inverse = planner.plan_fft_inverse(l);
+
+    // The pattern reversed, so that convolution becomes correlation.
+    let spectra: Vec<Vec<Complex<f64>>> = parallel::map_indices(letters.len(), |i| {
+        let mut input = forward.make_input_vec();
+        for (j, &p) in pattern.iter().enumerate() {
+            input[m - 1 - j] = f64::from(u8::from(p == letters[i]));
+        }
+        let mut out = forward.make_output_vec();
+        forward
+            .process(&mut input, &mut out)
+            .expect("buffers come from the plan");
+        out
+    });
+
+    // A few tasks per thread so that scratch buffers are reused across blocks.
+    let tasks = (rayon::current_num_threads() * 4).min(blocks);
+    let per_task = blocks.div_ceil(tasks);
+    let kernel = Kernel {
+        forward,
+        inverse,
+        spectra: &spectra,
+        letters,
+        text,
+        m,
+        l,
+        step,
+        windows,
+    };
+    let parts = parallel::map_indices(tasks, |t| {
+        let first = t * per_task;
+        let last = ((t + 1) * per_task).min(blocks);
+        kernel.blocks(first, last)
+    });
+    parts.concat()
+}
+
+struct Kernel<'a> {
+    forward: Arc<dyn RealToComplex<f64>>,
+    inverse: Arc<dyn ComplexToReal<f64>>,
+    spectra: &'a [Vec<Complex<f64>>],
+    letters: &'a [u32],
+    text: &'a [u32],
+    m: usize,
+    l: usize,
+    step: usize,
+    windows: usize,
+}
+
+impl Kernel<'_> {
+    fn blocks(&self, first: usize, last: usize) -> Vec<u32> {
+        let mut out = Vec::with_capacity((last - first) * self.step);
+        let mut input = self.forward.make_input_vec();
+        let mut spectrum = self.forward.make_output_vec();
+        let mut acc = self.forward.make_output_vec();
+        let mut real = self.inverse.make_output_vec();
+        let mut scratch = self.forward.make_scratch_vec();
+        let mut inv_scratch = self.inverse.make_scratch_vec();
+        for b in first..last {
+            let s = b * self.step;
+            let segment = &self.text[s..(s + self.l).min(self.text.len())];
+            acc.fill(Complex::default());
+            for (&c, pat) in self.letters.iter().zip(self.spectra) {
+                for (x, &t) in input.iter_mut().zip(segment) {
+                    *x = f64::from(u8::from(t == c));
+                }
+                input[segment.len()..].fill(0.0);
+                self.forward
+                    .process_with_scratch(&mut input, &mut spectrum, &mut scratch)
+                    .expect("buffers come from the plan");
+                for ((a, x), y) in acc.iter_mut().zip(&spectrum).zip(pat) {
+                    *a += x * y;
+                }
+            }
+            // Rounding error leaves tiny imaginary parts where a real signal has none; the
+            // inverse transform rejects them.
+            acc[0].im = 0.0;
+            if let Some(last) = acc.last_mut() {
+                last.im = 0.0;
+            }
+            self.inverse
+                .process_with_scratch(&mut acc, &mut real, &mut inv_scratch)
+                .expect("buffers come from the plan");
+            let count = self.step.min(self.windows - s);
+            let scale = 1.0 / self.l as f64;
+            out.extend(
+                real[self.m - 1..self.m - 1 + count]
+                    .iter()
+                    .map(|&v| (v * scale).round().max(0.0) as u32),
+            );
+        }
+        out
+    }
+}
