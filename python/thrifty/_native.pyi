@@ -9,6 +9,11 @@ __all__ = [
     "Coordinator",
     "PendingOp",
     "__version__",
+    "hamming_cdist",
+    "hamming_kernel",
+    "hamming_pack",
+    "hamming_radius",
+    "hamming_topk",
     "is_monge",
     "jump_errors",
     "optimal_path",
@@ -121,3 +126,20 @@ class Communicator:
 
 def pairing_groups(world_size: int, step: int, group_size: int = 2) -> list[list[int]]: ...
 def state_hash(array: np.ndarray[Any, Any], dtype: str) -> str: ...
+
+# thrifty.hamming
+_Codes = np.ndarray[Any, np.dtype[np.uint8]]
+
+def hamming_pack(bits: np.ndarray[Any, np.dtype[np.uint8]]) -> _Codes: ...
+def hamming_cdist(a: _Codes, b: _Codes) -> np.ndarray[Any, np.dtype[np.int32]]: ...
+def hamming_topk(
+    queries: _Codes, db: _Codes, k: int
+) -> tuple[np.ndarray[Any, np.dtype[np.int32]], np.ndarray[Any, np.dtype[np.int64]]]: ...
+def hamming_radius(
+    queries: _Codes, db: _Codes, r: int
+) -> tuple[
+    np.ndarray[Any, np.dtype[np.int64]],
+    np.ndarray[Any, np.dtype[np.int64]],
+    np.ndarray[Any, np.dtype[np.int32]],
+]: ...
+def hamming_kernel() -> str: ...

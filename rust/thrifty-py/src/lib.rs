@@ -7,6 +7,7 @@ mod arrays;
 mod call;
 mod collective;
 mod errors;
+mod hamming;
 mod steps;
 
 use pyo3::prelude::*;
@@ -34,5 +35,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     steps::register(m)?;
     collective::register(m)?;
+    hamming::register(m)?;
     Ok(())
 }

@@ -1,0 +1,150 @@
+//! Bindings for `thrifty-hamming`: packed binary-code search.
+
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
+use pyo3::prelude::*;
+use thrifty_hamming::binary;
+
+use crate::arrays::{borrow, expect_ndim, format_shape, shape, slice};
+use crate::call::run;
+use crate::errors::thrifty_error;
+
+/// A 2-D uint8 array of packed codes, borrowed, with its (rows, bytes per code).
+fn codes<'py>(
+    object: &Bound<'py, PyAny>,
+    argument: &str,
+) -> PyResult<(numpy::PyReadonlyArrayDyn<'py, u8>, usize, usize)> {
+    let array = borrow::<u8>(object, argument, "uint8")?;
+    let dims = shape(&array);
+    expect_ndim(object.py(), &dims, 2, argument)?;
+    if dims[1] == 0 {
+        return Err(thrifty_error(
+            object.py(),
+            "ShapeError",
+            format!(
+                "{argument} must hold codes of at least one byte, got shape {}",
+                format_shape(&dims)
+            ),
+            Some(argument),
+        ));
+    }
+    Ok((array, dims[0], dims[1]))
+}
+
+/// Both sides of a search must hold codes of the same width; the error names the second.
+fn same_width(py: Python<'_>, first: (&str, usize), second: (&str, usize)) -> PyResult<usize> {
+    if first.1 == second.1 {
+        return Ok(first.1);
+    }
+    Err(thrifty_error(
+        py,
+        "ShapeError",
+        format!(
+            "{} must hold codes of {} bytes like {}, got {} bytes per code",
+            second.0, first.1, first.0, second.1
+        ),
+        Some(second.0),
+    ))
+}
+
+/// hamming_pack(bits) -> uint8 codes (rows, ceil(dims / 8)), numpy.packbits bit order
+#[pyfunction]
+fn hamming_pack<'py>(
+    py: Python<'py>,
+    bits: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray2<u8>>> {
+    let array = borrow::<u8>(bits, "bits", "uint8")?;
+    let dims = shape(&array);
+    expect_ndim(py, &dims, 2, "bits")?;
+    let (rows, columns) = (dims[0], dims[1]);
+    let data = slice(&array, "bits")?;
+    let packed = run(py, || binary::pack(data, rows, columns))?;
+    packed.into_pyarray(py).reshape([rows, columns.div_ceil(8)])
+}
+
+/// hamming_cdist(a, b) -> int32 (na, nb)
+#[pyfunction]
+fn hamming_cdist<'py>(
+    py: Python<'py>,
+    a: &Bound<'py, PyAny>,
+    b: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray2<i32>>> {
+    let (a_array, na, a_width) = codes(a, "a")?;
+    let (b_array, nb, b_width) = codes(b, "b")?;
+    let width = same_width(py, ("a", a_width), ("b", b_width))?;
+    let a_data = slice(&a_array, "a")?;
+    let b_data = slice(&b_array, "b")?;
+    let out = run(py, || {
+        let cells = na.checked_mul(nb).ok_or_else(|| {
+            thrifty_core::CoreError::shape("b", format!("{na} x {nb} distances do not fit"))
+        })?;
+        let mut out = vec![0i32; cells];
+        binary::cdist(a_data, b_data, width, &mut out)?;
+        Ok(out)
+    })?;
+    out.into_pyarray(py).reshape([na, nb])
+}
+
+type TopK<'py> = (Bound<'py, PyArray2<i32>>, Bound<'py, PyArray2<i64>>);
+
+/// hamming_topk(queries, db, k) -> (int32 distances, int64 indices), (nq, min(k, nb))
+#[pyfunction]
+fn hamming_topk<'py>(
+    py: Python<'py>,
+    queries: &Bound<'py, PyAny>,
+    db: &Bound<'py, PyAny>,
+    k: usize,
+) -> PyResult<TopK<'py>> {
+    let (q_array, nq, q_width) = codes(queries, "queries")?;
+    let (db_array, nb, db_width) = codes(db, "db")?;
+    let width = same_width(py, ("queries", q_width), ("db", db_width))?;
+    let q_data = slice(&q_array, "queries")?;
+    let db_data = slice(&db_array, "db")?;
+    let (distances, indices) = run(py, || binary::topk(q_data, db_data, width, k))?;
+    let kept = k.min(nb);
+    Ok((
+        distances.into_pyarray(py).reshape([nq, kept])?,
+        indices.into_pyarray(py).reshape([nq, kept])?,
+    ))
+}
+
+type Csr<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i32>>,
+);
+
+/// hamming_radius(queries, db, r) -> (offsets, indices, distances) as CSR over the queries
+#[pyfunction]
+fn hamming_radius<'py>(
+    py: Python<'py>,
+    queries: &Bound<'py, PyAny>,
+    db: &Bound<'py, PyAny>,
+    r: u32,
+) -> PyResult<Csr<'py>> {
+    let (q_array, _, q_width) = codes(queries, "queries")?;
+    let (db_array, _, db_width) = codes(db, "db")?;
+    let width = same_width(py, ("queries", q_width), ("db", db_width))?;
+    let q_data = slice(&q_array, "queries")?;
+    let db_data = slice(&db_array, "db")?;
+    let (offsets, indices, distances) = run(py, || binary::radius(q_data, db_data, width, r))?;
+    Ok((
+        offsets.into_pyarray(py),
+        indices.into_pyarray(py),
+        distances.into_pyarray(py),
+    ))
+}
+
+/// hamming_kernel() -> the popcount kernel picked on this CPU
+#[pyfunction]
+fn hamming_kernel() -> &'static str {
+    binary::kernel()
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(hamming_pack, m)?)?;
+    m.add_function(wrap_pyfunction!(hamming_cdist, m)?)?;
+    m.add_function(wrap_pyfunction!(hamming_topk, m)?)?;
+    m.add_function(wrap_pyfunction!(hamming_radius, m)?)?;
+    m.add_function(wrap_pyfunction!(hamming_kernel, m)?)?;
+    Ok(())
+}
