@@ -30,7 +30,7 @@ from thrifty.errors import (
 )
 
 if TYPE_CHECKING:
-    from thrifty import collective, steps
+    from thrifty import collective, hamming, steps
 
 __all__ = [
     "DTypeError",
@@ -43,10 +43,11 @@ __all__ = [
     "ThriftyError",
     "__version__",
     "collective",
+    "hamming",
     "steps",
 ]
 
-_CORES = {"collective", "steps"}
+_CORES = {"collective", "hamming", "steps"}
 
 
 def __getattr__(name: str) -> Any:

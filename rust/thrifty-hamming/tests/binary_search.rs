@@ -184,6 +184,15 @@ fn many_queries_use_query_blocks() {
 }
 
 #[test]
+fn a_radius_beyond_the_widest_distance_returns_everything() {
+    let queries = bytes(2 * 3, 3);
+    let db = bytes(300 * 3, 4);
+    check_radius(&queries, &db, 3, 24);
+    let (offsets, _, _) = binary::radius(&queries, &db, 3, u32::MAX).unwrap();
+    assert_eq!(offsets, vec![0, 300, 600]);
+}
+
+#[test]
 fn k_beyond_the_database_is_clamped() {
     let db = bytes(5 * 8, 1);
     let queries = bytes(2 * 8, 2);

@@ -1,0 +1,37 @@
+"""thrifty.hamming: exact Hamming search over packed binary codes.
+
+Packed binary codes (rows of uint8, ``numpy.packbits`` bit order):
+
+* :func:`pack` -- 0/1 bits to codes; :func:`simhash` -- codes from float embeddings.
+* :func:`cdist`, :func:`topk`, :func:`radius` -- exact search with a run-time popcount
+  kernel (AVX-512, AVX2, NEON); CuPy arrays and CUDA tensors use ``cuda/hamming.cu``.
+* :class:`BinaryIndex` -- add, search, remove and save, with stable ids.
+* :func:`near_duplicates` -- groups of near-identical codes, for deduplicating data.
+
+Examples
+--------
+>>> import numpy as np
+>>> from thrifty import hamming
+>>> codes = hamming.pack(np.eye(4, 16, dtype=bool))
+>>> hamming.cdist(codes, codes[:1]).ravel().tolist()
+[0, 2, 2, 2]
+"""
+
+from __future__ import annotations
+
+from thrifty.hamming.binary import cdist, pack, popcount_kernel, radius, radius_csr, topk
+from thrifty.hamming.dedup import near_duplicates
+from thrifty.hamming.index import BinaryIndex
+from thrifty.hamming.simhash import simhash
+
+__all__ = [
+    "BinaryIndex",
+    "cdist",
+    "near_duplicates",
+    "pack",
+    "popcount_kernel",
+    "radius",
+    "radius_csr",
+    "simhash",
+    "topk",
+]
