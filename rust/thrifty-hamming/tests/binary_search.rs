@@ -193,6 +193,20 @@ fn a_radius_beyond_the_widest_distance_returns_everything() {
 }
 
 #[test]
+fn codes_too_wide_to_block_are_compared_in_place() {
+    // Past 4096 bytes per code the search stops copying codes into blocks.
+    for width in [4096, 4097, 5003] {
+        let queries = bytes(3 * width, 5);
+        let db = bytes(300 * width, 6);
+        let mut out = vec![0; 3 * 300];
+        binary::cdist(&queries, &db, width, &mut out).unwrap();
+        assert_eq!(out, reference_cdist(&queries, &db, width));
+        check_topk(&queries, &db, width, 4);
+        check_radius(&queries, &db, width, (4 * width - 60) as u32);
+    }
+}
+
+#[test]
 fn k_beyond_the_database_is_clamped() {
     let db = bytes(5 * 8, 1);
     let queries = bytes(2 * 8, 2);

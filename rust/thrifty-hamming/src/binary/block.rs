@@ -10,11 +10,17 @@
 /// distances stays within L1/L2 while every query of a query block is run against it.
 pub(crate) const BLOCK: usize = 256;
 
+/// Widest code (in bytes) that is transposed into blocks: a block is `BLOCK` codes and a
+/// query block up to 256 more, so wider codes would need megabytes to gigabytes of copies.
+/// Wider codes are compared in place instead (see `scan`), where the popcounts of a single
+/// pair already dwarf any loop overhead.
+pub(crate) const MAX_BLOCKED_BYTES: usize = 4096;
+
 /// A borrowed matrix of packed codes.
 #[derive(Clone, Copy)]
 pub(crate) struct Codes<'a> {
     bytes: &'a [u8],
-    bytes_per_code: usize,
+    pub(crate) bytes_per_code: usize,
     /// `u64` words per code, the last one zero-padded.
     pub(crate) words: usize,
     /// Number of codes.
@@ -32,7 +38,7 @@ impl<'a> Codes<'a> {
         }
     }
 
-    fn code(&self, i: usize) -> &'a [u8] {
+    pub(crate) fn code(&self, i: usize) -> &'a [u8] {
         &self.bytes[i * self.bytes_per_code..(i + 1) * self.bytes_per_code]
     }
 

@@ -70,3 +70,40 @@ fn any_width(words: usize, block: &[u64], query: &[u64], dist: &mut [u32; BLOCK]
     }
     dist.iter().copied().min().unwrap_or(u32::MAX)
 }
+
+/// The distance between two codes of equal length, read in place (for codes too wide to
+/// block).
+pub(crate) fn distance_bytes(a: &[u8], b: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("popcnt") {
+            // SAFETY: the CPU has POPCNT.
+            return unsafe { distance_bytes_popcnt(a, b) };
+        }
+    }
+    distance_bytes_any(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn distance_bytes_popcnt(a: &[u8], b: &[u8]) -> u32 {
+    distance_bytes_any(a, b)
+}
+
+#[inline(always)]
+fn distance_bytes_any(a: &[u8], b: &[u8]) -> u32 {
+    let (a_words, a_tail) = a.split_at(a.len() / 8 * 8);
+    let (b_words, b_tail) = b.split_at(b.len() / 8 * 8);
+    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().expect("chunks_exact(8)"));
+    let words: u32 = a_words
+        .chunks_exact(8)
+        .zip(b_words.chunks_exact(8))
+        .map(|(x, y)| (word(x) ^ word(y)).count_ones())
+        .sum();
+    let tail: u32 = a_tail
+        .iter()
+        .zip(b_tail)
+        .map(|(x, y)| (x ^ y).count_ones())
+        .sum();
+    words + tail
+}

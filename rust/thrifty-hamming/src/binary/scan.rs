@@ -3,8 +3,9 @@
 
 use std::ops::Range;
 
-use super::block::{Codes, BLOCK};
+use super::block::{Codes, BLOCK, MAX_BLOCKED_BYTES};
 use super::kernel::Kernel;
+use super::scalar;
 
 /// Calls `visit(query, db_start, distances, lower_bound)` for every query in `query_range`
 /// and every block of `db_range`, in increasing database order. `distances[j]` is the
@@ -18,6 +19,9 @@ pub(crate) fn scan(
     db_range: Range<usize>,
     mut visit: impl FnMut(usize, usize, &[u32], u32),
 ) {
+    if db.bytes_per_code > MAX_BLOCKED_BYTES {
+        return scan_in_place(queries, query_range, db, db_range, visit);
+    }
     let words = db.words;
     let mut query_words = vec![0u64; query_range.len() * words];
     for (i, out) in query_words.chunks_exact_mut(words).enumerate() {
@@ -33,6 +37,30 @@ pub(crate) fn scan(
         for (i, query) in query_words.chunks_exact(words).enumerate() {
             let bound = kernel.distances(words, &block, query, &mut distances);
             visit(query_range.start + i, start, &distances[..n], bound);
+        }
+        start += n;
+    }
+}
+
+/// [`scan`] for codes too wide to copy into blocks: each pair is compared where it lies.
+fn scan_in_place(
+    queries: Codes<'_>,
+    query_range: Range<usize>,
+    db: Codes<'_>,
+    db_range: Range<usize>,
+    mut visit: impl FnMut(usize, usize, &[u32], u32),
+) {
+    let mut distances = [0u32; BLOCK];
+    let mut start = db_range.start;
+    while start < db_range.end {
+        let n = BLOCK.min(db_range.end - start);
+        for q in query_range.clone() {
+            let query = queries.code(q);
+            for (j, d) in distances[..n].iter_mut().enumerate() {
+                *d = scalar::distance_bytes(query, db.code(start + j));
+            }
+            let bound = distances[..n].iter().copied().min().unwrap_or(u32::MAX);
+            visit(q, start, &distances[..n], bound);
         }
         start += n;
     }
