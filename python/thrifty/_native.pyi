@@ -20,6 +20,8 @@ __all__ = [
     "optimal_paths",
     "pairing_groups",
     "state_hash",
+    "text_to_pattern",
+    "text_to_patterns",
 ]
 
 __version__: str
@@ -130,6 +132,22 @@ def state_hash(array: np.ndarray[Any, Any], dtype: str) -> str: ...
 # thrifty.hamming
 _Codes = np.ndarray[Any, np.dtype[np.uint8]]
 
+def text_to_pattern(
+    text: np.ndarray[Any, np.dtype[np.uint32]],
+    pattern: np.ndarray[Any, np.dtype[np.uint32]],
+    method: str = "auto",
+    k: int | None = None,
+    eps: float | None = None,
+    seed: int = 0,
+) -> np.ndarray[Any, np.dtype[np.int32]]: ...
+def text_to_patterns(
+    text: np.ndarray[Any, np.dtype[np.uint32]],
+    patterns: list[np.ndarray[Any, np.dtype[np.uint32]]],
+    method: str = "auto",
+    k: int | None = None,
+    eps: float | None = None,
+    seed: int = 0,
+) -> list[np.ndarray[Any, np.dtype[np.int32]]]: ...
 def hamming_pack(bits: np.ndarray[Any, np.dtype[np.uint8]]) -> _Codes: ...
 def hamming_cdist(a: _Codes, b: _Codes) -> np.ndarray[Any, np.dtype[np.int32]]: ...
 def hamming_topk(

@@ -1,4 +1,10 @@
-"""thrifty.hamming: exact Hamming search over packed binary codes.
+"""thrifty.hamming: Hamming distances, exact, bounded and approximate, text and binary codes.
+
+Text against pattern (symbols are any 32-bit integers; bytes and str work directly):
+
+* :func:`text_to_pattern`, :func:`text_to_patterns` -- the distance of a pattern to every
+  window of a text, by naive counting, FFT, Abrahamson's split, kangaroo jumps (k-bounded)
+  or a (1 - eps)-approximation, with ``method="auto"`` picking by measured crossovers.
 
 Packed binary codes (rows of uint8, ``numpy.packbits`` bit order):
 
@@ -12,6 +18,8 @@ Examples
 --------
 >>> import numpy as np
 >>> from thrifty import hamming
+>>> hamming.text_to_pattern("hamming", "ham").tolist()
+[0, 2, 3, 3, 3]
 >>> codes = hamming.pack(np.eye(4, 16, dtype=bool))
 >>> hamming.cdist(codes, codes[:1]).ravel().tolist()
 [0, 2, 2, 2]
@@ -23,9 +31,11 @@ from thrifty.hamming.binary import cdist, pack, popcount_kernel, radius, radius_
 from thrifty.hamming.dedup import near_duplicates
 from thrifty.hamming.index import BinaryIndex
 from thrifty.hamming.simhash import simhash
+from thrifty.hamming.text import Method, text_to_pattern, text_to_patterns
 
 __all__ = [
     "BinaryIndex",
+    "Method",
     "cdist",
     "near_duplicates",
     "pack",
@@ -33,5 +43,7 @@ __all__ = [
     "radius",
     "radius_csr",
     "simhash",
+    "text_to_pattern",
+    "text_to_patterns",
     "topk",
 ]

@@ -1,12 +1,90 @@
-//! Bindings for `thrifty-hamming`: packed binary-code search.
+//! Bindings for `thrifty-hamming`: text-to-pattern distances and packed binary-code search.
 
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
-use thrifty_hamming::binary;
+use thrifty_hamming::{binary, text};
 
 use crate::arrays::{borrow, expect_ndim, format_shape, shape, slice};
 use crate::call::run;
-use crate::errors::thrifty_error;
+use crate::errors::{core_error, thrifty_error};
+
+/// A 1-D uint32 array of symbols, borrowed.
+fn symbols<'py>(
+    object: &Bound<'py, PyAny>,
+    argument: &str,
+) -> PyResult<numpy::PyReadonlyArrayDyn<'py, u32>> {
+    let array = borrow::<u32>(object, argument, "uint32")?;
+    expect_ndim(object.py(), &shape(&array), 1, argument)?;
+    Ok(array)
+}
+
+fn text_options(
+    py: Python<'_>,
+    method: &str,
+    k: Option<u32>,
+    eps: Option<f64>,
+    seed: u64,
+) -> PyResult<text::Options> {
+    let method = text::Method::parse(method).map_err(|e| core_error(py, e))?;
+    Ok(text::Options {
+        method,
+        k,
+        eps,
+        seed,
+    })
+}
+
+/// text_to_pattern(text, pattern, method, k, eps, seed) -> int32 distances, n - m + 1 of them
+#[pyfunction]
+#[pyo3(signature = (text, pattern, method="auto", k=None, eps=None, seed=0))]
+fn text_to_pattern<'py>(
+    py: Python<'py>,
+    text: &Bound<'py, PyAny>,
+    pattern: &Bound<'py, PyAny>,
+    method: &str,
+    k: Option<u32>,
+    eps: Option<f64>,
+    seed: u64,
+) -> PyResult<Bound<'py, PyArray1<i32>>> {
+    let options = text_options(py, method, k, eps, seed)?;
+    let text_array = symbols(text, "text")?;
+    let pattern_array = symbols(pattern, "pattern")?;
+    let text_data = slice(&text_array, "text")?;
+    let pattern_data = slice(&pattern_array, "pattern")?;
+    let distances = run(py, || {
+        text::text_to_pattern(text_data, pattern_data, &options)
+    })?;
+    Ok(distances.into_pyarray(py))
+}
+
+/// text_to_patterns(text, patterns, method, k, eps, seed) -> [int32 distances per pattern]
+#[pyfunction]
+#[pyo3(signature = (text, patterns, method="auto", k=None, eps=None, seed=0))]
+fn text_to_patterns<'py>(
+    py: Python<'py>,
+    text: &Bound<'py, PyAny>,
+    patterns: Vec<Bound<'py, PyAny>>,
+    method: &str,
+    k: Option<u32>,
+    eps: Option<f64>,
+    seed: u64,
+) -> PyResult<Vec<Bound<'py, PyArray1<i32>>>> {
+    let options = text_options(py, method, k, eps, seed)?;
+    let text_array = symbols(text, "text")?;
+    let text_data = slice(&text_array, "text")?;
+    let pattern_arrays = patterns
+        .iter()
+        .map(|p| symbols(p, "patterns"))
+        .collect::<PyResult<Vec<_>>>()?;
+    let pattern_data = pattern_arrays
+        .iter()
+        .map(|p| slice(p, "patterns"))
+        .collect::<PyResult<Vec<&[u32]>>>()?;
+    let all = run(py, || {
+        text::text_to_patterns(text_data, &pattern_data, &options)
+    })?;
+    Ok(all.into_iter().map(|d| d.into_pyarray(py)).collect())
+}
 
 /// A 2-D uint8 array of packed codes, borrowed, with its (rows, bytes per code).
 fn codes<'py>(
@@ -141,6 +219,8 @@ fn hamming_kernel() -> &'static str {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(text_to_pattern, m)?)?;
+    m.add_function(wrap_pyfunction!(text_to_patterns, m)?)?;
     m.add_function(wrap_pyfunction!(hamming_pack, m)?)?;
     m.add_function(wrap_pyfunction!(hamming_cdist, m)?)?;
     m.add_function(wrap_pyfunction!(hamming_topk, m)?)?;
