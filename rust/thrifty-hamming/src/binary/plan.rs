@@ -2,8 +2,8 @@
 //!
 //! The unit of work is (a block of queries) x (a chunk of the database). Many queries:
 //! one chunk per query block, so the database is streamed once per query block and no
-//! merging is needed. Few queries: the database is cut into chunks as well, so that both
-//! cores have work, and per-chunk results are merged afterwards.
+//! merging is needed. Few queries: the database is cut into chunks as well, so that every
+//! thread has work, and per-chunk results are merged afterwards.
 
 use std::ops::Range;
 
@@ -13,8 +13,8 @@ use super::block::BLOCK;
 
 /// Most queries run against one resident database block before it is replaced. Each query
 /// block transposes and streams the whole database (or its chunk) once, and with 32 queries
-/// per block that was still over a quarter of the time for 256-bit codes; at 256 it is a few
-/// percent. Query blocks shrink below this when that is what keeps every thread busy...
+/// per block that was still over a quarter of the time for 256-bit codes; at 125-250 it is
+/// about 5%. Query blocks shrink below this when that is what keeps every thread busy...
 const MAX_QUERY_BLOCK: usize = 256;
 
 /// ...but not below this: smaller blocks would transpose the database more often than the
