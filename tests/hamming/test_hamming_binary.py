@@ -96,6 +96,15 @@ def test_radius_equals_the_reference(case: tuple[np.ndarray, np.ndarray], r: int
     assert distances.dtype == np.int32
 
 
+def test_k_beyond_any_integer_type_keeps_every_code() -> None:
+    db = np.array([[3], [1]], np.uint8)
+    distances, indices = hamming.topk(np.zeros((1, 1), np.uint8), db, 2**80)
+    assert distances.tolist() == [[1, 2]]
+    assert indices.tolist() == [[1, 0]]
+    distances, _ = hamming.topk(np.zeros((2, 1), np.uint8), np.zeros((0, 1), np.uint8), 3)
+    assert distances.shape == (2, 0)
+
+
 def test_a_popcount_kernel_is_named() -> None:
     assert hamming.popcount_kernel() in {"avx512-vpopcntdq", "avx2", "neon", "scalar"}
 

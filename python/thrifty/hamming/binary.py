@@ -126,7 +126,8 @@ def topk(queries: Any, db: Any, k: int) -> tuple[Any, Any]:
         return topk_gpu(queries, db, kept)
     q_codes, db_codes = codes(queries, "queries"), codes(db, "db")
     same_width(("queries", q_codes), ("db", db_codes))
-    return _native.hamming_topk(q_codes, db_codes, kept)
+    # Any k beyond the database keeps it all; clamping keeps huge k inside a usize.
+    return _native.hamming_topk(q_codes, db_codes, min(kept, max(len(db_codes), 1)))
 
 
 def radius_csr(queries: Any, db: Any, r: int) -> tuple[Int64Array, Int64Array, Int32Array]:
