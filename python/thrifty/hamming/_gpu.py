@@ -15,8 +15,9 @@ _TILE = 16  # kTile in cuda/hamming.cu
 _THREADS = 256  # threads per top-k block, a multiple of 32
 _MAX_GRID_Y = 65535
 # The top-k kernel keeps the query and a histogram of every possible distance in shared
-# memory; wider codes than this fall back to cdist and a sort.
-_SHARED_BYTES = 48 * 1024
+# memory; wider codes than this fall back to cdist and a sort. The default limit per block is
+# 48 KiB, static shared memory (the scan's warp sums) included, hence the margin.
+_SHARED_BYTES = 47 * 1024
 _FALLBACK_ROWS = 1024  # queries per cdist chunk in the fallback
 
 
