@@ -223,3 +223,18 @@ def test_the_binding_refuses_strided_arrays_naming_them() -> None:
     with pytest.raises(thrifty.DTypeError, match="C-contiguous") as caught:
         _native.hamming_cdist(a, a[:, ::2])
     assert caught.value.argument == "b"
+
+
+@pytest.mark.parametrize("width", [4095, 4097, 9000])
+def test_wide_codes_equal_the_reference(width: int) -> None:
+    rng = np.random.default_rng(width)
+    db = rng.integers(0, 256, (20, width), dtype=np.uint8)
+    db[5] = db[2]  # a tie
+    q = np.ascontiguousarray(db[[2, 7, 11]] ^ rng.integers(0, 2, (3, width), dtype=np.uint8))
+    np.testing.assert_array_equal(hamming.cdist(q, db), reference_cdist(q, db))
+    for got, expected in zip(hamming.topk(q, db, 6), reference_topk(q, db, 6), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    d = reference_cdist(q, db)
+    r = int(np.sort(d, axis=1)[:, 1].max())
+    for row, (indices, _) in zip(d, hamming.radius(q, db, r), strict=True):
+        assert sorted(indices.tolist()) == np.flatnonzero(row <= r).tolist()
