@@ -7,7 +7,7 @@
 //! many symbols as possible, and the counters are as narrow as the symbols, flushed into u32
 //! totals before they can overflow.
 
-use std::ops::AddAssign;
+use std::ops::{Add, AddAssign};
 
 use thrifty_core::parallel;
 
@@ -62,7 +62,7 @@ fn recode<S: TryFrom<usize> + Copy>(
 pub(crate) fn count<S, C>(text: &[S], pattern: &[S], flush: usize) -> Vec<u32>
 where
     S: Copy + PartialEq + Sync,
-    C: Copy + Default + From<bool> + AddAssign + Into<u32>,
+    C: Copy + Default + From<bool> + Add<Output = C> + AddAssign + Into<u32>,
 {
     let m = pattern.len();
     let windows = text.len() - m + 1;
@@ -87,7 +87,7 @@ where
 unsafe fn block_avx2<S, C>(text: &[S], pattern: &[S], flush: usize) -> Vec<u32>
 where
     S: Copy + PartialEq,
-    C: Copy + Default + From<bool> + AddAssign + Into<u32>,
+    C: Copy + Default + From<bool> + Add<Output = C> + AddAssign + Into<u32>,
 {
     block::<S, C>(text, pattern, flush)
 }
@@ -98,7 +98,7 @@ where
 fn block<S, C>(text: &[S], pattern: &[S], flush: usize) -> Vec<u32>
 where
     S: Copy + PartialEq,
-    C: Copy + Default + From<bool> + AddAssign + Into<u32>,
+    C: Copy + Default + From<bool> + Add<Output = C> + AddAssign + Into<u32>,
 {
     let m = pattern.len();
     let len = text.len() - m + 1;
@@ -106,7 +106,22 @@ where
     let mut counter = vec![C::default(); len];
     for chunk in (0..m).step_by(flush.min(m)) {
         counter.fill(C::default());
-        for (j, &p) in pattern.iter().enumerate().skip(chunk).take(flush) {
+        let end = (chunk + flush).min(m);
+        // Four pattern positions per pass over the counters: the pass is bound by loads and
+        // stores, and this shares one counter load and store among four compares.
+        let mut j = chunk;
+        while j + 4 <= end {
+            let (p0, p1, p2, p3) = (pattern[j], pattern[j + 1], pattern[j + 2], pattern[j + 3]);
+            let t0 = &text[j..j + len];
+            let t1 = &text[j + 1..j + 1 + len];
+            let t2 = &text[j + 2..j + 2 + len];
+            let t3 = &text[j + 3..j + 3 + len];
+            for ((((c, &a), &b), &d), &e) in counter.iter_mut().zip(t0).zip(t1).zip(t2).zip(t3) {
+                *c += C::from(a == p0) + C::from(b == p1) + C::from(d == p2) + C::from(e == p3);
+            }
+            j += 4;
+        }
+        for (j, &p) in pattern.iter().enumerate().take(end).skip(j) {
             for (c, &t) in counter.iter_mut().zip(&text[j..j + len]) {
                 *c += C::from(t == p);
             }
