@@ -4,52 +4,54 @@
 //! constants were measured on the development machine (release build, 2 threads; see the
 //! ignored `timing_grid` test in `tests/text_timing.rs`). Crossovers follow from the model:
 //!
-//! Measured 2026-11-29, n = 10^6, uniform random text and pattern, seconds (one run each,
-//! on a 2-core machine shared with a CI run, so expect +-30 % noise; `kangaroo` with k = 8,
-//! `approx` with eps = 0.5):
+//! Measured 2026-11-29 on the development machine (2 cores, AVX2/AVX-512; other jobs
+//! running, so single runs vary by up to 2x between sessions; the constants come from the
+//! quieter session below). n = 10^6, uniform random text and pattern, seconds, one run each
+//! (`kangaroo` with k = 8, `approx` with eps = 0.5); "best" is auto's best of three further
+//! runs; "picks" is [`choose_method`] with sigma = the pattern's distinct letters (~82 for
+//! m = 100 over 256 symbols):
 //!
-//! ("auto picks" is [`choose_method`] with sigma = the pattern's distinct letters, ~82 for
-//! m = 100 over 256 symbols.)
+//! | m     | sigma | naive  | fft    | abrahamson | kangaroo | approx | auto   | best   | picks      |
+//! |-------|-------|--------|--------|------------|----------|--------|--------|--------|------------|
+//! | 100   | 4     | 0.0120 | 0.0249 | 0.0216     | 0.396    | 0.105  | 0.0057 | 0.0043 | naive      |
+//! | 100   | 26    | 0.0047 | 0.0812 | 0.0144     | 0.300    | 0.103  | 0.0049 | 0.0041 | naive      |
+//! | 100   | 256   | 0.0053 | 0.225  | 0.0120     | 0.248    | 0.101  | 0.0057 | 0.0040 | naive      |
+//! | 1000  | 4     | 0.0130 | 0.0205 | 0.0209     | 0.333    | 0.207  | 0.0128 | 0.0115 | naive      |
+//! | 1000  | 26    | 0.0141 | 0.127  | 0.0429     | 0.275    | 0.202  | 0.0160 | 0.0151 | naive      |
+//! | 1000  | 256   | 0.0142 | 1.014  | 0.0142     | 0.185    | 0.186  | 0.0187 | 0.0131 | abrahamson |
+//! | 10000 | 4     | 0.0968 | 0.0247 | 0.0230     | 0.338    | 0.314  | 0.0241 | 0.0230 | fft        |
+//! | 10000 | 26    | 0.0974 | 0.0941 | 0.106      | 0.294    | 0.512  | 0.0864 | 0.0802 | naive      |
+//! | 10000 | 256   | 0.197  | 1.097  | 0.0794     | 0.184    | 0.494  | 0.0501 | 0.0402 | abrahamson |
 //!
-//! | m      | sigma | naive  | fft    | abrahamson | kangaroo | approx | auto picks  |
-//! |--------|-------|--------|--------|------------|----------|--------|-------------|
-//! | 100    | 4     | 0.034  | 0.098  | 0.146      | 1.39     | 0.39   | naive       |
-//! | 100    | 26    | 0.012  | 0.41   | 0.040      | 0.50     | 0.16   | naive       |
-//! | 100    | 256   | 0.010  | 0.48   | 0.016      | 0.28     | 0.17   | abrahamson  |
-//! | 1000   | 4     | 0.068  | 0.052  | 0.150      | 0.75     | 0.64   | naive       |
-//! | 1000   | 26    | 0.048  | 0.40   | 0.101      | 0.41     | 1.06   | naive       |
-//! | 1000   | 256   | 0.061  | 3.42   | 0.061      | 0.68     | 0.61   | abrahamson  |
-//! | 10000  | 4     | 0.40   | 0.081  | 0.095      | 1.04     | 1.57   | fft         |
-//! | 10000  | 26    | 0.54   | 0.44   | 0.37       | 0.70     | 3.22   | fft         |
-//! | 10000  | 256   | 1.31   | 4.06   | 0.146      | 0.50     | 2.06   | abrahamson  |
-//!
-//! The constants below are read off this table (wall-clock nanoseconds on 2 threads):
-//! naive ~0.035-0.055 ns per cell at m >= 1000 (u8 codes, AVX2 when present); the FFT
-//! ~0.4-0.7 ns per `L log2 L` per letter; the scan ~3-4 ns per vote once it dominates; the
-//! suffix array ~0.4 s for N = 10^6 (about 20 ns per `N log2 N`) and an LCE query ~100-150 ns
-//! (random access into several arrays of N words). Consequences: naive wins up to m ~ 1000;
-//! at m = 10^4 the FFT wins for small alphabets and the scan for large ones; kangaroo's suffix
-//! array alone costs as much as the best exact method at n = 10^6, so it is picked only for
-//! very long patterns with large alphabets and a tiny k; approx is predicted to win only where
-//! sigma exceeds its colour count and the exact methods are slow, which the even-spread model
-//! behind [`choose_method`] never sees on these sizes.
+//! Constants read off this table (wall-clock nanoseconds on 2 threads): naive 0.010 ns per
+//! (window, pattern position) at m >= 1000 with u8 codes and AVX2, twice that with u16 codes;
+//! the FFT 0.15-0.2 ns per `L log2 L` per letter per block; the scan ~2 ns per vote (a
+//! scattered increment) once it dominates; the suffix array ~0.18 s for N = 10^6 (9 ns per
+//! `N log2 N`) and ~25 ns per kangaroo jump. Consequences: naive wins up to m ~ 10^4 over
+//! small alphabets except the smallest (sigma = 4 at m = 10^4 goes to the FFT, where 6 FFTs
+//! per block beat 10^4 compares per window); large alphabets go to Abrahamson's scan;
+//! kangaroo's suffix array alone costs as much as the best exact method at n = 10^6, so it is
+//! picked only for long patterns over large alphabets with a tiny k (for instance m = 2 * 10^5,
+//! sigma = 256, k = 0); approx wins only where every exact method is slow and sigma exceeds its
+//! colour count (for instance m = 10^5, sigma = 256, eps = 0.5).
 
 use super::approx;
 use super::fft;
 use super::Method;
 
 /// Nanoseconds per (window, pattern position) of the vectorised naive count over u8 codes.
-const NAIVE_NS: f64 = 0.045;
-/// Extra factor when the pattern has too many letters for u8 codes (u16 lanes are half as many).
+const NAIVE_NS: f64 = 0.010;
+/// Extra factor when the pattern has too many letters for u8 codes (u16 lanes are half as
+/// many, and the measured cost is twice as high).
 const NAIVE_WIDE: f64 = 2.0;
 /// Nanoseconds per `L log2 L` of one letter's forward FFT on one block (indicator included).
-const FFT_NS: f64 = 0.65;
+const FFT_NS: f64 = 0.19;
 /// Nanoseconds per vote of the infrequent-letter scan (a scattered increment).
-const SCAN_NS: f64 = 3.5;
+const SCAN_NS: f64 = 2.0;
 /// Nanoseconds per `N log2 N` of the suffix array and LCP over text and pattern.
-const SUFFIX_NS: f64 = 20.0;
+const SUFFIX_NS: f64 = 9.0;
 /// Nanoseconds per LCE query (two rank look-ups and a range minimum).
-const LCE_NS: f64 = 120.0;
+const LCE_NS: f64 = 25.0;
 /// The FFT path's fixed cost (inverse transforms, pattern spectra), in letters' worth.
 pub(crate) const FFT_FIXED_LETTERS: usize = 2;
 
