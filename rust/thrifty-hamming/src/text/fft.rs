@@ -29,13 +29,35 @@ pub(crate) fn block_count(n: usize, m: usize) -> usize {
     (n - m + 1).div_ceil(l - m + 1)
 }
 
+/// Bytes of pattern spectra held at once; more letters than fit are done in batches, so a
+/// huge alphabet costs time (which "auto" avoids) rather than all the memory there is.
+const SPECTRA_BYTES: usize = 256 << 20;
+
 /// Matches per window counting only the letters (text codes) in `letters`.
 pub(crate) fn matches(text: &[u32], pattern: &[u32], letters: &[u32]) -> Vec<u32> {
     let (n, m) = (text.len(), pattern.len());
-    let windows = n - m + 1;
-    if letters.is_empty() {
-        return vec![0; windows];
+    let per_letter = (block_len(n, m) / 2 + 1) * std::mem::size_of::<Complex<f64>>();
+    in_batches(text, pattern, letters, (SPECTRA_BYTES / per_letter).max(1))
+}
+
+/// [`matches`] with at most `batch` letters' spectra at once.
+fn in_batches(text: &[u32], pattern: &[u32], letters: &[u32], batch: usize) -> Vec<u32> {
+    let windows = text.len() - pattern.len() + 1;
+    if !letters.is_empty() && letters.len() <= batch {
+        return batch_matches(text, pattern, letters);
     }
+    let mut total = vec![0u32; windows];
+    for group in letters.chunks(batch) {
+        for (t, x) in total.iter_mut().zip(batch_matches(text, pattern, group)) {
+            *t += x;
+        }
+    }
+    total
+}
+
+fn batch_matches(text: &[u32], pattern: &[u32], letters: &[u32]) -> Vec<u32> {
+    let (n, m) = (text.len(), pattern.len());
+    let windows = n - m + 1;
     let l = block_len(n, m);
     let step = l - m + 1;
     let blocks = windows.div_ceil(step);
@@ -135,5 +157,30 @@ impl Kernel<'_> {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_add_up() {
+        let text: Vec<u32> = (0..500u32).map(|i| (i * 7 + i / 3) % 11).collect();
+        let pattern: Vec<u32> = (0..40u32).map(|i| (i * 5) % 11).collect();
+        let letters: Vec<u32> = (0..11).collect();
+        let whole = in_batches(&text, &pattern, &letters, 11);
+        assert_eq!(in_batches(&text, &pattern, &letters, 2), whole);
+        assert_eq!(in_batches(&text, &pattern, &letters, 1), whole);
+        let want: Vec<u32> = (0..=460)
+            .map(|i| {
+                pattern
+                    .iter()
+                    .zip(&text[i..])
+                    .filter(|(p, t)| p == t)
+                    .count() as u32
+            })
+            .collect();
+        assert_eq!(whole, want);
     }
 }
