@@ -79,3 +79,22 @@ fn k_caps_and_sharing() {
         }
     }
 }
+
+#[test]
+fn fine_eps_is_exact() {
+    let mut state = 5;
+    let text = random(500, 30, &mut state);
+    let pattern = random(20, 30, &mut state);
+    for eps in [1e-9, 0.01] {
+        let o = Options {
+            method: Method::Approx,
+            k: None,
+            eps: Some(eps),
+            seed: 11,
+        };
+        assert_eq!(
+            text_to_pattern(&text, &pattern, &o).unwrap(),
+            reference(&text, &pattern)
+        );
+    }
+}

@@ -12,7 +12,8 @@
 //!
 //! (hence all positions at once with probability at least 3/4, by a union bound). The colouring
 //! is splitmix64 of (seed, repetition, symbol), which we treat as a random function; the
-//! output is a deterministic function of the inputs and `seed`.
+//! output is a deterministic function of the inputs and `seed`. When `C` reaches the size of
+//! the text's code range, colouring could not lose less than nothing: the distances are exact.
 
 use std::borrow::Cow;
 

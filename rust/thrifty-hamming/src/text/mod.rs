@@ -107,6 +107,16 @@ pub fn text_to_patterns(
             Method::Auto => {
                 choose_method(n, p.len(), pattern_letters(p).len(), options.k, options.eps)
             }
+            // With a colour for every symbol, colouring changes nothing but costs repetitions
+            // (and tiny eps would ask for billions of colours): the exact answer is the best
+            // approximation.
+            Method::Approx
+                if options
+                    .eps
+                    .is_some_and(|eps| approx::colours(eps) >= dense.sigma()) =>
+            {
+                auto::choose_exact(n, p.len(), pattern_letters(p).len())
+            }
             chosen => chosen,
         })
         .collect();
