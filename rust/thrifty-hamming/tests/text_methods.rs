@@ -73,7 +73,8 @@ proptest! {
     #[test]
     fn patterns_share_a_text((text, pattern) in case(), cut in 0usize..300, k in proptest::option::of(0u32..8)) {
         let other: Vec<u32> = text[cut % text.len()..].iter().rev().copied().collect();
-        let patterns = [&pattern[..], &other[..], &pattern[..1]];
+        // Two of the same length, which share the text's block transforms.
+        let patterns = [&pattern[..], &other[..], &pattern[..1], &text[..pattern.len()]];
         for method in EXACT.into_iter().chain([Method::Kangaroo]) {
             let k = if method == Method::Kangaroo { Some(k.unwrap_or(3)) } else { k };
             let o = opts(method, k);

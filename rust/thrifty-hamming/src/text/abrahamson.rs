@@ -19,6 +19,14 @@ const SCAN_BLOCK: usize = 1 << 15;
 
 /// Matches per window, by FFT for the letters worth it and by scanning for the rest.
 pub(crate) fn matches(text: &DenseText, pattern: &[u32]) -> Vec<u32> {
+    let (frequent, infrequent) = split(text, pattern);
+    let mut total = fft::matches(&text.codes, pattern, &frequent);
+    add_scan(text, pattern, &infrequent, &mut total);
+    total
+}
+
+/// The pattern's letters as (by FFT, by scan).
+pub(crate) fn split(text: &DenseText, pattern: &[u32]) -> (Vec<u32>, Vec<u32>) {
     let (n, m) = (text.codes.len(), pattern.len());
     let letters = pattern_letters(pattern);
     let mut in_pattern = vec![0u32; text.sigma()];
@@ -29,25 +37,26 @@ pub(crate) fn matches(text: &DenseText, pattern: &[u32]) -> Vec<u32> {
     }
     let per_fft = fft_letter_cost(n, m);
     let (frequent, infrequent): (Vec<u32>, Vec<u32>) = letters.iter().partition(|&&c| {
-        let scan =
-            scan_cost(f64::from(text.counts[c as usize]) * f64::from(in_pattern[c as usize]));
-        scan > per_fft
+        let votes = f64::from(text.counts[c as usize]) * f64::from(in_pattern[c as usize]);
+        scan_cost(votes) > per_fft
     });
     // The first FFT letter also pays for the inverse transforms and the pattern spectra; if
     // only a couple of letters want the FFT, scanning them too is cheaper.
-    let (frequent, infrequent) = if frequent.len() < FFT_FIXED_LETTERS {
+    if frequent.len() < FFT_FIXED_LETTERS {
         (Vec::new(), letters)
     } else {
         (frequent, infrequent)
-    };
-    let mut total = fft::matches(&text.codes, pattern, &frequent);
-    if !infrequent.is_empty() {
-        let scanned = scan(text, pattern, &infrequent);
-        for (t, s) in total.iter_mut().zip(scanned) {
-            *t += s;
-        }
     }
-    total
+}
+
+/// Adds the scanned matches of `letters` to `total`.
+pub(crate) fn add_scan(text: &DenseText, pattern: &[u32], letters: &[u32], total: &mut [u32]) {
+    if letters.is_empty() {
+        return;
+    }
+    for (t, s) in total.iter_mut().zip(scan(text, pattern, letters)) {
+        *t += s;
+    }
 }
 
 /// Matches per window from the `letters` only, by voting from each text occurrence.

@@ -19,6 +19,8 @@ mod lce;
 mod method;
 mod naive;
 
+use std::collections::BTreeMap;
+
 use thrifty_core::{CoreError, CoreResult};
 
 pub use auto::choose_method;
@@ -67,9 +69,10 @@ pub fn text_to_pattern(text: &[u32], pattern: &[u32], options: &Options) -> Core
 /// Many patterns over one text, sharing the text's preprocessing (letter positions / per-letter
 /// FFTs of text blocks where it helps, the LCE structure for kangaroo).
 ///
-/// Shared today: the text's dense letter codes and counts, one suffix array over the text and
-/// every kangaroo pattern, and the colourings of the text under "approx". FFT spectra of text
-/// blocks are not shared, since each pattern length wants its own block length.
+/// Shared: the text's dense letter codes and counts; the FFT of each text block per letter
+/// among the "fft" and "abrahamson" patterns of one length (other lengths want other blocks);
+/// one suffix array over the text and every kangaroo pattern; the colourings of the text
+/// under "approx" (whose coloured FFTs are not shared).
 pub fn text_to_patterns(
     text: &[u32],
     patterns: &[&[u32]],
@@ -152,11 +155,34 @@ pub fn text_to_patterns(
         }
     }
 
-    for (i, slot) in out.iter_mut().enumerate() {
-        if slot.is_none() {
-            let m = codes[i].len() as i32;
-            let matches = exact_matches(&dense, &codes[i], Exact::from_method(methods[i]));
-            *slot = Some(matches.into_iter().map(|x| m - x as i32).collect());
+    // Exact methods. Patterns of one length share the FFTs of the text's blocks, so FFT and
+    // Abrahamson patterns are grouped by length: (pattern, letters by FFT, letters by scan).
+    let mut by_length: BTreeMap<usize, Vec<Planned>> = BTreeMap::new();
+    for i in 0..patterns.len() {
+        if out[i].is_some() {
+            continue;
+        }
+        let p = &codes[i];
+        let planned = match Exact::from_method(methods[i]) {
+            Exact::Naive => {
+                out[i] = Some(distances(p.len(), naive::matches(&dense, p)));
+                continue;
+            }
+            Exact::Fft => (i, pattern_letters(p), Vec::new()),
+            Exact::Abrahamson => {
+                let (frequent, infrequent) = abrahamson::split(&dense, p);
+                (i, frequent, infrequent)
+            }
+        };
+        by_length.entry(p.len()).or_default().push(planned);
+    }
+    for group in by_length.values() {
+        let pats: Vec<&[u32]> = group.iter().map(|g| &codes[g.0][..]).collect();
+        let letters: Vec<&[u32]> = group.iter().map(|g| &g.1[..]).collect();
+        let shared = fft::matches_shared(&dense.codes, &pats, &letters);
+        for ((i, _, scanned), mut matches) in group.iter().zip(shared) {
+            abrahamson::add_scan(&dense, &codes[*i], scanned, &mut matches);
+            out[*i] = Some(distances(codes[*i].len(), matches));
         }
     }
 
@@ -171,6 +197,15 @@ pub fn text_to_patterns(
             d
         })
         .collect())
+}
+
+/// A pattern for the FFT path: its index, its letters by FFT, its letters by scan.
+type Planned = (usize, Vec<u32>, Vec<u32>);
+
+/// Distances from match counts.
+fn distances(m: usize, matches: Vec<u32>) -> Vec<i32> {
+    let m = m as i32;
+    matches.into_iter().map(|x| m - x as i32).collect()
 }
 
 fn check_pattern(
