@@ -23,6 +23,9 @@
 //! | 10000 | 26    | 0.0974 | 0.0941 | 0.106      | 0.294    | 0.512  | 0.0864 | 0.0802 | naive      |
 //! | 10000 | 256   | 0.197  | 1.097  | 0.0794     | 0.184    | 0.494  | 0.0501 | 0.0402 | abrahamson |
 //!
+//! A later run under heavier load from other jobs was 1.5-3x slower in every cell, with the
+//! same picks.
+//!
 //! Constants read off this table (wall-clock nanoseconds on 2 threads): naive 0.010 ns per
 //! (window, pattern position) at m >= 1000 with u8 codes and AVX2, twice that with u16 codes;
 //! the FFT 0.15-0.2 ns per `L log2 L` per letter per block; the scan ~2 ns per vote (a

@@ -6,6 +6,17 @@
 //! frequent/infrequent split, kangaroo jumps (k-bounded) and a (1 + eps)-approximation;
 //! "auto" picks one with [`choose_method`].
 //!
+//! ```
+//! use thrifty_hamming::text::{text_to_pattern, Method, Options};
+//!
+//! let text = b"abracadabra".map(u32::from);
+//! let pattern = b"abr".map(u32::from);
+//! let exact = text_to_pattern(&text, &pattern, &Options::default()).unwrap();
+//! assert_eq!(exact, [0, 3, 3, 2, 3, 2, 3, 0, 3]);
+//! let bounded = Options { method: Method::Kangaroo, k: Some(1), ..Options::default() };
+//! assert_eq!(text_to_pattern(&text, &pattern, &bounded).unwrap(), [0, 2, 2, 2, 2, 2, 2, 0, 2]);
+//! ```
+//!
 //! **k-bounded semantics.** With `k = Some(k)`, every method reports a distance greater than
 //! `k` as `k + 1`; distances up to `k` are exact (for "approx": as exact as its guarantee).
 
