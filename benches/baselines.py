@@ -109,3 +109,108 @@ def naive_cost_matrix(velocity: Any, grid: Float64Array, noise: torch.Tensor) ->
                     torch.linalg.vector_norm(jump.reshape(samples, -1), dim=1).mean()
                 )
     return cost
+
+
+# --------------------------------------------------------------------------------------
+# Hamming distances: text against pattern, and top-k over packed binary codes
+# --------------------------------------------------------------------------------------
+
+
+def numpy_text_to_pattern(text: Any, pattern: Any) -> Any:
+    """Sliding comparison: one vectorised ``text[j : j + windows] != pattern[j]`` per
+    pattern position, accumulated into the counts. ``O(n m)`` element operations."""
+    windows = len(text) - len(pattern) + 1
+    counts = np.zeros(windows, dtype=np.int32)
+    for j, letter in enumerate(pattern.tolist()):
+        np.add(counts, text[j : j + windows] != letter, out=counts, casting="unsafe")
+    return counts
+
+
+def scipy_fft_text_to_pattern(text: Any, pattern: Any) -> Any:
+    """Fischer-Paterson with SciPy: per distinct letter of the pattern, one
+    ``scipy.signal.fftconvolve`` of the text's indicator with the reversed pattern's,
+    summed into the match counts; the distance is ``m`` minus the matches."""
+    from scipy import signal
+
+    m = len(pattern)
+    matches = np.zeros(len(text) - m + 1)
+    for letter in np.unique(pattern).tolist():
+        text_indicator = (text == letter).astype(np.float64)
+        pattern_indicator = (pattern[::-1] == letter).astype(np.float64)
+        matches += signal.fftconvolve(text_indicator, pattern_indicator, mode="valid")
+    return (m - np.rint(matches)).astype(np.int32)
+
+
+def faiss_binary_index(db: Any, *, threads: int) -> Any:
+    """A ``faiss.IndexBinaryFlat`` holding ``db`` (packed codes), searching on ``threads``."""
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+    index = faiss.IndexBinaryFlat(8 * db.shape[1])
+    index.add(db)
+    return index
+
+
+def faiss_topk(index: Any, queries: Any, k: int) -> tuple[Any, Any]:
+    """Exhaustive top-k with faiss' flat binary index: ``(distances, indices)``."""
+    return index.search(queries, k)  # type: ignore[no-any-return]
+
+
+def numkong_topk(
+    packed_db: Any, n_db: int, queries: Any, k: int, *, threads: int, block: int = 1 << 16
+) -> tuple[Any, Any]:
+    """Top-k from NumKong (SimSIMD's successor): all distances, then ``argpartition``.
+
+    NumKong has no top-k: ``numkong.hammings_packed`` (a SIMD cross-distance kernel over a
+    database packed once by ``numkong.hammings_pack``) fills a ``(queries, block)`` uint32
+    block, split between ``threads`` Python threads by query rows (it releases the GIL);
+    each block's ``k`` best go through ``numpy.argpartition``, and the candidates of every
+    block are merged and sorted by (distance, index) at the end. ``argpartition`` keeps an
+    arbitrary subset of the codes tied at the k-th distance, so only the distances are
+    comparable with :func:`thrifty.hamming.topk`'s.
+    """
+    import itertools
+    import threading
+
+    import numkong
+
+    nq = len(queries)
+    starts = np.linspace(0, nq, threads + 1).astype(int)
+    best_d: list[Any] = []
+    best_i: list[Any] = []
+    for lo in range(0, n_db, block):
+        part = packed_db[lo // block]
+        width = min(block, n_db - lo)
+        out = numkong.empty((nq, width), dtype="uint32")
+        workers = [
+            threading.Thread(
+                target=numkong.hammings_packed,
+                args=(queries, part),
+                kwargs={"out": out, "start_row": int(a), "end_row": int(b)},
+            )
+            for a, b in itertools.pairwise(starts)
+            if b > a
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        distances = np.asarray(out)
+        kept = min(k, width)
+        index = np.argpartition(distances, kept - 1, axis=1)[:, :kept]
+        best_d.append(np.take_along_axis(distances, index, axis=1))
+        best_i.append(index + lo)
+    d = np.concatenate(best_d, axis=1).astype(np.int64)
+    i = np.concatenate(best_i, axis=1)
+    order = np.lexsort((i, d), axis=1)[:, :k]
+    return np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1)
+
+
+def numkong_pack(db: Any, *, block: int = 1 << 16) -> list[Any]:
+    """``db`` packed by ``numkong.hammings_pack`` in blocks of ``block`` rows."""
+    import numkong
+
+    return [
+        numkong.hammings_pack(np.ascontiguousarray(db[lo : lo + block]), dtype="uint1")
+        for lo in range(0, len(db), block)
+    ]

@@ -10,6 +10,7 @@ Examples (shell)::
     thrifty bench allreduce --world 4 --size 64MB --json
     thrifty demo diloco --quick
     thrifty bench diloco --methods ddp diloco streaming-fp4 --json
+    thrifty demo hamming --quick --json
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 
 from thrifty.errors import ThriftyError
 
-DEMOS = ("steps", "collective", "diloco")
+DEMOS = ("steps", "collective", "diloco", "hamming")
 
 
 def _emit(result: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], str]) -> None:
@@ -62,6 +63,14 @@ def _demo(args: argparse.Namespace) -> None:
             )
             if not args.json:
                 print(diloco_demo.format_report(results[core]))
+        elif core == "hamming":
+            from thrifty.hamming import demo as hamming_demo
+
+            results[core] = hamming_demo.run(
+                Path(args.out), quick=args.quick, progress=not args.json
+            )
+            if not args.json:
+                print(hamming_demo.format_report(results[core]))
     if args.json:
         print(json.dumps(results, indent=2))
 
