@@ -106,7 +106,7 @@ where
     let mut counter = vec![C::default(); len];
     for chunk in (0..m).step_by(flush.min(m)) {
         counter.fill(C::default());
-        let end = (chunk + flush).min(m);
+        let end = chunk.saturating_add(flush).min(m);
         // Four pattern positions per pass over the counters: the pass is bound by loads and
         // stores, and this shares one counter load and store among four compares.
         let mut j = chunk;
