@@ -53,6 +53,29 @@ def check_number(value: Any, argument: str, *, low: float, high: float, closed: 
     return number
 
 
+def check_positive(value: Any, argument: str) -> float:
+    """A finite real > 0."""
+    number = check_number(value, argument, low=0.0, high=math.inf, closed=False)
+    if number <= 0:
+        raise InvalidArgumentError(f"{argument} must be > 0, got {value}", argument)
+    return number
+
+
+def check_training_loop(model: Any, inner_optimizer: Any) -> None:
+    """What DiLoCo and NoLoCo wrap: a torch module and its optimizer."""
+    torch = require("torch")
+    if not isinstance(model, torch.nn.Module):
+        raise InvalidArgumentError(
+            f"model must be a torch.nn.Module, got {type(model).__name__}", "model"
+        )
+    if not isinstance(inner_optimizer, torch.optim.Optimizer):
+        raise InvalidArgumentError(
+            f"inner_optimizer must be a torch.optim.Optimizer, got "
+            f"{type(inner_optimizer).__name__}",
+            "inner_optimizer",
+        )
+
+
 def check_count(value: Any, argument: str, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise InvalidArgumentError(
@@ -169,20 +192,9 @@ class DiLoCo:
         error_feedback: Any = None,
     ) -> None:
         torch = require("torch")
-        if not isinstance(model, torch.nn.Module):
-            raise InvalidArgumentError(
-                f"model must be a torch.nn.Module, got {type(model).__name__}", "model"
-            )
-        if not isinstance(inner_optimizer, torch.optim.Optimizer):
-            raise InvalidArgumentError(
-                f"inner_optimizer must be a torch.optim.Optimizer, got "
-                f"{type(inner_optimizer).__name__}",
-                "inner_optimizer",
-            )
+        check_training_loop(model, inner_optimizer)
         self.sync_every = check_count(sync_every, "sync_every", minimum=1)
-        self.outer_lr = check_number(outer_lr, "outer_lr", low=0.0, high=math.inf, closed=False)
-        if self.outer_lr <= 0:
-            raise InvalidArgumentError(f"outer_lr must be > 0, got {outer_lr}", "outer_lr")
+        self.outer_lr = check_positive(outer_lr, "outer_lr")
         self.outer_momentum = check_number(
             outer_momentum, "outer_momentum", low=0.0, high=1.0, closed=False
         )

@@ -9,12 +9,16 @@ its inner steps from ``phi``. No worker ever waits for the whole world.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
 from thrifty._extras import require
-from thrifty.diloco._diloco import check_count, check_number
+from thrifty.diloco._diloco import (
+    check_count,
+    check_number,
+    check_positive,
+    check_training_loop,
+)
 from thrifty.diloco._flat import flatten, write_back
 from thrifty.diloco._stats import CommStats, SyncRecord
 from thrifty.diloco._transport import as_transport, wire_bytes, with_retries
@@ -80,20 +84,9 @@ class NoLoCo:
         group_size: int = 2,
     ) -> None:
         torch = require("torch")
-        if not isinstance(model, torch.nn.Module):
-            raise InvalidArgumentError(
-                f"model must be a torch.nn.Module, got {type(model).__name__}", "model"
-            )
-        if not isinstance(inner_optimizer, torch.optim.Optimizer):
-            raise InvalidArgumentError(
-                f"inner_optimizer must be a torch.optim.Optimizer, got "
-                f"{type(inner_optimizer).__name__}",
-                "inner_optimizer",
-            )
+        check_training_loop(model, inner_optimizer)
         self.sync_every = check_count(sync_every, "sync_every", minimum=1)
-        self.outer_lr = check_number(outer_lr, "outer_lr", low=0.0, high=math.inf, closed=False)
-        if self.outer_lr <= 0:
-            raise InvalidArgumentError(f"outer_lr must be > 0, got {outer_lr}", "outer_lr")
+        self.outer_lr = check_positive(outer_lr, "outer_lr")
         self.beta = check_number(beta, "beta", low=0.0, high=1.0, closed=False)
         self.group_size = check_count(group_size, "group_size", minimum=2)
         self.model = model
