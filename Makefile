@@ -11,7 +11,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 PYTEST_FLAGS ?= -q
 RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml
 
-.PHONY: demo test lint fmt build bench soak wheel wheel-check clean
+.PHONY: demo test lint fmt build bench soak wheel wheel-check neon clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,17 @@ wheel-check: wheel
 	$(PYTHON) -m venv build/wheel-venv
 	build/wheel-venv/bin/python -m pip install -q dist/*.whl
 	cd build && wheel-venv/bin/python ../tests/packaging_check.py
+
+# The NEON popcount kernels, compiled for aarch64 and run under qemu against the scalar
+# kernel. Not part of `make test`: it needs a cross toolchain and about 3 minutes.
+NEON_TARGET := aarch64-unknown-linux-gnu
+neon:
+	command -v qemu-aarch64 >/dev/null || apt-get install -y -q --no-install-recommends \
+		qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+	rustup target add $(NEON_TARGET)
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
+		cargo test --release --target $(NEON_TARGET) -p thrifty-hamming
 
 clean:
 	rm -rf $(VENV) target dist build python/thrifty/_native*.so

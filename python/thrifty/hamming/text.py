@@ -72,7 +72,8 @@ def text_to_pattern(
       of the alphabet into ``ceil(4 / eps)`` colours, after Kopelowitz and Porat
       (arXiv 1512.04515). Each reported distance ``d'`` satisfies ``d' <= d``, and
       ``d' >= (1 - eps) d`` with probability at least ``1 - 1 / (4 n)`` per position, over
-      the colourings drawn from ``seed``.
+      the colourings drawn from ``seed``. This is the issue's (1 + eps) guarantee with all
+      the error on one side: ``d' <= d <= d' / (1 - eps)``.
     * ``"auto"``: the cheapest of the above under a cost model with measured constants; it
       picks ``"approx"`` only when ``eps`` is given, and ``"kangaroo"`` only with ``k``.
 
