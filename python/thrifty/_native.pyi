@@ -161,3 +161,9 @@ def hamming_radius(
     np.ndarray[Any, np.dtype[np.int32]],
 ]: ...
 def hamming_kernel() -> str: ...
+
+# --- coreset: scores ---
+# --- end coreset: scores ---
+
+# --- coreset: sampling ---
+# --- end coreset: sampling ---

@@ -6,6 +6,7 @@
 mod arrays;
 mod call;
 mod collective;
+mod coreset;
 mod errors;
 mod hamming;
 mod steps;
@@ -36,5 +37,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     steps::register(m)?;
     collective::register(m)?;
     hamming::register(m)?;
+    coreset::register(m)?;
     Ok(())
 }

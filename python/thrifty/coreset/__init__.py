@@ -1,0 +1,34 @@
+"""thrifty.coreset: which samples to keep, and with what weight.
+
+Scores (how much each row of a data matrix can matter):
+
+* :func:`leverage_scores`, :func:`root_leverage_scores`, :func:`lewis_weights`,
+  :func:`lp_sensitivities`, :func:`kmeans_sensitivities`.
+
+Sampling and coresets:
+
+* :func:`sample` -- exact weighted sampling with or without replacement, with the weights
+  that keep sums unbiased, for n up to 10^9.
+* :func:`subspace_embedding`, :func:`regression`, :func:`kmeans` -- a :class:`Coreset`
+  (indices and weights) for lp norms, lp regression and k-means.
+
+PyTorch:
+
+* :class:`RS2Sampler` -- a fresh slice of the data every epoch, without replacement across
+  epochs (Repeated Random Sampling).
+* :class:`ImportanceSampler` -- sampling by score, with the loss weights, past 2^24.
+"""
+
+from __future__ import annotations
+
+# --- scores and coresets ---
+# --- end scores and coresets ---
+# --- sampling and samplers ---
+# --- end sampling and samplers ---
+
+__all__: list[str] = [
+    # --- scores and coresets ---
+    # --- end scores and coresets ---
+    # --- sampling and samplers ---
+    # --- end sampling and samplers ---
+]

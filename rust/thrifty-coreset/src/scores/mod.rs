@@ -1,0 +1,1 @@
+//! Importance scores for coresets, and the weighted lp regression solve.
