@@ -10,6 +10,7 @@ from thrifty import _cuda
 def test_kernels_ship_with_the_package() -> None:
     assert "steps" in _cuda.kernel_names()
     assert "hamming" in _cuda.kernel_names()
+    assert "coreset" in _cuda.kernel_names()
 
 
 @pytest.mark.parametrize("name", _cuda.kernel_names())
@@ -26,6 +27,11 @@ def test_kernel_compiles_with_nvrtc(name: str, arch: str) -> None:
         assert ".entry hamming_topk(" in text
         # The distances must come from the hardware population count.
         assert "popc.b64" in text
+    if name == "coreset":
+        assert ".entry coreset_row_sq_norms_f64(" in text
+        assert ".entry coreset_row_sq_norms_f32(" in text
+        # A warp per row: the reduction goes through register shuffles, not shared memory.
+        assert "shfl.sync.down" in text
 
 
 def test_a_broken_kernel_reports_the_compiler_log(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

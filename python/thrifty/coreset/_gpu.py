@@ -1,0 +1,108 @@
+"""Leverage scores and Lewis weights of CuPy arrays and CUDA tensors, on the device.
+
+The QR runs in cuSOLVER through CuPy; the row norms of Q run in ``cuda/coreset.cu``. The
+iteration, the rank test and the stopping rule are the CPU path's (``thrifty_coreset``), so
+both return the same weights to rounding. Results come back as the caller's kind of array.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from thrifty import _cuda
+from thrifty._arrays import is_torch_tensor
+from thrifty._extras import require
+from thrifty.errors import InvalidArgumentError, NonFiniteError, ShapeError
+
+_THREADS = 256  # 8 warps per block, one row per warp
+_MAX_BLOCKS = 65535
+
+
+def _device_matrix(a: Any) -> Any:
+    """``a`` as a C-contiguous float64 CuPy matrix, checked like the CPU path checks it."""
+    cupy = require("cupy")
+    if is_torch_tensor(a):
+        a = cupy.from_dlpack(a.detach().contiguous())
+    if a.ndim != 2:
+        raise ShapeError(f"A must be 2-D (n, d), got shape {tuple(a.shape)}", "A")
+    n, d = (int(s) for s in a.shape)
+    if d == 0 or n < d:
+        raise ShapeError(
+            f"A must have at least as many rows as columns (n >= d >= 1), got shape ({n}, {d})", "A"
+        )
+    a = cupy.ascontiguousarray(a, dtype=cupy.float64)
+    if not bool(cupy.isfinite(a).all()):
+        raise NonFiniteError("A must be finite, got NaN or infinity", "A")
+    return a
+
+
+def _like(template: Any, array: Any) -> Any:
+    if is_torch_tensor(template):
+        return require("torch").from_dlpack(array)
+    return array
+
+
+def row_sq_norms(q: Any) -> Any:
+    """Squared norm of each row of a C-contiguous float32/float64 CuPy matrix."""
+    cupy = require("cupy")
+    rows, cols = (int(s) for s in q.shape)
+    out = cupy.empty(rows, dtype=q.dtype)
+    if rows == 0:
+        return out
+    suffix = "f64" if q.dtype == cupy.float64 else "f32"
+    kernel = _cuda.function("coreset", f"coreset_row_sq_norms_{suffix}")
+    warps = _THREADS // 32
+    blocks = min(-(-rows // warps), _MAX_BLOCKS)
+    kernel((blocks,), (_THREADS,), (q, np.int64(rows), np.int32(cols), out))
+    return out
+
+
+def _orthonormal_basis(a: Any, rank_tol: float) -> Any:
+    """Q of the thin QR of ``a``, after the CPU path's test for numerical rank."""
+    cupy = require("cupy")
+    q, r = cupy.linalg.qr(a, mode="reduced")
+    diagonal = cupy.abs(cupy.diag(r))
+    largest = float(diagonal.max())
+    smallest = float(diagonal.min())
+    if not largest > 0 or smallest <= rank_tol * largest:
+        raise InvalidArgumentError(
+            f"A is rank-deficient: the smallest |R_jj| of its QR is {smallest:.3g}, at most "
+            f"{rank_tol:.3g} times the largest ({largest:.3g}); drop dependent columns",
+            "A",
+        )
+    return cupy.ascontiguousarray(q)
+
+
+def leverage_scores(a: Any, rank_tol: float) -> Any:
+    """Leverage scores of a device matrix: the squared row norms of Q in A = QR."""
+    matrix = _device_matrix(a)
+    return _like(a, row_sq_norms(_orthonormal_basis(matrix, rank_tol)))
+
+
+def lewis_weights(a: Any, p: float, iters: int, tol: float, rank_tol: float) -> Any:
+    """lp Lewis weights of a device matrix, by the CPU path's iteration and stopping rule.
+
+    Each step takes the leverage scores tau of ``W^(1/2 - 1/p) A``. Below p = 4 the step is
+    Cohen and Peng's ``w <- (tau / w^(1 - 2/p))^(p/2)``; from p = 4 on it is the damped
+    ``w <- tau``, which contracts for every p (see ``thrifty.coreset.lewis_weights``).
+    """
+    cupy = require("cupy")
+    matrix = _device_matrix(a)
+    n, d = (int(s) for s in matrix.shape)
+    w = cupy.full(n, d / n, dtype=cupy.float64)
+    exponent = 1.0 - 2.0 / p
+    for _ in range(iters):
+        scale = cupy.power(w, exponent / 2.0)
+        tau = row_sq_norms(_orthonormal_basis(matrix * scale[:, None], rank_tol))
+        fixed_point = cupy.power(tau / cupy.power(w, exponent), p / 2.0)
+        residual = float(cupy.max(cupy.abs(w - fixed_point) / w))
+        w = fixed_point if p < 4 else tau
+        if residual <= tol:
+            return _like(a, w)
+    raise InvalidArgumentError(
+        f"the Lewis weight iteration did not reach tol={tol:g} in iters={iters} steps "
+        f"(residual {residual:.3g}); raise iters",
+        "iters",
+    )
