@@ -18,6 +18,8 @@ _EXTRA_OF = {
     "matplotlib": "plot",
     "matplotlib.pyplot": "plot",
     "diffusers": "diffusers",
+    "sklearn": "datasets",
+    "sklearn.datasets": "datasets",
 }
 
 
