@@ -35,7 +35,9 @@ def _device_matrix(a: Any) -> Any:
     a = cupy.ascontiguousarray(a, dtype=cupy.float64)
     if not bool(cupy.isfinite(a).all()):
         raise NonFiniteError("A must be finite, got NaN or infinity", "A")
-    return a
+    # Scores do not depend on column scale, but the rank test does: normalise, as on the CPU.
+    norms = cupy.linalg.norm(a, axis=0)
+    return a / cupy.where(norms > 0, norms, 1.0)
 
 
 def _like(template: Any, array: Any) -> Any:
@@ -59,50 +61,64 @@ def row_sq_norms(q: Any) -> Any:
     return out
 
 
-def _orthonormal_basis(a: Any, rank_tol: float) -> Any:
-    """Q of the thin QR of ``a``, after the CPU path's test for numerical rank."""
+def _orthonormal_basis(a: Any) -> Any:
+    """``A R^-1`` for the ``R`` of the thin QR of ``a``, after the CPU path's rank test.
+
+    This is the ``Q`` of the QR, but formed as the CPU path forms it: an exactly zero row of
+    ``a`` stays exactly zero (Householder's ``Q`` would give it entries near 1e-17, which
+    Lewis weights raise to negative powers).
+    """
     cupy = require("cupy")
-    q, r = cupy.linalg.qr(a, mode="reduced")
+    linalg = require("cupyx.scipy.linalg")
+    r = cupy.linalg.qr(a, mode="r")
     diagonal = cupy.abs(cupy.diag(r))
     largest = float(diagonal.max())
     smallest = float(diagonal.min())
+    rank_tol = max(int(a.shape[0]), int(a.shape[1])) * float(np.finfo(np.float64).eps)
     if not largest > 0 or smallest <= rank_tol * largest:
         raise InvalidArgumentError(
             f"A is rank-deficient: the smallest |R_jj| of its QR is {smallest:.3g}, at most "
             f"{rank_tol:.3g} times the largest ({largest:.3g}); drop dependent columns",
             "A",
         )
-    return cupy.ascontiguousarray(q)
+    r_inverse = linalg.solve_triangular(r, cupy.eye(r.shape[0]), lower=False)
+    return cupy.ascontiguousarray(a @ r_inverse)
 
 
-def leverage_scores(a: Any, rank_tol: float) -> Any:
+def leverage_scores(a: Any) -> Any:
     """Leverage scores of a device matrix: the squared row norms of Q in A = QR."""
     matrix = _device_matrix(a)
-    return _like(a, row_sq_norms(_orthonormal_basis(matrix, rank_tol)))
+    return _like(a, row_sq_norms(_orthonormal_basis(matrix)))
 
 
-def lewis_weights(a: Any, p: float, iters: int, tol: float, rank_tol: float) -> Any:
+def lewis_weights(a: Any, p: float, iters: int, tol: float) -> Any:
     """lp Lewis weights of a device matrix, by the CPU path's iteration and stopping rule.
 
-    Each step takes the leverage scores tau of ``W^(1/2 - 1/p) A``. Below p = 4 the step is
-    Cohen and Peng's ``w <- (tau / w^(1 - 2/p))^(p/2)``; from p = 4 on it is the damped
-    ``w <- tau``, which contracts for every p (see ``thrifty.coreset.lewis_weights``).
+    Each step takes the leverage scores tau of ``W^(1/2 - 1/p) A``, so that
+    ``a_i^T (A^T W^(1-2/p) A)^-1 a_i = tau_i / w_i^(1-2/p)``. Below p = 4 the step is Cohen
+    and Peng's ``w <- (tau / w^(1-2/p))^(p/2)``; from p = 4 on it is the damped ``w <- tau``
+    (see ``thrifty.coreset.lewis_weights``). The iterate whose residual passes is returned.
     """
     cupy = require("cupy")
     matrix = _device_matrix(a)
     n, d = (int(s) for s in matrix.shape)
     w = cupy.full(n, d / n, dtype=cupy.float64)
-    exponent = 1.0 - 2.0 / p
+    exponent = 0.5 - 1.0 / p
+    residual = float("inf")
     for _ in range(iters):
-        scale = cupy.power(w, exponent / 2.0)
-        tau = row_sq_norms(_orthonormal_basis(matrix * scale[:, None], rank_tol))
-        fixed_point = cupy.power(tau / cupy.power(w, exponent), p / 2.0)
-        residual = float(cupy.max(cupy.abs(w - fixed_point) / w))
-        w = fixed_point if p < 4 else tau
+        positive = w > 0
+        # A zero row gets weight 0 and stays there; w^(negative) must not turn it into NaN.
+        scale = cupy.where(positive, cupy.power(cupy.where(positive, w, 1.0), exponent), 0.0)
+        tau = row_sq_norms(_orthonormal_basis(matrix * scale[:, None]))
+        forms = cupy.where(positive, tau / cupy.where(positive, scale * scale, 1.0), 0.0)
+        image = cupy.power(forms, p / 2.0)
+        gaps = cupy.where(positive, cupy.abs(w - image) / cupy.where(positive, w, 1.0), 0.0)
+        residual = float(gaps.max())
         if residual <= tol:
             return _like(a, w)
+        w = tau if p >= 4 else image
     raise InvalidArgumentError(
-        f"the Lewis weight iteration did not reach tol={tol:g} in iters={iters} steps "
-        f"(residual {residual:.3g}); raise iters",
+        f"Lewis weights for p = {p} did not reach tol = {tol} in {iters} iterations "
+        f"(residual {residual:.3e}); raise iters or tol",
         "iters",
     )
