@@ -11,6 +11,7 @@ Examples (shell)::
     thrifty demo diloco --quick
     thrifty bench diloco --methods ddp diloco streaming-fp4 --json
     thrifty demo hamming --quick --json
+    thrifty demo coreset --quick
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 
 from thrifty.errors import ThriftyError
 
-DEMOS = ("steps", "collective", "diloco", "hamming")
+DEMOS = ("steps", "collective", "diloco", "hamming", "coreset")
 
 
 def _emit(result: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], str]) -> None:
@@ -71,6 +72,14 @@ def _demo(args: argparse.Namespace) -> None:
             )
             if not args.json:
                 print(hamming_demo.format_report(results[core]))
+        elif core == "coreset":
+            from thrifty.coreset import demo as coreset_demo
+
+            results[core] = coreset_demo.run(
+                Path(args.out), quick=args.quick, progress=not args.json
+            )
+            if not args.json:
+                print(coreset_demo.format_report(results[core]))
     if args.json:
         print(json.dumps(results, indent=2))
 

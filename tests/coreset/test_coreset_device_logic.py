@@ -1,0 +1,73 @@
+"""The device path's algorithm, with NumPy standing in for CuPy, equals the CPU path.
+
+The GPU tests (``test_coreset_gpu.py``) need a device; this one runs everywhere. It swaps
+CuPy for NumPy and the row-norm kernel for its definition, so what it checks is the device
+path's own logic (column scaling, rank test, iteration, stopping rule, zero rows) against
+the Rust path.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import numpy as np
+import pytest
+
+from thrifty import coreset
+from thrifty.coreset import _gpu
+from thrifty.errors import InvalidArgumentError
+
+scipy_linalg = pytest.importorskip("scipy.linalg")
+
+_NUMPY_AS_CUPY = types.SimpleNamespace(
+    **{
+        name: getattr(np, name)
+        for name in (
+            "abs", "ascontiguousarray", "diag", "eye", "float64", "full", "isfinite",
+            "linalg", "max", "power", "where",
+        )
+    }
+)  # fmt: skip
+
+
+@pytest.fixture
+def numpy_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    def require(name: str) -> Any:
+        return scipy_linalg if name == "cupyx.scipy.linalg" else _NUMPY_AS_CUPY
+
+    monkeypatch.setattr(_gpu, "require", require)
+    monkeypatch.setattr(_gpu, "row_sq_norms", lambda q: (q * q).sum(axis=1))
+
+
+def coherent_matrix(seed: int, n: int, d: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    a = rng.standard_t(2.0, size=(n, d))
+    a[: d // 2] = np.eye(d)[: d // 2] * 50.0
+    a[d] = 0.0  # a zero row: weight exactly 0 on both paths
+    return a
+
+
+@pytest.mark.usefixtures("numpy_device")
+def test_device_leverage_logic_equals_cpu() -> None:
+    a = coherent_matrix(0, 2000, 9)
+    np.testing.assert_allclose(_gpu.leverage_scores(a), coreset.leverage_scores(a), atol=1e-12)
+
+
+@pytest.mark.usefixtures("numpy_device")
+@pytest.mark.parametrize("p", [1.0, 1.5, 3.0, 4.0, 6.0])
+def test_device_lewis_logic_equals_cpu(p: float) -> None:
+    a = coherent_matrix(int(p * 4), 1500, 8)
+    got = _gpu.lewis_weights(a, p, 1000, 1e-6)
+    np.testing.assert_allclose(got, coreset.lewis_weights(a, p), atol=1e-12)
+    assert got[8] == 0.0
+
+
+@pytest.mark.usefixtures("numpy_device")
+def test_device_rank_test_matches_cpu() -> None:
+    a = coherent_matrix(5, 300, 5)
+    a[:, 4] = a[:, 0] - 2 * a[:, 1]
+    for path in (_gpu.leverage_scores, coreset.leverage_scores):
+        with pytest.raises(InvalidArgumentError, match="rank") as info:
+            path(a)
+        assert info.value.argument == "A"
