@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use thrifty_core::CoreError;
-use thrifty_coreset::sampling::{permutation, sample};
+use thrifty_coreset::sampling::{permutation, sample, totals, AliasTable};
 
 fn in_pool<T: Send>(threads: usize, work: impl FnOnce() -> T + Send) -> T {
     rayon::ThreadPoolBuilder::new()
@@ -123,7 +123,42 @@ fn drawing_every_positive_score_gives_unit_weights() {
     assert_eq!(drawn.threshold, Some(f64::INFINITY));
 }
 
+fn assert_table_is_exact(s: &[f64]) {
+    let t = totals(s).unwrap();
+    for p in [
+        AliasTable::<u32>::new(s, t).unwrap().probabilities(s.len()),
+        AliasTable::<u64>::new(s, t).unwrap().probabilities(s.len()),
+    ] {
+        for (&pi, &si) in p.iter().zip(s) {
+            // Each pairing rounds once; a column takes part in a few of them.
+            let exact = si / t.total;
+            assert!((pi - exact).abs() <= 1e-9 * exact, "{pi} vs {exact}");
+        }
+    }
+}
+
+#[test]
+fn alias_tables_hold_the_exact_distribution() {
+    assert_table_is_exact(&scores(100_000));
+    let skewed: Vec<f64> = (0..80).map(|k| 0.5f64.powi(k)).collect();
+    assert_table_is_exact(&skewed);
+    let mut one_heavy = vec![1.0; 10_000];
+    one_heavy[7] = 1e9;
+    assert_table_is_exact(&one_heavy);
+    assert_table_is_exact(&[0.0, 0.0, 5.0, 0.0]);
+    assert_table_is_exact(&[1.0; 17]);
+}
+
 proptest! {
+    #[test]
+    fn alias_tables_are_exact(
+        s in proptest::collection::vec(prop_oneof![Just(0.0), 1e-6f64..1.0, 1.0f64..1e6], 1..300),
+    ) {
+        prop_assume!(s.iter().any(|&x| x > 0.0));
+        assert_table_is_exact(&s);
+    }
+
+
     #[test]
     fn draws_are_valid(
         s in proptest::collection::vec(prop_oneof![Just(0.0), 1e-9f64..1e9], 1..60),

@@ -62,20 +62,24 @@ fn scan(
     keep: usize,
     rng: &mut ChaCha8Rng,
 ) -> Vec<Ranked> {
-    let mut heap = BinaryHeap::with_capacity(keep);
+    let mut first = Vec::with_capacity(keep);
     let mut i = start;
-    while i < end && heap.len() < keep {
+    while i < end && first.len() < keep {
         let w = scores[i];
         if w > 0.0 {
-            heap.push(Ranked {
+            first.push(Ranked {
                 rank: exponential(rng) / w,
                 index: i as u64,
             });
         }
         i += 1;
     }
+    // Heapify in O(keep) rather than keep pushes.
+    let mut heap = BinaryHeap::from(first);
     while i < end {
-        let Some(top) = heap.peek() else { break };
+        let Some(mut top) = heap.peek_mut() else {
+            break;
+        };
         let t = top.rank;
         let mut skip = exponential(rng) / t;
         while i < end && skip >= scores[i] {
@@ -89,11 +93,12 @@ fn scan(
         // P(r_i < t) = 1 - exp(-w t); invert the truncated exponential on [0, t).
         let below_t = -(-w * t).exp_m1();
         let rank = -(-unit(rng) * below_t).ln_1p() / w;
-        heap.pop();
-        heap.push(Ranked {
+        // Replacing the top through PeekMut sifts down once, instead of a pop and a push.
+        *top = Ranked {
             rank,
             index: i as u64,
-        });
+        };
+        drop(top);
         i += 1;
     }
     heap.into_vec()
