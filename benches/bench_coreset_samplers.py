@@ -9,9 +9,11 @@ and ``numpy.random.Generator.permutation``. Every case draws ``m = 10^5`` indice
 ``w = rng.random(n) ** 4`` (uneven, no zeros), float64 for ours and float32 for torch,
 whose samplers take float32 weights.
 
-Each case checks its draws: the mean weight of the drawn items must match its expectation
-``sum(w^2) / sum(w)`` (with replacement) within 6 standard errors, and draws without
-replacement must be distinct. Under ``--benchmark-disable`` (``make test``) every case runs
+Each case checks its draws: with replacement, the mean weight of the drawn items must match
+its expectation ``sum(w^2) / sum(w)`` within 6 standard errors for ours (for the baselines
+the deviation is recorded in ``extra_info["mean_weight_z"]``: ``torch.multinomial``'s
+float32 cumulative sum is biased at n = 10^7, with z of 6 to 10); draws without replacement
+must be distinct. Under ``--benchmark-disable`` (``make test``) every case runs
 once at n = 10^4, m = 10^3, so the benchmarks double as tests.
 """
 
@@ -74,12 +76,12 @@ def torch_weights(n: int) -> Any:
     return torch.from_numpy(weights(n).astype(np.float32))
 
 
-def check_mean_weight(w: Array, drawn: Array) -> None:
-    """The drawn items' mean weight against its expectation under p = w / sum(w)."""
+def mean_weight_z(w: Array, drawn: Array) -> float:
+    """How many standard errors the drawn items' mean weight is from its expectation."""
     p = w / w.sum()
     expected = float(np.dot(p, w))
     spread = float(np.sqrt(np.dot(p, (w - expected) ** 2)))
-    assert abs(float(w[drawn].mean()) - expected) < 6 * spread / np.sqrt(len(drawn))
+    return (float(w[drawn].mean()) - expected) / (spread / np.sqrt(len(drawn)))
 
 
 def _role(solver: str) -> str:
@@ -105,7 +107,14 @@ def test_sample_with_replacement(benchmark: Any, with_case: tuple[str, int, int]
         sampler = torch.utils.data.WeightedRandomSampler(torch_weights(n), m)
         drawn = np.array(benchmark.pedantic(list, (sampler,), rounds=rounds, iterations=1))
     assert len(drawn) == m
-    check_mean_weight(w, drawn)
+    assert drawn.min() >= 0
+    assert drawn.max() < n
+    z = mean_weight_z(w, drawn)
+    benchmark.extra_info["mean_weight_z"] = z
+    # Ours must be exact. torch's float32 cumulative sum is measurably biased at n = 10^7
+    # (z of 6 to 10 over seeds), so a baseline's z is recorded, not asserted.
+    if solver == "thrifty sample":
+        assert abs(z) < 6
 
 
 def test_sample_without_replacement(benchmark: Any, without_case: tuple[str, int, int]) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 import thrifty
-from thrifty import coreset
+from thrifty import _native, coreset
 
 # A correct sampler fails a test at this level with probability 1e-4 per test.
 P_VALUE = 1e-4
@@ -279,3 +281,28 @@ def test_hundred_million_scores() -> None:
     # Items of score 3 are 1/7 of the data but 3/9 of the mass: drawn about 1/3 of the time.
     share = np.mean(indices % 7 == 0)
     assert 0.2 < share < 0.5
+
+
+def _child_draws(queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    scores = np.random.default_rng(5).random(3 << 20)
+    drawn = [coreset.sample(scores, 40_000, replace=r, seed=9)[0].tolist() for r in (True, False)]
+    perm = _native.coreset_permutation(3 << 20, 1, 0)
+    queue.put((drawn, hashlib.sha256(perm.tobytes()).hexdigest()))
+
+
+@pytest.mark.timeout(120)
+def test_forked_child_draws_the_same_without_hanging() -> None:
+    # A DataLoader worker is a child forked after the parent used the Rust pool.
+    scores = np.random.default_rng(5).random(3 << 20)
+    expected = [
+        coreset.sample(scores, 40_000, replace=r, seed=9)[0].tolist() for r in (True, False)
+    ]
+    perm = hashlib.sha256(_native.coreset_permutation(3 << 20, 1, 0).tobytes()).hexdigest()
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_child_draws, args=(queue,))
+    child.start()
+    got = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert got == (expected, perm)
