@@ -181,4 +181,5 @@ def coreset_sample(
 def coreset_permutation(
     n: int, seed: int = 0, salt: int = 0
 ) -> np.ndarray[Any, np.dtype[np.uint32]] | np.ndarray[Any, np.dtype[np.uint64]]: ...
+
 # --- end coreset: sampling ---

@@ -306,3 +306,12 @@ def test_forked_child_draws_the_same_without_hanging() -> None:
     child.join(timeout=60)
     assert child.exitcode == 0
     assert got == (expected, perm)
+
+
+def test_more_draws_than_memory_is_an_error_not_a_crash() -> None:
+    with pytest.raises(thrifty.InvalidArgumentError) as caught:
+        coreset.sample(np.ones(3), 2**62)
+    assert caught.value.argument == "m"
+    with pytest.raises(thrifty.InvalidArgumentError) as caught:
+        _native.coreset_permutation(2**60)
+    assert caught.value.argument == "n"

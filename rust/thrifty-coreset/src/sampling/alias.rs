@@ -163,7 +163,7 @@ impl<I: Index> AliasTable<I> {
     }
 
     /// `m` independent draws, seeded by `seed`, in draw order.
-    pub fn sample(&self, m: usize, seed: u64) -> Vec<u64> {
+    pub fn sample(&self, m: usize, seed: u64) -> CoreResult<Vec<u64>> {
         let chunks = m.div_ceil(DRAW_CHUNK);
         let parts = thrifty_core::parallel::map_indices(chunks, |c| {
             let mut rng = stream(seed, 0, Purpose::WithReplacement, c as u64);
@@ -172,6 +172,10 @@ impl<I: Index> AliasTable<I> {
                 .map(|_| self.draw(&mut rng))
                 .collect::<Vec<u64>>()
         });
-        parts.concat()
+        let mut drawn = super::reserve(m, "m")?;
+        for part in parts {
+            drawn.extend(part);
+        }
+        Ok(drawn)
     }
 }

@@ -51,26 +51,42 @@ pub fn sample(scores: &[f64], m: usize, replace: bool, seed: u64) -> CoreResult<
     }
 }
 
+/// An empty vector with room for `len` items, or an error naming `argument` when the memory
+/// is not there: an allocation failure would abort the process instead of raising.
+pub(crate) fn reserve<T>(len: usize, argument: &'static str) -> CoreResult<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        CoreError::invalid(
+            argument,
+            format!(
+                "needs {len} items of {} bytes, more memory than can be allocated",
+                std::mem::size_of::<T>()
+            ),
+        )
+    })?;
+    Ok(v)
+}
+
 fn sample_with_replacement(
     scores: &[f64],
     totals: Totals,
     m: usize,
     seed: u64,
 ) -> CoreResult<Sample> {
+    let mut out_indices: Vec<i64> = reserve(m, "m")?;
+    let mut weights: Vec<f64> = reserve(m, "m")?;
     let indices: Vec<u64> = if m == 0 {
         Vec::new()
     } else if (scores.len() as u64) < u32::LIMIT {
-        AliasTable::<u32>::new(scores, totals)?.sample(m, seed)
+        AliasTable::<u32>::new(scores, totals)?.sample(m, seed)?
     } else {
-        AliasTable::<u64>::new(scores, totals)?.sample(m, seed)
+        AliasTable::<u64>::new(scores, totals)?.sample(m, seed)?
     };
     let scale = totals.total / m as f64;
-    let weights = indices
-        .iter()
-        .map(|&i| scale / scores[i as usize])
-        .collect();
+    weights.extend(indices.iter().map(|&i| scale / scores[i as usize]));
+    out_indices.extend(indices.into_iter().map(|i| i as i64));
     Ok(Sample {
-        indices: indices.into_iter().map(|i| i as i64).collect(),
+        indices: out_indices,
         weights,
         threshold: None,
     })

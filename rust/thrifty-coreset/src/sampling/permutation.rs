@@ -14,8 +14,11 @@ use super::rng::{below, stream, Purpose};
 
 /// Elements per bucket, on average: a bucket of u32 fits in L2.
 const BUCKET: u64 = 1 << 16;
-/// Elements per chunk of the bucketing pass, each chunk on its own stream.
+/// Elements per chunk of the bucketing pass, each chunk on its own stream, at least; chunks
+/// grow past it so that there are at most `MAX_CHUNKS` of them, which bounds the
+/// (chunk, bucket) count table by n / 16 bytes.
 const CHUNK: u64 = 1 << 20;
+const MAX_CHUNKS: u64 = 1024;
 
 /// A uniform permutation of `0..n` for `(seed, salt)`; `salt` numbers the permutations of one
 /// seed (RS2's passes over the data). Fails when `n` does not fit in `I`.
@@ -32,12 +35,14 @@ pub fn permutation<I: Index>(n: u64, seed: u64, salt: u64) -> CoreResult<Vec<I>>
             format!("must fit in memory, got {n}"),
         ));
     }
+    let mut result: Vec<I> = super::reserve(n as usize, "n")?;
     let buckets = n.div_ceil(BUCKET).max(1);
-    let chunks = n.div_ceil(CHUNK) as usize;
+    let chunk = CHUNK.max(n.div_ceil(MAX_CHUNKS));
+    let chunks = n.div_ceil(chunk) as usize;
     // Each chunk sorts its elements by bucket (a counting sort) and reports the counts.
     let sorted: Vec<(Vec<I>, Vec<u32>)> = thrifty_core::parallel::map_indices(chunks, |c| {
-        let start = c as u64 * CHUNK;
-        let end = n.min(start + CHUNK);
+        let start = c as u64 * chunk;
+        let end = n.min(start + chunk);
         let mut rng = stream(seed, salt, Purpose::PermutationBuckets, c as u64);
         let labels: Vec<u32> = (start..end)
             .map(|_| below(&mut rng, buckets) as u32)
@@ -78,7 +83,7 @@ pub fn permutation<I: Index>(n: u64, seed: u64, salt: u64) -> CoreResult<Vec<I>>
                 .collect()
         })
         .collect();
-    let mut result = vec![I::from_u64(0); n as usize];
+    result.resize(n as usize, I::from_u64(0));
     let mut slices: Vec<(usize, &mut [I])> = Vec::with_capacity(buckets as usize);
     let mut rest: &mut [I] = &mut result;
     for (b, &size) in sizes.iter().enumerate() {
