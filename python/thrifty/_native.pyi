@@ -166,7 +166,12 @@ def hamming_kernel() -> str: ...
 # --- end coreset: scores ---
 
 # --- coreset: sampling ---
-__all__ += ["coreset_permutation", "coreset_sample"]
+__all__ += ["CoresetAliasTable", "coreset_permutation", "coreset_sample"]
+
+@final
+class CoresetAliasTable:
+    def __new__(cls, scores: np.ndarray[Any, np.dtype[np.float64]]) -> Self: ...
+    def draw(self, m: int, seed: int = 0) -> np.ndarray[Any, np.dtype[np.int64]]: ...
 
 def coreset_sample(
     scores: np.ndarray[Any, np.dtype[np.float64]],

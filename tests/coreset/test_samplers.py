@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 import thrifty
-from thrifty import coreset
+from thrifty import _native, coreset
 
 torch = pytest.importorskip("torch")
 
@@ -397,3 +397,20 @@ def test_gradient_norms_bad_input(
     with pytest.raises(error) as caught:
         coreset.last_layer_gradient_norms(features, logits, targets)
     assert caught.value.argument == argument
+
+
+def test_importance_with_replacement_draws_what_sample_draws() -> None:
+    # The sampler reuses one alias table across epochs; its draws are sample()'s.
+    from thrifty.coreset._importance import epoch_seed
+
+    scores = np.random.default_rng(4).random(5000)
+    sampler = coreset.ImportanceSampler(scores, 300, seed=6)
+    for epoch in (0, 3):
+        sampler.set_epoch(epoch)
+        expected, _ = coreset.sample(scores, 300, seed=epoch_seed(6, epoch))
+        assert list(sampler) == expected.tolist()
+    table = _native.CoresetAliasTable(scores)
+    np.testing.assert_array_equal(table.draw(300, 11), coreset.sample(scores, 300, seed=11)[0])
+    with pytest.raises(thrifty.InvalidArgumentError) as caught:
+        _native.CoresetAliasTable(np.array([1.0, -1.0]))
+    assert caught.value.argument == "scores"

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from thrifty import _native
 from thrifty._arrays import host_array
 from thrifty.coreset._rs2 import checked_replicas
 from thrifty.coreset._sample import (
@@ -61,8 +62,11 @@ class ImportanceSampler(Sampler[int]):
     Each epoch draws ``num_samples`` indices from ``p_i = (1 - mix) s_i / sum(s) + mix / n``
     with :func:`thrifty.coreset.sample` (exact, in Rust, for any n: ``torch.multinomial``
     and ``WeightedRandomSampler`` refuse more than 2^24 categories). The draw depends on
-    ``seed`` and the epoch only. With ``num_replicas`` R, rank r gets the items
-    ``r, r + R, ...`` of the epoch's draw: disjoint shards, together the whole draw.
+    ``seed``, the epoch and the scores only. With replacement the alias table of the scores
+    is built once (12 bytes per sample, kept until the scores change) and each epoch then
+    costs O(num_samples); without replacement each epoch scans the scores once. With
+    ``num_replicas`` R, rank r gets the items ``r, r + R, ...`` of the epoch's draw:
+    disjoint shards, together the whole draw.
 
     Loss weights (:meth:`weights_for`) make ``(loss * w).mean()`` over the draw unbiased
     for the mean loss over all n samples:
@@ -131,6 +135,8 @@ class ImportanceSampler(Sampler[int]):
         self.epoch = 0
         self._scores, self._total = self._checked(scores, None)
         self._draw: _Draw | None = None
+        self._table: _native.CoresetAliasTable | None = None
+        self._table_scores: Float64Array | None = None
 
     def _checked(self, scores: Any, n: int | None) -> tuple[Float64Array, float]:
         array = checked_scores(scores)
@@ -175,10 +181,19 @@ class ImportanceSampler(Sampler[int]):
         current = self._draw
         stale = current is None or current.epoch != self.epoch or current.scores is not self._scores
         if stale:
-            p = _mixed(self._scores, self._total, self.mix)
-            indices, _, threshold = draw(
-                p, self.num_samples, self.replacement, epoch_seed(self.seed, self.epoch)
-            )
+            seed = epoch_seed(self.seed, self.epoch)
+            threshold: float | None = None
+            if self.replacement:
+                # The table is built once per set of scores and drawn from every epoch:
+                # O(n) once, then O(num_samples) per epoch.
+                if self._table is None or self._table_scores is not self._scores:
+                    p = _mixed(self._scores, self._total, self.mix)
+                    self._table = _native.CoresetAliasTable(p)
+                    self._table_scores = self._scores
+                indices = self._table.draw(self.num_samples, seed)
+            else:
+                p = _mixed(self._scores, self._total, self.mix)
+                indices, _, threshold = draw(p, self.num_samples, False, seed)
             current = _Draw(self.epoch, self._scores, self._total, self.mix, indices, threshold)
             self._draw = current
         assert current is not None

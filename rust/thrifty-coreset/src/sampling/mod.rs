@@ -67,6 +67,37 @@ pub(crate) fn reserve<T>(len: usize, argument: &'static str) -> CoreResult<Vec<T
     Ok(v)
 }
 
+/// An alias table in the narrowest index type that fits, built once and drawn from many
+/// times (an importance sampler draws every epoch from the same scores).
+pub enum Table {
+    Narrow(AliasTable<u32>),
+    Wide(AliasTable<u64>),
+}
+
+impl Table {
+    /// Check `scores` and build their table.
+    pub fn new(scores: &[f64]) -> CoreResult<Self> {
+        let totals = totals(scores)?;
+        Self::with_totals(scores, totals)
+    }
+
+    fn with_totals(scores: &[f64], totals: Totals) -> CoreResult<Self> {
+        Ok(if (scores.len() as u64) < u32::LIMIT {
+            Self::Narrow(AliasTable::new(scores, totals)?)
+        } else {
+            Self::Wide(AliasTable::new(scores, totals)?)
+        })
+    }
+
+    /// `m` independent draws for `seed`: the same as [`sample`] with replacement.
+    pub fn draw(&self, m: usize, seed: u64) -> CoreResult<Vec<u64>> {
+        match self {
+            Self::Narrow(table) => table.sample(m, seed),
+            Self::Wide(table) => table.sample(m, seed),
+        }
+    }
+}
+
 fn sample_with_replacement(
     scores: &[f64],
     totals: Totals,
@@ -77,10 +108,8 @@ fn sample_with_replacement(
     let mut weights: Vec<f64> = reserve(m, "m")?;
     let indices: Vec<u64> = if m == 0 {
         Vec::new()
-    } else if (scores.len() as u64) < u32::LIMIT {
-        AliasTable::<u32>::new(scores, totals)?.sample(m, seed)?
     } else {
-        AliasTable::<u64>::new(scores, totals)?.sample(m, seed)?
+        Table::with_totals(scores, totals)?.draw(m, seed)?
     };
     let scale = totals.total / m as f64;
     weights.extend(indices.iter().map(|&i| scale / scores[i as usize]));

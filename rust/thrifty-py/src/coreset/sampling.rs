@@ -47,7 +47,39 @@ fn coreset_permutation(py: Python<'_>, n: u64, seed: u64, salt: u64) -> PyResult
     }
 }
 
+/// An alias table over scores, built once, drawn from many times.
+#[pyclass(module = "thrifty._native", name = "CoresetAliasTable", frozen)]
+struct CoresetAliasTable {
+    inner: sampling::Table,
+}
+
+#[pymethods]
+impl CoresetAliasTable {
+    #[new]
+    fn new(py: Python<'_>, scores: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let array = borrow::<f64>(scores, "scores", "float64")?;
+        expect_ndim(py, &shape(&array), 1, "scores")?;
+        let data = slice(&array, "scores")?;
+        let inner = run(py, || sampling::Table::new(data))?;
+        Ok(Self { inner })
+    }
+
+    /// draw(m, seed) -> int64 indices, the same as coreset_sample(scores, m, True, seed)
+    #[pyo3(signature = (m, seed=0))]
+    fn draw<'py>(
+        &self,
+        py: Python<'py>,
+        m: usize,
+        seed: u64,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let drawn = run(py, || self.inner.draw(m, seed))?;
+        let indices: Vec<i64> = drawn.into_iter().map(|i| i as i64).collect();
+        Ok(indices.into_pyarray(py))
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<CoresetAliasTable>()?;
     m.add_function(wrap_pyfunction!(coreset_sample, m)?)?;
     m.add_function(wrap_pyfunction!(coreset_permutation, m)?)?;
     Ok(())
