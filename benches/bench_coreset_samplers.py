@@ -5,9 +5,11 @@ Weighted draws with replacement: :func:`thrifty.coreset.sample` beside
 n = 10^6 and 10^7 (torch refuses more than 2^24 categories, so ours runs alone at 10^8);
 without replacement beside ``torch.multinomial(w, m, replacement=False)`` at n = 10^6; and
 the RS2 permutation (:func:`thrifty._native.coreset_permutation`) beside ``torch.randperm``
-and ``numpy.random.Generator.permutation``. Every case draws ``m = 10^5`` indices from
-``w = rng.random(n) ** 4`` (uneven, no zeros), float64 for ours and float32 for torch,
-whose samplers take float32 weights.
+and ``numpy.random.Generator.permutation``; and one epoch of
+:class:`thrifty.coreset.ImportanceSampler` (which keeps its alias table between epochs)
+beside one epoch of ``WeightedRandomSampler`` at n = 10^7. Every case draws ``m = 10^5``
+indices from ``w = rng.random(n) ** 4`` (uneven, no zeros), float64 for ours and float32
+for torch, whose samplers take float32 weights.
 
 Each case checks its draws: with replacement, the mean weight of the drawn items must match
 its expectation ``sum(w^2) / sum(w)`` within 6 standard errors for ours (for the baselines
@@ -63,6 +65,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         n = 10**7 if timed else 10**4
         cases = [(solver, n) for solver in PERMUTATION_SOLVERS]
         metafunc.parametrize("permutation_case", cases, ids=[f"{s}-n{n}" for s, n in cases])
+    if "epoch_case" in metafunc.fixturenames:
+        pytest_generate_tests_epoch(metafunc)
 
 
 @functools.lru_cache(maxsize=1)
@@ -151,3 +155,41 @@ def test_permutation(benchmark: Any, permutation_case: tuple[str, int]) -> None:
         rng = np.random.default_rng(0)
         p = benchmark.pedantic(rng.permutation, (n,), rounds=5, iterations=1)
     assert np.array_equal(np.sort(p), np.arange(n))
+
+
+EPOCH_SOLVERS = ("thrifty ImportanceSampler", "WeightedRandomSampler")
+
+
+def pytest_generate_tests_epoch(metafunc: pytest.Metafunc) -> None:
+    """Parametrises the epoch group (called from pytest_generate_tests)."""
+    timed = _timed(metafunc.config)
+    n, m = (10**7, M_FULL) if timed else (10**4, M_SMALL)
+    cases = [(solver, n, m) for solver in EPOCH_SOLVERS]
+    metafunc.parametrize("epoch_case", cases, ids=[f"{s}-n{n}-m{m}" for s, n, m in cases])
+
+
+def test_importance_epoch(benchmark: Any, epoch_case: tuple[str, int, int]) -> None:
+    """One epoch's draw of a sampler that has already drawn once (its set-up excluded)."""
+    solver, n, m = epoch_case
+    w = weights(n)
+    benchmark.group = f"sampler epoch with replacement n={n} m={m}"
+    benchmark.extra_info.update(role=_role(solver), label=solver, n=n, m=m)
+    sampler: Any
+    if solver.startswith("thrifty"):
+        sampler = coreset.ImportanceSampler(w, m, seed=0)
+    else:
+        sampler = torch.utils.data.WeightedRandomSampler(torch_weights(n), m)
+    list(sampler)
+    epochs = iter(range(1, 10**6))
+
+    def one_epoch() -> list[int]:
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(next(epochs))
+        return list(sampler)
+
+    drawn = np.array(benchmark.pedantic(one_epoch, rounds=5, iterations=1))
+    assert len(drawn) == m
+    z = mean_weight_z(w, drawn)
+    benchmark.extra_info["mean_weight_z"] = z
+    if solver.startswith("thrifty"):
+        assert abs(z) < 6
