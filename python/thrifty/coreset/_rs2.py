@@ -46,7 +46,8 @@ class RS2Sampler(Sampler[int]):
     ``e L .. (e + 1) L - 1``. ``pass_j`` is the permutation ``P_j`` seeded by ``(seed, j)``
     (drawn in Rust, in parallel, the same for any thread count), except that an epoch which
     straddles passes ``j - 1`` and ``j`` takes, from ``P_j``, its first items that it does not
-    already hold; the rest of ``P_j`` follows in order. So no epoch repeats an index either.
+    already hold; the rest of ``P_j`` follows in order (``pass_j`` is then uniform among the
+    permutations that meet this constraint). So no epoch repeats an index either.
     (Independent reshuffles alone cannot give both: any n consecutive items being a
     permutation would force the stream to repeat one permutation for ever.) Every epoch is a
     function of ``seed`` and the epoch, built from one or two permutations when
