@@ -24,11 +24,42 @@ from __future__ import annotations
 # --- scores and coresets ---
 # --- end scores and coresets ---
 # --- sampling and samplers ---
+from typing import TYPE_CHECKING, Any
+
+from thrifty.coreset._gradient_norms import last_layer_gradient_norms
+from thrifty.coreset._sample import sample
+
+if TYPE_CHECKING:
+    from thrifty.coreset._importance import ImportanceSampler
+    from thrifty.coreset._rs2 import RS2Sampler
+
+# The samplers subclass torch's Sampler, so their modules import torch: load them only
+# when they are touched, keeping torch an optional extra.
+_SAMPLERS = {
+    "RS2Sampler": "thrifty.coreset._rs2",
+    "ImportanceSampler": "thrifty.coreset._importance",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SAMPLERS:
+        from thrifty._extras import require
+
+        require("torch")
+        module = require(_SAMPLERS[name])
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # --- end sampling and samplers ---
 
 __all__: list[str] = [
     # --- scores and coresets ---
     # --- end scores and coresets ---
     # --- sampling and samplers ---
+    "ImportanceSampler",
+    "RS2Sampler",
+    "last_layer_gradient_norms",
+    "sample",
     # --- end sampling and samplers ---
 ]
