@@ -1,0 +1,160 @@
+//! The triangular factor of a tall matrix by tall-skinny QR (TSQR), and the quadratic forms
+//! `a_i^T (A^T V A)^{-1} a_i` that leverage scores and Lewis weights are made of.
+//!
+//! QR rather than Cholesky of `A^T V A`: forming the Gram matrix squares the condition number,
+//! and Lewis weights for p < 2 drive `V` over many orders of magnitude.
+
+use faer::linalg::solvers::Qr;
+use faer::Mat;
+use rayon::prelude::*;
+use thrifty_core::{CoreError, CoreResult};
+
+use super::matrix::Rows;
+
+/// Rows per TSQR block. Fixed (not per thread), so the result does not depend on the thread
+/// count; large enough that each block's QR is compute bound.
+const BLOCK_ROWS: usize = 8192;
+
+/// Rows per parallel task when evaluating quadratic forms.
+const FORM_CHUNK: usize = 4096;
+
+/// A numerical rank below the column count: the smallest diagonal entry of `R` (of the
+/// column-normalised matrix) is at most this many times `max(n, d) * f64::EPSILON` of the largest.
+pub const RANK_TOLERANCE: f64 = 1.0;
+
+/// `R` (upper triangular, `cols x cols`, row-major) of the thin QR of the `n x cols` matrix
+/// whose entries `entry(i, j)` gives. Blocks of rows are factorised in parallel and their `R`
+/// factors stacked and factorised again, in a fixed order.
+pub fn r_factor(n: usize, cols: usize, entry: &(dyn Fn(usize, usize) -> f64 + Sync)) -> Vec<f64> {
+    let block = BLOCK_ROWS.max(2 * cols);
+    if n <= block {
+        let r = thin_r(Mat::from_fn(n, cols, entry));
+        return square(&r, cols);
+    }
+    let parts: Vec<Mat<f64>> = (0..n.div_ceil(block))
+        .into_par_iter()
+        .map(|b| {
+            let lo = b * block;
+            let hi = n.min(lo + block);
+            thin_r(Mat::from_fn(hi - lo, cols, |i, j| entry(lo + i, j)))
+        })
+        .collect();
+    let total: usize = parts.iter().map(|p| p.nrows()).sum();
+    let mut stacked = Mat::<f64>::zeros(total, cols);
+    let mut at = 0;
+    for part in &parts {
+        for i in 0..part.nrows() {
+            for j in 0..cols {
+                stacked[(at + i, j)] = part[(i, j)];
+            }
+        }
+        at += part.nrows();
+    }
+    r_factor(total, cols, &|i, j| stacked[(i, j)])
+}
+
+fn thin_r(m: Mat<f64>) -> Mat<f64> {
+    Qr::new(m.as_ref()).thin_R().to_owned()
+}
+
+/// Pad (when n < cols) and flatten to row-major `cols x cols`.
+fn square(r: &Mat<f64>, cols: usize) -> Vec<f64> {
+    let mut out = vec![0.0; cols * cols];
+    for i in 0..r.nrows().min(cols) {
+        for j in i..cols {
+            out[i * cols + j] = r[(i, j)];
+        }
+    }
+    out
+}
+
+/// The Cholesky-like factor of `A^T V A` for a column-normalised `A`: `L = R^T`, stored
+/// row-major so that forward substitution reads contiguous rows.
+#[derive(Debug, Clone)]
+pub struct Factor {
+    d: usize,
+    lower: Vec<f64>,
+}
+
+impl Factor {
+    /// Factor `A^T diag(row_scale^2) A` (`row_scale = None` for `A^T A`). Errors name
+    /// `argument` when the weighted matrix has numerical rank below `d`.
+    pub fn new(
+        a: &Rows<'_>,
+        row_scale: Option<&[f64]>,
+        argument: &'static str,
+    ) -> CoreResult<Self> {
+        let d = a.d();
+        let r = match row_scale {
+            None => r_factor(a.n(), d, &|i, j| a.scaled(i, j)),
+            Some(s) => r_factor(a.n(), d, &|i, j| s[i] * a.scaled(i, j)),
+        };
+        let upper = Self::upper_checked(r, d, a.n(), argument)?;
+        let mut lower = vec![0.0; d * d];
+        for i in 0..d {
+            for j in i..d {
+                lower[j * d + i] = upper[i * d + j];
+            }
+        }
+        Ok(Self { d, lower })
+    }
+
+    /// `r` (row-major upper `d x d`) if its diagonal passes the rank test.
+    pub fn upper_checked(
+        r: Vec<f64>,
+        d: usize,
+        n: usize,
+        argument: &'static str,
+    ) -> CoreResult<Vec<f64>> {
+        let diagonal: Vec<f64> = (0..d).map(|i| r[i * d + i].abs()).collect();
+        let largest = diagonal.iter().copied().fold(0.0, f64::max);
+        let tolerance = RANK_TOLERANCE * (n.max(d) as f64) * f64::EPSILON * largest;
+        let rank = diagonal.iter().filter(|&&v| v > tolerance).count();
+        if largest == 0.0 || rank < d {
+            return Err(CoreError::invalid(
+                argument,
+                format!(
+                    "is rank-deficient: numerical rank {rank} < {d} columns (relative tolerance \
+                     max(n, d) * machine epsilon on the diagonal of R)"
+                ),
+            ));
+        }
+        Ok(r)
+    }
+
+    /// `||L^{-1} x||^2 = x^T (A^T V A)^{-1} x` for one column-normalised row `x`.
+    #[inline]
+    fn form(&self, x: &[f64], work: &mut [f64]) -> f64 {
+        let d = self.d;
+        let mut total = 0.0;
+        for j in 0..d {
+            let row = &self.lower[j * d..j * d + j];
+            let dot: f64 = row.iter().zip(&work[..j]).map(|(l, y)| l * y).sum();
+            let y = (x[j] - dot) / self.lower[j * d + j];
+            work[j] = y;
+            total += y * y;
+        }
+        total
+    }
+
+    /// `a_i^T (A^T V A)^{-1} a_i` for every row of `a`, in parallel over fixed chunks.
+    pub fn quadratic_forms(&self, a: &Rows<'_>) -> Vec<f64> {
+        let d = self.d;
+        let scale = a.column_scale();
+        let mut out = vec![0.0; a.n()];
+        out.par_chunks_mut(FORM_CHUNK)
+            .enumerate()
+            .for_each(|(c, chunk)| {
+                let mut x = vec![0.0; d];
+                let mut work = vec![0.0; d];
+                for (k, slot) in chunk.iter_mut().enumerate() {
+                    let row = a.row(c * FORM_CHUNK + k);
+                    for ((xj, v), s) in x.iter_mut().zip(row).zip(scale) {
+                        *xj = v * s;
+                    }
+                    *slot = self.form(&x, &mut work);
+                }
+            });
+        out
+    }
+}
