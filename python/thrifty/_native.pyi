@@ -166,4 +166,19 @@ def hamming_kernel() -> str: ...
 # --- end coreset: scores ---
 
 # --- coreset: sampling ---
+__all__ += ["coreset_permutation", "coreset_sample"]
+
+def coreset_sample(
+    scores: np.ndarray[Any, np.dtype[np.float64]],
+    m: int,
+    replace: bool = True,
+    seed: int = 0,
+) -> tuple[
+    np.ndarray[Any, np.dtype[np.int64]],
+    np.ndarray[Any, np.dtype[np.float64]],
+    float | None,
+]: ...
+def coreset_permutation(
+    n: int, seed: int = 0, salt: int = 0
+) -> np.ndarray[Any, np.dtype[np.uint32]] | np.ndarray[Any, np.dtype[np.uint64]]: ...
 # --- end coreset: sampling ---

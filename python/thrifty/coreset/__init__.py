@@ -24,11 +24,14 @@ from __future__ import annotations
 # --- scores and coresets ---
 # --- end scores and coresets ---
 # --- sampling and samplers ---
+from thrifty.coreset._sample import sample
+
 # --- end sampling and samplers ---
 
 __all__: list[str] = [
     # --- scores and coresets ---
     # --- end scores and coresets ---
     # --- sampling and samplers ---
+    "sample",
     # --- end sampling and samplers ---
 ]

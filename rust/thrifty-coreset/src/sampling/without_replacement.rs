@@ -1,0 +1,149 @@
+//! Weighted sampling without replacement: Efraimidis-Spirakis with exponential jumps
+//! (A-ExpJ, Efraimidis and Spirakis, IPL 2006), in the form of exponential ranks.
+//!
+//! Each item gets the rank `r_i = E_i / w_i` with `E_i ~ Exp(1)`; the `m` smallest ranks are
+//! ES's `m` largest keys `u_i^(1 / w_i)` (`r_i = -ln(key_i)`), that is, successive sampling
+//! proportional to the scores. The scan over a chunk keeps the `m + 1` smallest ranks and
+//! jumps over items: while the largest kept rank is `t`, the weight skipped before the next
+//! item whose rank is below `t` is `Exp(1) / t`, and that item's rank is an exponential
+//! truncated to `[0, t)`. Only about `m log(n / m)` items draw random numbers.
+//!
+//! The scan runs over chunks whose size depends on `m` only, each with its own stream and
+//! reservoir, so the sample does not depend on the thread count; merging the reservoirs
+//! keeps the `m + 1` smallest ranks overall.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use rand_chacha::ChaCha8Rng;
+
+use super::rng::{exponential, stream, unit, Purpose};
+
+/// A rank and its item; ordered by rank, then index, so that the merge is deterministic.
+#[derive(Clone, Copy, Debug)]
+struct Ranked {
+    rank: f64,
+    index: u64,
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.rank
+            .total_cmp(&other.rank)
+            .then(self.index.cmp(&other.index))
+    }
+}
+
+/// The chunk size for a reservoir of `keep` ranks: large enough that the reservoirs of all
+/// chunks hold few candidates next to `n`, and a function of `keep` alone.
+fn chunk_size(keep: usize) -> usize {
+    (1usize << 20).max(keep.saturating_mul(16).next_power_of_two())
+}
+
+/// The `keep` smallest ranks of `scores[start..end]`, drawn from `rng`.
+fn scan(
+    scores: &[f64],
+    start: usize,
+    end: usize,
+    keep: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Ranked> {
+    let mut heap = BinaryHeap::with_capacity(keep);
+    let mut i = start;
+    while i < end && heap.len() < keep {
+        let w = scores[i];
+        if w > 0.0 {
+            heap.push(Ranked {
+                rank: exponential(rng) / w,
+                index: i as u64,
+            });
+        }
+        i += 1;
+    }
+    while i < end {
+        let Some(top) = heap.peek() else { break };
+        let t = top.rank;
+        let mut skip = exponential(rng) / t;
+        while i < end && skip >= scores[i] {
+            skip -= scores[i];
+            i += 1;
+        }
+        if i == end {
+            break;
+        }
+        let w = scores[i];
+        // P(r_i < t) = 1 - exp(-w t); invert the truncated exponential on [0, t).
+        let below_t = -(-w * t).exp_m1();
+        let rank = -(-unit(rng) * below_t).ln_1p() / w;
+        heap.pop();
+        heap.push(Ranked {
+            rank,
+            index: i as u64,
+        });
+        i += 1;
+    }
+    heap.into_vec()
+}
+
+/// The `m` items of smallest rank, in rank order (the order of successive sampling), and
+/// the `(m + 1)`-th smallest rank, or infinity when fewer than `m + 1` items are positive.
+///
+/// The caller has checked that at least `m` scores are positive.
+pub fn smallest_ranks(scores: &[f64], m: usize, seed: u64) -> (Vec<u64>, f64) {
+    if m == 0 {
+        return (Vec::new(), f64::INFINITY);
+    }
+    let keep = m + 1;
+    let size = chunk_size(keep);
+    let chunks = scores.len().div_ceil(size);
+    let parts = thrifty_core::parallel::map_indices(chunks, |c| {
+        let mut rng = stream(seed, 0, Purpose::WithoutReplacement, c as u64);
+        let start = c * size;
+        scan(
+            scores,
+            start,
+            scores.len().min(start + size),
+            keep,
+            &mut rng,
+        )
+    });
+    let mut candidates = parts.concat();
+    if candidates.len() > keep {
+        candidates.select_nth_unstable(keep - 1);
+        candidates.truncate(keep);
+    }
+    candidates.sort_unstable();
+    let threshold = if candidates.len() == keep {
+        candidates[m].rank
+    } else {
+        f64::INFINITY
+    };
+    candidates.truncate(m);
+    (candidates.into_iter().map(|r| r.index).collect(), threshold)
+}
+
+/// The probability that item `i` (score `w`) is in the sample, given the `(m + 1)`-th rank
+/// `threshold` of the others: `1 - exp(-w * threshold)` (rank conditioning, Cohen and
+/// Kaplan, PODC 2007; Duffield, Lund and Thorup, JACM 2007).
+#[inline]
+pub fn inclusion_probability(w: f64, threshold: f64) -> f64 {
+    if threshold == f64::INFINITY {
+        1.0
+    } else {
+        -(-w * threshold).exp_m1()
+    }
+}
