@@ -22,6 +22,14 @@ PyTorch:
 from __future__ import annotations
 
 # --- scores and coresets ---
+from thrifty.coreset._coreset import Coreset
+from thrifty.coreset._embedding import subspace_embedding
+from thrifty.coreset._kmeans import kmeans, kmeans_cost, kmeans_sensitivities
+from thrifty.coreset._lewis import lewis_weights
+from thrifty.coreset._regression import RegressionResult, lp_regression, regression
+from thrifty.coreset._scores import leverage_scores, root_leverage_scores
+from thrifty.coreset._sensitivity import lp_sensitivities
+
 # --- end scores and coresets ---
 # --- sampling and samplers ---
 from thrifty.coreset._sample import sample
@@ -30,6 +38,18 @@ from thrifty.coreset._sample import sample
 
 __all__: list[str] = [
     # --- scores and coresets ---
+    "Coreset",
+    "RegressionResult",
+    "kmeans",
+    "kmeans_cost",
+    "kmeans_sensitivities",
+    "leverage_scores",
+    "lewis_weights",
+    "lp_regression",
+    "lp_sensitivities",
+    "regression",
+    "root_leverage_scores",
+    "subspace_embedding",
     # --- end scores and coresets ---
     # --- sampling and samplers ---
     "sample",
