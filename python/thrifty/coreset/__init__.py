@@ -30,13 +30,14 @@ from thrifty.coreset._regression import RegressionResult, lp_regression, regress
 from thrifty.coreset._scores import leverage_scores, root_leverage_scores
 from thrifty.coreset._sensitivity import lp_sensitivities
 
+# isort: split
 # --- end scores and coresets ---
 # --- sampling and samplers ---
 from thrifty.coreset._sample import sample
 
 # --- end sampling and samplers ---
 
-__all__: list[str] = [
+__all__: list[str] = [  # noqa: RUF022 (grouped in marked blocks, one per topic)
     # --- scores and coresets ---
     "Coreset",
     "RegressionResult",

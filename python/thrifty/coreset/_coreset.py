@@ -66,7 +66,7 @@ class Coreset:
             f"p={self.p:g}, method={self.method!r})"
         )
 
-    def norms(self, A: Any, xs: Any) -> Float64Array:
+    def norms(self, A: Any, xs: Any) -> Float64Array:  # noqa: N803 (the field's name)
         """``||Ax||_{p,S,w} = (sum_j weights[j] |a_{indices[j]}^T x|^p)^{1/p}`` per column."""
         array = checked_matrix(A)
         cols = _directions(xs, array.shape[1])
@@ -74,7 +74,7 @@ class Coreset:
         result: Float64Array = (self.weights @ sampled) ** (1.0 / self.p)
         return result
 
-    def distortion(self, A: Any, xs: Any) -> float:
+    def distortion(self, A: Any, xs: Any) -> float:  # noqa: N803 (the field's name)
         """The smallest ``eps`` with ``(1 - eps) ||Ax||_p <= ||Ax||_{p,S,w} <= (1 + eps)
         ||Ax||_p`` for every column ``x`` of ``xs``: ``max_x | ||Ax||_{p,S,w} / ||Ax||_p - 1 |``.
 

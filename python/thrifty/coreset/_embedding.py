@@ -46,7 +46,7 @@ def scores_for(array: Float64Array, p: float, method: str) -> Float64Array:
 
 
 def subspace_embedding(
-    A: Any,
+    A: Any,  # noqa: N803 (the field's name)
     p: float,
     m: int,
     *,

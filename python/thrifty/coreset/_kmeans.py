@@ -11,7 +11,7 @@ from thrifty._arrays import host_array
 from thrifty.coreset._coreset import Coreset
 from thrifty.coreset._embedding import checked_m
 from thrifty.coreset._sample import checked_count, checked_seed, sample
-from thrifty.coreset._scores import Float64Array, checked_matrix
+from thrifty.coreset._scores import Float64Array
 from thrifty.errors import InvalidArgumentError, ShapeError
 
 
@@ -22,7 +22,7 @@ def _checked_k(k: Any, n: int) -> int:
     return value
 
 
-def kmeans_sensitivities(X: Any, k: int, *, seed: int = 0) -> Float64Array:
+def kmeans_sensitivities(X: Any, k: int, *, seed: int = 0) -> Float64Array:  # noqa: N803 (the field's name)
     """Sensitivity bounds for k-means from D^2 (k-means++) seeding.
 
     The bound of Bachem, Lucic and Krause, "Practical Coreset Constructions for Machine
@@ -64,14 +64,16 @@ def kmeans_sensitivities(X: Any, k: int, *, seed: int = 0) -> Float64Array:
     return scores
 
 
-def checked_points(X: Any) -> Float64Array:
+def checked_points(X: Any) -> Float64Array:  # noqa: N803 (the field's name)
     points = host_array(X, "X", kinds="f", dtype=np.float64, ndim=2)
     if points.shape[0] == 0 or points.shape[1] == 0:
-        raise ShapeError(f"X must hold at least one point of one dimension, got {points.shape}", "X")
+        raise ShapeError(
+            f"X must hold at least one point of one dimension, got {points.shape}", "X"
+        )
     return points
 
 
-def kmeans(X: Any, k: int, m: int, *, seed: int = 0) -> Coreset:
+def kmeans(X: Any, k: int, m: int, *, seed: int = 0) -> Coreset:  # noqa: N803 (the field's name)
     """A k-means coreset: ``m`` points drawn with replacement by :func:`kmeans_sensitivities`.
 
     Each draw of point ``i`` carries weight ``1 / (m p_i)``, so the weighted cost on the
@@ -102,7 +104,7 @@ def kmeans(X: Any, k: int, m: int, *, seed: int = 0) -> Coreset:
     return Coreset(indices, weights, p=2.0, method="kmeans")
 
 
-def kmeans_cost(X: Any, centers: Any, *, coreset: Coreset | None = None) -> float:
+def kmeans_cost(X: Any, centers: Any, *, coreset: Coreset | None = None) -> float:  # noqa: N803 (the field's name)
     """``sum_x w_x min_c ||x - c||^2``: over all of ``X``, or over ``coreset`` with its weights.
 
     A measurement (vectorised NumPy), for checking a coreset against the full data.
@@ -115,7 +117,5 @@ def kmeans_cost(X: Any, centers: Any, *, coreset: Coreset | None = None) -> floa
         )
     weights = np.ones(points.shape[0]) if coreset is None else coreset.weights
     rows = points if coreset is None else points[coreset.indices]
-    squared = (
-        (rows**2).sum(axis=1)[:, None] - 2.0 * rows @ c.T + (c**2).sum(axis=1)[None, :]
-    )
+    squared = (rows**2).sum(axis=1)[:, None] - 2.0 * rows @ c.T + (c**2).sum(axis=1)[None, :]
     return float(weights @ np.maximum(squared.min(axis=1), 0.0))

@@ -17,7 +17,7 @@ def checked_tol(tol: Any) -> float:
     return value
 
 
-def lewis_weights(A: Any, p: float, *, iters: int = 1000, tol: float = 1e-6) -> Float64Array:
+def lewis_weights(A: Any, p: float, *, iters: int = 1000, tol: float = 1e-6) -> Float64Array:  # noqa: N803 (the field's name)
     """lp Lewis weights: the fixed point ``w_i = (a_i^T (A^T W^{1-2/p} A)^{-1} a_i)^{p/2}``.
 
     Sampling rows by Lewis weights gives an lp subspace embedding with about ``d`` rows for

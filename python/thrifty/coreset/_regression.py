@@ -31,7 +31,7 @@ def checked_target(b: Any, n: int) -> Float64Array:
 
 
 def lp_regression(
-    A: Any,
+    A: Any,  # noqa: N803 (the field's name)
     b: Any,
     p: float,
     *,
@@ -76,7 +76,7 @@ def lp_regression(
 
 
 def regression(
-    A: Any,
+    A: Any,  # noqa: N803 (the field's name)
     b: Any,
     p: float,
     m: int,
@@ -147,7 +147,5 @@ def regression(
             "b",
         ) from error
     indices, weights = sample(scores, draws, replace=bool(replace), seed=seed)
-    x = lp_regression(
-        array[indices], target[indices], value, weights=weights, iters=iters, tol=tol
-    )
+    x = lp_regression(array[indices], target[indices], value, weights=weights, iters=iters, tol=tol)
     return RegressionResult(x, Coreset(indices, weights, p=value, method=method))

@@ -14,7 +14,7 @@ from thrifty.errors import InvalidArgumentError
 Float64Array = np.ndarray[Any, np.dtype[np.float64]]
 
 
-def checked_matrix(A: Any, argument: str = "A") -> Float64Array:
+def checked_matrix(A: Any, argument: str = "A") -> Float64Array:  # noqa: N803 (the field's name)
     """``A`` as a 2-D C-contiguous float64 array (copied once unless it already is one).
 
     NaN or infinity, ``n < d`` and rank deficiency are checked in Rust, which names ``A``.
@@ -41,7 +41,7 @@ def checked_p(p: Any) -> float:
 
 
 def leverage_scores(
-    A: Any,
+    A: Any,  # noqa: N803 (the field's name)
     *,
     method: Literal["qr", "sketch"] = "qr",
     seed: int = 0,
@@ -91,7 +91,7 @@ def leverage_scores(
     )
 
 
-def root_leverage_scores(A: Any) -> Float64Array:
+def root_leverage_scores(A: Any) -> Float64Array:  # noqa: N803 (the field's name)
     """Root leverage scores ``sqrt(tau_i)``.
 
     Woodruff and Yasuda (arXiv 2306.00732) show that sampling rows with probability

@@ -9,7 +9,7 @@ from thrifty.coreset._lewis import _checked_iters, checked_tol
 from thrifty.coreset._scores import Float64Array, checked_matrix, checked_p
 
 
-def lp_sensitivities(A: Any, p: float, *, iters: int = 1000, tol: float = 1e-6) -> Float64Array:
+def lp_sensitivities(A: Any, p: float, *, iters: int = 1000, tol: float = 1e-6) -> Float64Array:  # noqa: N803 (the field's name)
     """Upper bounds on the lp sensitivities ``sigma_i = sup_x |a_i^T x|^p / ||Ax||_p^p``.
 
     From the lp Lewis weights ``w`` (:func:`lewis_weights`, ``iters`` and ``tol`` as there):
