@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import multiprocessing
+
 import numpy as np
 import pytest
 import torch
@@ -200,3 +203,32 @@ def test_kmeans_sensitivities_bad_input() -> None:
     with pytest.raises(ShapeError) as info:
         coreset.kmeans_sensitivities(points[:, 0], 3)
     assert info.value.argument == "X"
+
+
+def _score_digest() -> str:
+    """A digest of every parallel score on one matrix (small enough for a queue's pipe)."""
+    a = coherent(20_000, 5, seed=6)
+    parts = [
+        coreset.leverage_scores(a),
+        coreset.lewis_weights(a, 1.0),
+        coreset.leverage_scores(a, method="sketch", seed=1),
+        coreset.kmeans_sensitivities(a, 4, seed=2),
+    ]
+    return hashlib.sha256(b"".join(part.tobytes() for part in parts)).hexdigest()
+
+
+def _child_scores(queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    queue.put(_score_digest())
+
+
+@pytest.mark.timeout(120)
+def test_forked_child_computes_the_same_scores_without_hanging() -> None:
+    expected = _score_digest()  # starts the parent's pool
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_child_scores, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    assert not child.is_alive(), "the forked child hung in the Rust thread pool"
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == expected

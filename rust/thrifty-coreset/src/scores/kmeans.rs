@@ -13,8 +13,9 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
-use thrifty_core::{CoreError, CoreResult};
+use thrifty_core::{parallel, CoreError, CoreResult};
+
+use super::chunks::map_chunks;
 
 /// Points per parallel task and per partial sum. Fixed, so sums (and thus the sampled seeds)
 /// do not depend on the thread count.
@@ -42,10 +43,11 @@ fn unit(rng: &mut ChaCha8Rng) -> f64 {
 
 /// Sum of `values` in fixed chunks, then over chunk sums in order.
 fn chunk_sums(values: &[f64]) -> Vec<f64> {
-    values
-        .par_chunks(CHUNK)
-        .map(|c| c.iter().sum::<f64>())
-        .collect()
+    parallel::map_indices(values.len().div_ceil(CHUNK), |c| {
+        values[c * CHUNK..values.len().min((c + 1) * CHUNK)]
+            .iter()
+            .sum::<f64>()
+    })
 }
 
 /// The index `i` with `prefix(i) <= target < prefix(i + 1)` over `values`, using chunk sums.
@@ -113,10 +115,8 @@ pub fn kmeans_sensitivities(
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let first = (unit(&mut rng) * n as f64) as usize;
     let mut seeds = vec![first.min(n - 1)];
-    let mut nearest: Vec<f64> = (0..n)
-        .into_par_iter()
-        .map(|i| squared_distance(point(i), point(seeds[0])))
-        .collect();
+    let mut nearest: Vec<f64> =
+        parallel::map_indices(n, |i| squared_distance(point(i), point(seeds[0])));
     let mut assignment = vec![0usize; n];
     while seeds.len() < k {
         let sums = chunk_sums(&nearest);
@@ -130,17 +130,19 @@ pub fn kmeans_sensitivities(
         let label = seeds.len();
         seeds.push(next);
         let center = point(next);
-        nearest
-            .par_iter_mut()
-            .zip(assignment.par_iter_mut())
-            .enumerate()
-            .for_each(|(i, (best, owner))| {
+        let closer: Vec<Option<f64>> = map_chunks(n, CHUNK, |rows| {
+            rows.map(|i| {
                 let dist = squared_distance(point(i), center);
-                if dist < *best {
-                    *best = dist;
-                    *owner = label;
-                }
-            });
+                (dist < nearest[i]).then_some(dist)
+            })
+            .collect()
+        });
+        for (i, dist) in closer.into_iter().enumerate() {
+            if let Some(dist) = dist {
+                nearest[i] = dist;
+                assignment[i] = label;
+            }
+        }
     }
     let mut cluster_cost = vec![0.0f64; k];
     let mut cluster_size = vec![0usize; k];
@@ -151,21 +153,18 @@ pub fn kmeans_sensitivities(
     let mean_cost = cluster_cost.iter().sum::<f64>() / n as f64;
     let alpha = 16.0 * ((k as f64).log2() + 2.0);
     let nf = n as f64;
-    let sensitivities = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let b = assignment[i];
-            let size = cluster_size[b] as f64;
-            let spread = if mean_cost > 0.0 {
-                alpha * nearest[i] / mean_cost + 2.0 * alpha * cluster_cost[b] / (size * mean_cost)
-            } else {
-                // Every point sits on a seed: the cost is zero for these seeds, only the
-                // cluster-size term carries information.
-                0.0
-            };
-            spread + 4.0 * nf / size
-        })
-        .collect();
+    let sensitivities = parallel::map_indices(n, |i| {
+        let b = assignment[i];
+        let size = cluster_size[b] as f64;
+        let spread = if mean_cost > 0.0 {
+            alpha * nearest[i] / mean_cost + 2.0 * alpha * cluster_cost[b] / (size * mean_cost)
+        } else {
+            // Every point sits on a seed: the cost is zero for these seeds, only the
+            // cluster-size term carries information.
+            0.0
+        };
+        spread + 4.0 * nf / size
+    });
     Ok(KmeansSensitivities {
         sensitivities,
         seeds,

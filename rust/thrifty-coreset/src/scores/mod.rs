@@ -4,6 +4,7 @@
 //! to scaling the columns of `A`, so [`matrix::Rows`] normalises columns once; that also makes
 //! the rank test meaningful for badly scaled columns.
 
+mod chunks;
 pub mod kmeans;
 pub mod leverage;
 pub mod lewis;

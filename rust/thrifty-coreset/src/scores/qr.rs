@@ -6,8 +6,9 @@
 
 use faer::linalg::solvers::Qr;
 use faer::Mat;
-use rayon::prelude::*;
-use thrifty_core::{CoreError, CoreResult};
+use thrifty_core::{parallel, CoreError, CoreResult};
+
+use super::chunks::map_chunks;
 
 use super::matrix::Rows;
 
@@ -31,14 +32,11 @@ pub fn r_factor(n: usize, cols: usize, entry: &(dyn Fn(usize, usize) -> f64 + Sy
         let r = thin_r(Mat::from_fn(n, cols, entry));
         return square(&r, cols);
     }
-    let parts: Vec<Mat<f64>> = (0..n.div_ceil(block))
-        .into_par_iter()
-        .map(|b| {
-            let lo = b * block;
-            let hi = n.min(lo + block);
-            thin_r(Mat::from_fn(hi - lo, cols, |i, j| entry(lo + i, j)))
-        })
-        .collect();
+    let parts: Vec<Mat<f64>> = parallel::map_indices(n.div_ceil(block), |b| {
+        let lo = b * block;
+        let hi = n.min(lo + block);
+        thin_r(Mat::from_fn(hi - lo, cols, |i, j| entry(lo + i, j)))
+    });
     let total: usize = parts.iter().map(|p| p.nrows()).sum();
     let mut stacked = Mat::<f64>::zeros(total, cols);
     let mut at = 0;
@@ -141,20 +139,16 @@ impl Factor {
     pub fn quadratic_forms(&self, a: &Rows<'_>) -> Vec<f64> {
         let d = self.d;
         let scale = a.column_scale();
-        let mut out = vec![0.0; a.n()];
-        out.par_chunks_mut(FORM_CHUNK)
-            .enumerate()
-            .for_each(|(c, chunk)| {
-                let mut x = vec![0.0; d];
-                let mut work = vec![0.0; d];
-                for (k, slot) in chunk.iter_mut().enumerate() {
-                    let row = a.row(c * FORM_CHUNK + k);
-                    for ((xj, v), s) in x.iter_mut().zip(row).zip(scale) {
-                        *xj = v * s;
-                    }
-                    *slot = self.form(&x, &mut work);
+        map_chunks(a.n(), FORM_CHUNK, |rows| {
+            let mut x = vec![0.0; d];
+            let mut work = vec![0.0; d];
+            rows.map(|i| {
+                for ((xj, v), s) in x.iter_mut().zip(a.row(i)).zip(scale) {
+                    *xj = v * s;
                 }
-            });
-        out
+                self.form(&x, &mut work)
+            })
+            .collect()
+        })
     }
 }

@@ -8,8 +8,7 @@
 //! `1e-8 * max_i |r_i|`, keeps the weights finite for p < 2 when a residual reaches zero
 //! (p = 1 solutions interpolate `d` rows); it biases the solution by a relative `O(1e-8)`.
 
-use rayon::prelude::*;
-use thrifty_core::{CoreError, CoreResult};
+use thrifty_core::{parallel, CoreError, CoreResult};
 
 use super::matrix::Rows;
 use super::qr::{r_factor, Factor};
@@ -44,10 +43,9 @@ pub struct RegressionFit {
 pub const RESIDUAL_FLOOR: f64 = 1e-8;
 
 fn residuals(a: &Rows<'_>, b: &[f64], x: &[f64]) -> Vec<f64> {
-    (0..a.n())
-        .into_par_iter()
-        .map(|i| a.row(i).iter().zip(x).map(|(u, v)| u * v).sum::<f64>() - b[i])
-        .collect()
+    parallel::map_indices(a.n(), |i| {
+        a.row(i).iter().zip(x).map(|(u, v)| u * v).sum::<f64>() - b[i]
+    })
 }
 
 fn cost(r: &[f64], weights: Option<&[f64]>, p: f64) -> f64 {

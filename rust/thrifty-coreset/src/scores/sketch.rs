@@ -19,8 +19,9 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 use thrifty_core::{CoreError, CoreResult};
+
+use super::chunks::map_chunks;
 
 use super::matrix::Rows;
 use super::qr::{r_factor, Factor};
@@ -82,21 +83,17 @@ pub fn sketched_leverage_scores(a: &Rows<'_>, options: &SketchOptions) -> CoreRe
     let (n, d) = (a.n(), a.d());
     let m = sketch_rows(n, d);
     // Which sketch rows each row of A lands in, and with which sign.
-    let mut buckets = vec![0u32; n * NONZEROS];
-    let mut signs = vec![0.0f64; n * NONZEROS];
     let weight = 1.0 / (NONZEROS as f64).sqrt();
-    buckets
-        .par_chunks_mut(CHUNK * NONZEROS)
-        .zip(signs.par_chunks_mut(CHUNK * NONZEROS))
-        .enumerate()
-        .for_each(|(c, (bucket, sign))| {
-            let mut rng = stream(options.seed, c as u64, 0);
-            for (b, s) in bucket.iter_mut().zip(sign.iter_mut()) {
-                let draw = rng.next_u64();
-                *b = ((draw >> 1) % m as u64) as u32;
-                *s = if draw & 1 == 0 { weight } else { -weight };
-            }
-        });
+    // One draw per (row, slot): bucket in the high bits, sign in the lowest.
+    let draws: Vec<u64> = map_chunks(n * NONZEROS, CHUNK * NONZEROS, |slots| {
+        let mut rng = stream(options.seed, (slots.start / (CHUNK * NONZEROS)) as u64, 0);
+        slots.map(|_| rng.next_u64()).collect()
+    });
+    let buckets: Vec<u32> = draws.iter().map(|d| ((d >> 1) % m as u64) as u32).collect();
+    let signs: Vec<f64> = draws
+        .iter()
+        .map(|d| if d & 1 == 0 { weight } else { -weight })
+        .collect();
     // Group the (row, slot) pairs by bucket so each row of SA is summed in a fixed order.
     let mut starts = vec![0usize; m + 1];
     for &b in &buckets {
@@ -111,14 +108,18 @@ pub fn sketched_leverage_scores(a: &Rows<'_>, options: &SketchOptions) -> CoreRe
         order[fill[b as usize]] = slot;
         fill[b as usize] += 1;
     }
-    let mut sketch = vec![0.0f64; m * d];
-    sketch.par_chunks_mut(d).enumerate().for_each(|(j, out)| {
-        for &slot in &order[starts[j]..starts[j + 1]] {
-            let i = slot / NONZEROS;
-            for (c, o) in out.iter_mut().enumerate() {
-                *o += signs[slot] * a.scaled(i, c);
+    let sketch: Vec<f64> = map_chunks(m, 64, |rows| {
+        let mut out = vec![0.0f64; rows.len() * d];
+        for (t, j) in rows.enumerate() {
+            let row = &mut out[t * d..(t + 1) * d];
+            for &slot in &order[starts[j]..starts[j + 1]] {
+                let i = slot / NONZEROS;
+                for (c, o) in row.iter_mut().enumerate() {
+                    *o += signs[slot] * a.scaled(i, c);
+                }
             }
         }
+        out
     });
     let r = r_factor(m, d, &|i, j| sketch[i * d + j]);
     let r = Factor::upper_checked(r, d, n, "A")?;
@@ -137,24 +138,20 @@ pub fn sketched_leverage_scores(a: &Rows<'_>, options: &SketchOptions) -> CoreRe
         (back_substitute(&r, d, &g, k), k)
     };
     let scale = a.column_scale();
-    let mut scores = vec![0.0; n];
-    scores
-        .par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, out)| {
-            let mut y = vec![0.0; columns];
-            for (t, slot) in out.iter_mut().enumerate() {
-                let row = a.row(c * CHUNK + t);
-                y.iter_mut().for_each(|v| *v = 0.0);
-                for (j, (v, s)) in row.iter().zip(scale).enumerate() {
-                    let x = v * s;
-                    for (yv, rv) in y.iter_mut().zip(&right[j * columns..(j + 1) * columns]) {
-                        *yv += x * rv;
-                    }
+    let scores = map_chunks(n, CHUNK, |rows| {
+        let mut y = vec![0.0; columns];
+        rows.map(|i| {
+            y.iter_mut().for_each(|v| *v = 0.0);
+            for (j, (v, s)) in a.row(i).iter().zip(scale).enumerate() {
+                let x = v * s;
+                for (yv, rv) in y.iter_mut().zip(&right[j * columns..(j + 1) * columns]) {
+                    *yv += x * rv;
                 }
-                *slot = y.iter().map(|v| v * v).sum::<f64>();
             }
-        });
+            y.iter().map(|v| v * v).sum::<f64>()
+        })
+        .collect()
+    });
     Ok(scores)
 }
 
