@@ -13,9 +13,15 @@
 //!   (Schur product theorem), so its spectrum lies in `[0, 1]` and the Jacobian's in
 //!   `[0, 1-2/p]`: the iteration converges locally at rate `1-2/p`. Each damped iterate
 //!   also sums to exactly `d` (`sum_i w_i^{1-2/p} q_i` is the trace of `P`).
+//!
+//! Each step needs the quadratic forms of `A^T W^{1-2/p} A`. The first step factors it by
+//! TSQR (which also runs the rank test on `A`); later steps use the Cholesky factor of the
+//! Gram matrix when it is well conditioned enough for that to be exact to ~1e-8, and TSQR
+//! otherwise (see `Factor::new_fast`).
 
 use thrifty_core::{CoreError, CoreResult};
 
+use super::chunks::map_chunks;
 use super::matrix::Rows;
 use super::qr::Factor;
 
@@ -50,6 +56,25 @@ pub struct LewisWeights {
     pub iterations: usize,
 }
 
+/// Rows per parallel task for the elementwise powers.
+const CHUNK: usize = 16384;
+
+/// `x^e`, with the exponents the common `p` give done exactly and fast: glibc's `pow` costs
+/// as much per row as the factorisation does at small `d`.
+fn power(x: f64, e: f64) -> f64 {
+    match e {
+        0.0 => 1.0,
+        0.5 => x.sqrt(),
+        -0.5 => 1.0 / x.sqrt(),
+        1.0 => x,
+        1.5 => x * x.sqrt(),
+        2.0 => x * x,
+        3.0 => x * x * x,
+        0.25 => x.sqrt().sqrt(),
+        _ => x.powf(e),
+    }
+}
+
 pub(crate) fn check_p(p: f64) -> CoreResult<()> {
     if p.is_finite() && p > 0.0 {
         Ok(())
@@ -80,12 +105,28 @@ pub fn lewis_weights(a: &Rows<'_>, p: f64, options: &LewisOptions) -> CoreResult
     let mut residual = f64::INFINITY;
     for iteration in 1..=options.iters {
         // A zero weight (an all-zero row) stays zero; its scale would be 0^(negative) for p < 2.
-        let scale: Vec<f64> = weights
-            .iter()
-            .map(|&w| if w > 0.0 { w.powf(exponent) } else { 0.0 })
-            .collect();
-        let q = Factor::new(a, Some(&scale), "A")?.quadratic_forms(a);
-        let image: Vec<f64> = q.iter().map(|&qi| qi.powf(p / 2.0)).collect();
+        let scale: Vec<f64> = map_chunks(n, CHUNK, |rows| {
+            rows.map(|i| {
+                let w = weights[i];
+                if w > 0.0 {
+                    power(w, exponent)
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+        });
+        // The first factorisation runs the rank test on `A` itself (TSQR); later ones may
+        // take the faster Gram path.
+        let factor = if iteration == 1 {
+            Factor::new(a, Some(&scale), "A")?
+        } else {
+            Factor::new_fast(a, &scale, "A")?
+        };
+        let q = factor.quadratic_forms(a);
+        let image: Vec<f64> = map_chunks(n, CHUNK, |rows| {
+            rows.map(|i| power(q[i], p / 2.0)).collect()
+        });
         residual = weights
             .iter()
             .zip(&image)
