@@ -93,8 +93,13 @@ impl Factor {
             Some(s) => r_factor(a.n(), d, &|i, j| s[i] * a.scaled(i, j)),
         };
         let upper = Self::upper_checked(r, d, a.n(), argument)?;
+        Ok(Self::from_upper(&upper, d))
+    }
+
+    /// The factor `L = R^T` of a checked row-major upper-triangular `R` (`d x d`).
+    pub fn from_upper(upper: &[f64], d: usize) -> Self {
         let lower = Mat::from_fn(d, d, |i, j| if j <= i { upper[j * d + i] } else { 0.0 });
-        Ok(Self { lower })
+        Self { lower }
     }
 
     /// The same factor from the Cholesky decomposition of the Gram matrix, summed over

@@ -124,19 +124,16 @@ pub fn sketched_leverage_scores(a: &Rows<'_>, options: &SketchOptions) -> CoreRe
     let r = r_factor(m, d, &|i, j| sketch[i * d + j]);
     let r = Factor::upper_checked(r, d, n, "A")?;
     let k = jl_columns(n, options.eps);
-    // Columns of R^{-1} (or R^{-1} G): every score is a squared row norm of A times them.
-    let (right, columns) = if k >= d {
-        let mut identity = vec![0.0; d * d];
-        for i in 0..d {
-            identity[i * d + i] = 1.0;
-        }
-        (back_substitute(&r, d, &identity, d), d)
-    } else {
-        let mut rng = stream(options.seed, u64::MAX / 4, 1);
-        let scale = 1.0 / (k as f64).sqrt();
-        let g: Vec<f64> = (0..d * k).map(|_| normal(&mut rng) * scale).collect();
-        (back_substitute(&r, d, &g, k), k)
-    };
+    if k >= d {
+        // The JL step would cost more than it saves: exact row norms of A R^{-1}.
+        return Ok(Factor::from_upper(&r, d).quadratic_forms(a));
+    }
+    // Columns of R^{-1} G: every score is a squared row norm of A times them.
+    let mut rng = stream(options.seed, u64::MAX / 4, 1);
+    let scale = 1.0 / (k as f64).sqrt();
+    let g: Vec<f64> = (0..d * k).map(|_| normal(&mut rng) * scale).collect();
+    let right = back_substitute(&r, d, &g, k);
+    let columns = k;
     let scale = a.column_scale();
     let scores = map_chunks(n, CHUNK, |rows| {
         let mut y = vec![0.0; columns];
