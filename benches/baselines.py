@@ -214,3 +214,38 @@ def numkong_pack(db: Any, *, block: int = 1 << 16) -> list[Any]:
         numkong.hammings_pack(np.ascontiguousarray(db[lo : lo + block]), dtype="uint1")
         for lo in range(0, len(db), block)
     ]
+
+
+# --------------------------------------------------------------------------------------
+# thrifty.coreset: leverage scores and Lewis weights as a NumPy user would compute them
+# --------------------------------------------------------------------------------------
+
+
+def numpy_leverage_scores(a: Float64Array) -> Float64Array:
+    """Squared row norms of ``Q`` from LAPACK's reduced QR (``numpy.linalg.qr``)."""
+    q, _ = np.linalg.qr(a, mode="reduced")
+    scores: Float64Array = np.einsum("ij,ij->i", q, q)
+    return scores
+
+
+def numpy_lewis_weights(
+    a: Float64Array, p: float, *, iters: int = 1000, tol: float = 1e-6
+) -> tuple[Float64Array, int]:
+    """Cohen-Peng's iteration ``w <- (a_i^T (A^T W^{1-2/p} A)^{-1} a_i)^{p/2}`` (p < 4).
+
+    Each step forms the ``d x d`` Gram matrix, takes its Cholesky factor ``L`` and the
+    squared column norms of ``L^{-1} A^T``: the usual NumPy way, with the same start
+    (``d / n``), stopping rule (relative residual at most ``tol``) and iteration cap as
+    ``thrifty.coreset.lewis_weights``. Returns the weights and the iterations run.
+    """
+    n, d = a.shape
+    w = np.full(n, d / n)
+    for iteration in range(1, iters + 1):
+        gram = a.T @ (a * (w ** (1.0 - 2.0 / p))[:, None])
+        lower = np.linalg.cholesky(gram)
+        q = (np.linalg.solve(lower, a.T) ** 2).sum(axis=0)
+        image = q ** (p / 2.0)
+        if np.max(np.abs(w - image) / w) <= tol:
+            return w, iteration
+        w = image
+    raise RuntimeError(f"no convergence in {iters} iterations")

@@ -163,6 +163,36 @@ def hamming_radius(
 def hamming_kernel() -> str: ...
 
 # --- coreset: scores ---
+__all__ += [
+    "coreset_kmeans_sensitivities",
+    "coreset_leverage_scores",
+    "coreset_lewis_weights",
+    "coreset_lp_regression",
+    "coreset_lp_sensitivities",
+    "coreset_root_leverage_scores",
+]
+
+_F64 = np.ndarray[Any, np.dtype[np.float64]]
+_I64 = np.ndarray[Any, np.dtype[np.int64]]
+
+def coreset_leverage_scores(
+    a: _F64, method: str = "qr", seed: int = 0, eps: float = 0.5
+) -> _F64: ...
+def coreset_root_leverage_scores(a: _F64) -> _F64: ...
+def coreset_lewis_weights(
+    a: _F64, p: float, iters: int = 1000, tol: float = 1e-06
+) -> tuple[_F64, float, int]: ...
+def coreset_lp_sensitivities(a: _F64, p: float, iters: int = 1000, tol: float = 1e-06) -> _F64: ...
+def coreset_kmeans_sensitivities(x: _F64, k: int, seed: int = 0) -> tuple[_F64, _I64, _I64]: ...
+def coreset_lp_regression(
+    a: _F64,
+    b: _F64,
+    p: float,
+    weights: _F64 | None = None,
+    iters: int = 100,
+    tol: float = 1e-10,
+) -> tuple[_F64, float, int]: ...
+
 # --- end coreset: scores ---
 
 # --- coreset: sampling ---

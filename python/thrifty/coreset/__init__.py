@@ -22,6 +22,15 @@ PyTorch:
 from __future__ import annotations
 
 # --- scores and coresets ---
+from thrifty.coreset._coreset import Coreset
+from thrifty.coreset._embedding import subspace_embedding
+from thrifty.coreset._kmeans import kmeans, kmeans_cost, kmeans_sensitivities
+from thrifty.coreset._lewis import lewis_weights
+from thrifty.coreset._regression import RegressionResult, lp_regression, regression
+from thrifty.coreset._scores import leverage_scores, root_leverage_scores
+from thrifty.coreset._sensitivity import lp_sensitivities
+
+# isort: split
 # --- end scores and coresets ---
 # --- sampling and samplers ---
 from typing import TYPE_CHECKING, Any
@@ -53,8 +62,20 @@ def __getattr__(name: str) -> Any:
 
 # --- end sampling and samplers ---
 
-__all__: list[str] = [
+__all__: list[str] = [  # noqa: RUF022 (grouped in marked blocks, one per topic)
     # --- scores and coresets ---
+    "Coreset",
+    "RegressionResult",
+    "kmeans",
+    "kmeans_cost",
+    "kmeans_sensitivities",
+    "leverage_scores",
+    "lewis_weights",
+    "lp_regression",
+    "lp_sensitivities",
+    "regression",
+    "root_leverage_scores",
+    "subspace_embedding",
     # --- end scores and coresets ---
     # --- sampling and samplers ---
     "ImportanceSampler",

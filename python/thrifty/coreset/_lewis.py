@@ -1,0 +1,76 @@
+"""lp Lewis weights, in Rust."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from thrifty import _native
+from thrifty.coreset._sample import checked_count
+from thrifty.coreset._scores import Float64Array, checked_matrix, checked_p
+from thrifty.errors import InvalidArgumentError
+
+
+def checked_tol(tol: Any) -> float:
+    value = float(tol)
+    if not (value > 0 and value < float("inf")):
+        raise InvalidArgumentError(f"tol must be a finite number > 0, got {tol}", "tol")
+    return value
+
+
+def lewis_weights(A: Any, p: float, *, iters: int = 1000, tol: float = 1e-6) -> Float64Array:  # noqa: N803 (the field's name)
+    """lp Lewis weights: the fixed point ``w_i = (a_i^T (A^T W^{1-2/p} A)^{-1} a_i)^{p/2}``.
+
+    Sampling rows by Lewis weights gives an lp subspace embedding with about ``d`` rows for
+    ``p < 2`` and ``d^{p/2}`` for ``p > 2`` (Cohen and Peng, arXiv 1412.0588). For ``p = 2``
+    they are the leverage scores.
+
+    Iteration, with ``T(w)`` the right-hand side above:
+
+    * ``p < 4``: Cohen and Peng's ``w <- T(w)``, a contraction with factor ``|p/2 - 1|``.
+    * ``p >= 4``: the iteration damped in log space, ``w <- w^{1-2/p} (a_i^T (A^T W^{1-2/p}
+      A)^{-1} a_i)``, whose fixed points are those of ``T``. Its log-space Jacobian at the
+      fixed point is ``(1 - 2/p)(I - D^{-1}(P o P))``, with ``P`` the projection onto the
+      columns of ``W^{1/2-1/p} A`` and ``D = diag(P)``; ``D^{-1}(P o P)`` is row-stochastic
+      and similar to a PSD matrix (Schur product theorem), so the spectrum lies in
+      ``[0, 1 - 2/p]`` and the iteration converges linearly at that rate near the fixed
+      point. Every iterate sums to exactly ``d``.
+
+    Parameters
+    ----------
+    A : array_like, shape (n, d)
+        As for :func:`leverage_scores` (full column rank, finite, ``n >= d``).
+    p : float
+        The norm, ``p > 0``.
+    iters : int
+        Most iterations; 1000 by default. Not reaching ``tol`` within them raises
+        :class:`thrifty.InvalidArgumentError` naming ``iters`` (no half-converged result).
+    tol : float
+        Stop once the relative fixed-point residual ``max_i |w_i - T(w)_i| / w_i`` is at most
+        ``tol``; ``1e-6`` by default (sampling needs only constant-factor weights, Cohen and
+        Peng, arXiv 1412.0588).
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n,)
+        The weights, in ``[0, 1]``, summing to ``d`` (within ``tol``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from thrifty import coreset
+    >>> A = np.vstack([np.eye(2), np.ones((2, 2))])
+    >>> round(float(coreset.lewis_weights(A, 1.0).sum()), 4)
+    2.0
+    """
+    array = checked_matrix(A)
+    weights, _, _ = _native.coreset_lewis_weights(
+        array, checked_p(p), iters=_checked_iters(iters), tol=checked_tol(tol)
+    )
+    return weights
+
+
+def _checked_iters(iters: Any) -> int:
+    value = checked_count(iters, "iters")
+    if value == 0:
+        raise InvalidArgumentError("iters must be at least 1, got 0", "iters")
+    return value
