@@ -162,7 +162,6 @@ def hamming_radius(
 ]: ...
 def hamming_kernel() -> str: ...
 
-# --- coreset: scores ---
 __all__ += [
     "coreset_kmeans_sensitivities",
     "coreset_leverage_scores",
@@ -193,9 +192,6 @@ def coreset_lp_regression(
     tol: float = 1e-10,
 ) -> tuple[_F64, float, int]: ...
 
-# --- end coreset: scores ---
-
-# --- coreset: sampling ---
 __all__ += ["CoresetAliasTable", "coreset_permutation", "coreset_sample"]
 
 @final
@@ -216,5 +212,3 @@ def coreset_sample(
 def coreset_permutation(
     n: int, seed: int = 0, salt: int = 0
 ) -> np.ndarray[Any, np.dtype[np.uint32]] | np.ndarray[Any, np.dtype[np.uint64]]: ...
-
-# --- end coreset: sampling ---

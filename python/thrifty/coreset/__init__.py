@@ -16,27 +16,40 @@ PyTorch:
 
 * :class:`RS2Sampler` -- a fresh slice of the data every epoch, without replacement across
   epochs (Repeated Random Sampling).
-* :class:`ImportanceSampler` -- sampling by score, with the loss weights, past 2^24.
+* :class:`ImportanceSampler` -- sampling by score, with the loss weights, past 2^24;
+  :func:`last_layer_gradient_norms` gives it scores without per-sample backward passes.
+
+:func:`lp_regression` solves (weighted) lp regression by IRLS and :func:`kmeans_cost`
+measures a k-means coreset. CuPy arrays and CUDA tensors get their leverage scores and
+Lewis weights on the device (``cuda/coreset.cu``). :mod:`thrifty.coreset.workload` holds
+the RS2 time-to-accuracy comparison on scikit-learn's digits.
+
+Examples
+--------
+>>> import numpy as np
+>>> from thrifty import coreset
+>>> A = np.random.default_rng(0).standard_normal((1000, 3))
+>>> w = coreset.lewis_weights(A, 1.0)
+>>> round(float(w.sum()), 3)
+3.0
+>>> c = coreset.subspace_embedding(A, 1.0, 300, method="lewis", seed=0)
+>>> bool(c.distortion(A, np.eye(3)) < 0.3)
+True
 """
 
 from __future__ import annotations
 
-# --- scores and coresets ---
+from typing import TYPE_CHECKING, Any
+
 from thrifty.coreset._coreset import Coreset
 from thrifty.coreset._embedding import subspace_embedding
+from thrifty.coreset._gradient_norms import last_layer_gradient_norms
 from thrifty.coreset._kmeans import kmeans, kmeans_cost, kmeans_sensitivities
 from thrifty.coreset._lewis import lewis_weights
 from thrifty.coreset._regression import RegressionResult, lp_regression, regression
+from thrifty.coreset._sample import sample
 from thrifty.coreset._scores import leverage_scores, root_leverage_scores
 from thrifty.coreset._sensitivity import lp_sensitivities
-
-# isort: split
-# --- end scores and coresets ---
-# --- sampling and samplers ---
-from typing import TYPE_CHECKING, Any
-
-from thrifty.coreset._gradient_norms import last_layer_gradient_norms
-from thrifty.coreset._sample import sample
 
 if TYPE_CHECKING:
     from thrifty.coreset._importance import ImportanceSampler
@@ -60,27 +73,21 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# --- end sampling and samplers ---
-
-__all__: list[str] = [  # noqa: RUF022 (grouped in marked blocks, one per topic)
-    # --- scores and coresets ---
+__all__ = [
     "Coreset",
+    "ImportanceSampler",
+    "RS2Sampler",
     "RegressionResult",
     "kmeans",
     "kmeans_cost",
     "kmeans_sensitivities",
+    "last_layer_gradient_norms",
     "leverage_scores",
     "lewis_weights",
     "lp_regression",
     "lp_sensitivities",
     "regression",
     "root_leverage_scores",
-    "subspace_embedding",
-    # --- end scores and coresets ---
-    # --- sampling and samplers ---
-    "ImportanceSampler",
-    "RS2Sampler",
-    "last_layer_gradient_norms",
     "sample",
-    # --- end sampling and samplers ---
+    "subspace_embedding",
 ]

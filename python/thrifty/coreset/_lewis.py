@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from thrifty import _native
+from thrifty._arrays import is_gpu_array
+from thrifty.coreset import _gpu
 from thrifty.coreset._sample import checked_count
 from thrifty.coreset._scores import Float64Array, checked_matrix, checked_p
 from thrifty.errors import InvalidArgumentError
@@ -38,7 +40,8 @@ def lewis_weights(A: Any, p: float, *, iters: int = 1000, tol: float = 1e-6) -> 
     Parameters
     ----------
     A : array_like, shape (n, d)
-        As for :func:`leverage_scores` (full column rank, finite, ``n >= d``).
+        As for :func:`leverage_scores` (full column rank, finite, ``n >= d``); a CuPy array
+        or CUDA tensor runs the same iteration on its device.
     p : float
         The norm, ``p > 0``.
     iters : int
@@ -62,6 +65,10 @@ def lewis_weights(A: Any, p: float, *, iters: int = 1000, tol: float = 1e-6) -> 
     >>> round(float(coreset.lewis_weights(A, 1.0).sum()), 4)
     2.0
     """
+    if is_gpu_array(A):
+        return _gpu.lewis_weights(  # type: ignore[no-any-return]
+            A, checked_p(p), _checked_iters(iters), checked_tol(tol)
+        )
     array = checked_matrix(A)
     weights, _, _ = _native.coreset_lewis_weights(
         array, checked_p(p), iters=_checked_iters(iters), tol=checked_tol(tol)

@@ -7,7 +7,8 @@ from typing import Any, Literal
 import numpy as np
 
 from thrifty import _native
-from thrifty._arrays import host_array
+from thrifty._arrays import host_array, is_gpu_array
+from thrifty.coreset import _gpu
 from thrifty.coreset._sample import checked_seed
 from thrifty.errors import InvalidArgumentError
 
@@ -55,7 +56,10 @@ def leverage_scores(
         float64 or float32 NumPy array or CPU torch tensor with ``n >= d`` and full column
         rank. Columns are normalised first (scores do not depend on column scale); ``A`` is
         rank-deficient, an error, when the smallest diagonal entry of ``R`` in its thin QR
-        is at most ``max(n, d) * machine epsilon`` times the largest.
+        is at most ``max(n, d) * machine epsilon`` times the largest. A CuPy array or a
+        CUDA tensor is factorised on its device (cuSOLVER QR, then the row norms of
+        ``A R^-1`` in ``cuda/coreset.cu``) and the scores come back as the same kind of
+        array, in float64.
     method : {"qr", "sketch"}
         ``"qr"`` (default): exact, ``||R^{-T} a_i||^2`` from a tall-skinny QR in parallel
         blocks. ``"sketch"``: the fast approximation of Drineas, Magdon-Ismail, Mahoney and
@@ -83,9 +87,16 @@ def leverage_scores(
     >>> coreset.leverage_scores(A).round(6).tolist()
     [0.6, 0.6, 0.4, 0.4]
     """
-    array = checked_matrix(A)
     if method not in ("qr", "sketch"):
         raise InvalidArgumentError(f"method must be 'qr' or 'sketch', got {method!r}", "method")
+    if is_gpu_array(A):
+        if method != "qr":
+            raise InvalidArgumentError(
+                "method='sketch' runs on the CPU; pass a NumPy array, or method='qr' on the GPU",
+                "method",
+            )
+        return _gpu.leverage_scores(A)  # type: ignore[no-any-return]
+    array = checked_matrix(A)
     return _native.coreset_leverage_scores(
         array, method=method, seed=checked_seed(seed), eps=float(eps)
     )

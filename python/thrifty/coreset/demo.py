@@ -9,7 +9,8 @@ Two stories, on seeded data:
   root-leverage, l1 Lewis weights), :func:`~thrifty.coreset.regression` solves the sampled
   problem; the report gives, as medians over seeds, the coreset's distortion of
   ``||[A b] z||_1`` over random directions ``z`` and the full-data cost of its solution
-  against the optimum.
+  against the optimum. A sample that holds none of the rows carrying the rare direction
+  leaves the sampled regression without a unique solution; those are counted.
 * **RS2 on digits.** :func:`~thrifty.coreset.workload.time_to_accuracy`: 10 % of the data
   per epoch against full data, same epochs, same cosine schedule; training seconds to the
   target accuracy, totals and final accuracies.
@@ -20,6 +21,7 @@ the two RS2 accuracy curves against training seconds.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,10 +31,12 @@ import numpy as np
 from thrifty import coreset
 from thrifty._progress import progress_bar
 from thrifty.coreset import workload
+from thrifty.coreset._embedding import Method
+from thrifty.errors import InvalidArgumentError
 
 SEED = 2023
 P = 1.0
-METHODS = ("uniform", "leverage", "root_leverage", "lewis")
+METHODS: tuple[Method, ...] = ("uniform", "leverage", "root_leverage", "lewis")
 #: Random directions z over which the distortion of ``||[A b] z||_1`` is measured.
 DIRECTIONS = 256
 
@@ -74,18 +78,31 @@ def regression_study(*, quick: bool, progress: bool) -> dict[str, Any]:
     )
     _say(progress, f"l1 regression, n = {n}, d = {d}; m in {sizes}; {len(seeds)} seeds")
     distortion: dict[str, list[float]] = {method: [] for method in METHODS}
-    excess: dict[str, list[float]] = {method: [] for method in METHODS}
+    excess: dict[str, list[float | None]] = {method: [] for method in METHODS}
+    failures: dict[str, list[int]] = {method: [] for method in METHODS}
     bar = progress_bar(len(sizes) * len(METHODS), "coreset sizes x methods", progress)
     with bar:
         for m in sizes:
             for method in METHODS:
+                failures[method].append(0)
                 runs_distortion, runs_excess = [], []
                 for seed in seeds:
-                    x, sample = coreset.regression(a, b, P, m, method=method, seed=seed)
+                    # coreset.regression step by step, so that a sample that misses a
+                    # direction altogether (rank-deficient) is counted, not fatal.
+                    sample = coreset.subspace_embedding(augmented, P, m, method=method, seed=seed)
                     runs_distortion.append(sample.distortion(augmented, directions))
+                    try:
+                        x = coreset.lp_regression(
+                            a[sample.indices], b[sample.indices], P, weights=sample.weights
+                        )
+                    except InvalidArgumentError:
+                        runs_excess.append(math.inf)
+                        failures[method][-1] += 1
+                        continue
                     runs_excess.append(float(np.abs(a @ x - b).sum()) / optimum - 1.0)
                 distortion[method].append(float(np.median(runs_distortion)))
-                excess[method].append(float(np.median(runs_excess)))
+                median_excess = float(np.median(runs_excess))
+                excess[method].append(median_excess if math.isfinite(median_excess) else None)
                 bar.update()
     return {
         "n": n,
@@ -95,6 +112,7 @@ def regression_study(*, quick: bool, progress: bool) -> dict[str, Any]:
         "seeds": len(seeds),
         "distortion": distortion,
         "excess_cost": excess,
+        "rank_deficient_samples": failures,
     }
 
 
@@ -135,6 +153,15 @@ def _seconds(value: float | None) -> str:
     return "not reached" if value is None else f"{value:.2f} s"
 
 
+def _excess_cell(reg: dict[str, Any], method: str, row: int) -> str:
+    value = reg["excess_cost"][method][row]
+    failed = reg["rank_deficient_samples"][method][row]
+    text = "unsolvable" if value is None else f"{value:.4f}"
+    if failed:
+        text += f" ({failed}/{reg['seeds']})"
+    return f"{text:>14}"
+
+
 def format_report(result: dict[str, Any]) -> str:
     """The distortion table, the excess-cost table and the RS2 summary."""
     reg, rs2 = result["regression"], result["rs2"]
@@ -150,8 +177,12 @@ def format_report(result: dict[str, Any]) -> str:
         lines.append(f"  {m:>6} {cells}")
     lines += ["  full-data cost of the coreset solution over the optimum, minus 1", "  " + header]
     for row, m in enumerate(reg["sizes"]):
-        cells = " ".join(f"{reg['excess_cost'][method][row]:>14.4f}" for method in METHODS)
+        cells = " ".join(_excess_cell(reg, method, row) for method in METHODS)
         lines.append(f"  {m:>6} {cells}")
+    lines.append(
+        "  (k/s: k of the s samples missed a direction of A, so their regression had no "
+        "unique solution)"
+    )
     speedup = rs2["speedup"]
     lines += [
         f"RS2 on digits, {rs2['fraction']:.0%} of the data per epoch, {rs2['epochs']} epochs "
@@ -178,7 +209,7 @@ def save_plot(result: dict[str, Any], path: str) -> None:
     for method in METHODS:
         dist_ax.plot(reg["sizes"], reg["distortion"][method], marker="o", label=method)
         # Clipped: a coreset solution can tie the optimum, and a log axis has no zero.
-        excess = np.maximum(reg["excess_cost"][method], 1e-6)
+        excess = [np.nan if v is None else max(v, 1e-6) for v in reg["excess_cost"][method]]
         cost_ax.plot(reg["sizes"], excess, marker="o", label=method)
     for ax, title in (
         (dist_ax, "distortion of ||[A b] z||_1"),
