@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from thrifty._plot import save_figure
 from thrifty.collective import bench
 
 _SECRET = "thrifty-demo"
@@ -110,16 +111,12 @@ def run(out_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[st
         iters=2 if quick else 3,
         progress=progress,
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plot_path = out_dir / "collective_bandwidth.png"
-    try:
-        bench.plot(records, str(plot_path))
-    except ImportError:
-        plot_path = None  # type: ignore[assignment]
     return {
         "failure": story,
         "bandwidth": [r.to_dict() for r in records],
-        "plot": str(plot_path) if plot_path else None,
+        "plot": save_figure(
+            lambda path: bench.plot(records, path), out_dir / "collective_bandwidth.png"
+        ),
     }
 
 

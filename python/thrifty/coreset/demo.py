@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from thrifty import coreset
+from thrifty._plot import save_figure
 from thrifty._progress import progress_bar
 from thrifty.coreset import workload
 from thrifty.coreset._embedding import Method
@@ -138,14 +139,7 @@ def run(out_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[st
     epochs = 10 if quick else workload.EPOCHS
     _say(progress, f"RS2 at 10 % per epoch against full data, {epochs} epochs on digits")
     result["rs2"] = workload.time_to_accuracy(fraction=0.1, epochs=epochs)
-    result["plot"] = None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plot_path = out_dir / "coreset_demo.png"
-    try:
-        save_plot(result, str(plot_path))
-        result["plot"] = str(plot_path)
-    except ImportError:
-        pass  # matplotlib is an extra: the numbers stand without the picture
+    result["plot"] = save_figure(lambda path: save_plot(result, path), out_dir / "coreset_demo.png")
     return result
 
 

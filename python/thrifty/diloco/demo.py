@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from thrifty._plot import save_figure
 from thrifty.diloco import bench
 
 #: The rank that is killed, and when: the first sync at or after half of the steps.
@@ -98,12 +99,7 @@ def run(out_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[st
         "bench": table,
         "plot": None,
     }
-    plot_path = out_dir / "diloco_demo.png"
-    try:
-        save_plot(result, str(plot_path))
-        result["plot"] = str(plot_path)
-    except ImportError:
-        pass  # matplotlib is an extra: the numbers stand without the picture
+    result["plot"] = save_figure(lambda path: save_plot(result, path), out_dir / "diloco_demo.png")
     return result
 
 

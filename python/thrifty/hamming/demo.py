@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from thrifty import hamming
+from thrifty._plot import save_figure
 from thrifty.errors import InvalidArgumentError
 
 SEED = 20260
@@ -247,13 +248,7 @@ def run(out_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[st
         "genome": read_in_genome(progress=progress),
         "plot": None,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plot_path = out_dir / "hamming_demo.png"
-    try:
-        save_plot(result, str(plot_path))
-        result["plot"] = str(plot_path)
-    except ImportError:
-        pass  # matplotlib is an extra: the numbers stand without the picture
+    result["plot"] = save_figure(lambda path: save_plot(result, path), out_dir / "hamming_demo.png")
     return result
 
 
