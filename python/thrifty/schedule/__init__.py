@@ -1,0 +1,15 @@
+"""thrifty.schedule: adaptive batch sizes, L-GreCo layerwise compression, Small-Gain Nash."""
+
+from __future__ import annotations
+
+# --- lgreco and small-gain ---
+# --- end lgreco and small-gain ---
+# --- adaptive batch size ---
+# --- end adaptive batch size ---
+
+__all__: list[str] = [  # noqa: RUF022 (grouped by topic until the parts are merged)
+    # --- lgreco and small-gain ---
+    # --- end lgreco and small-gain ---
+    # --- adaptive batch size ---
+    # --- end adaptive batch size ---
+]
