@@ -7,7 +7,7 @@ from __future__ import annotations
 # --- adagrad ---
 # --- end adagrad ---
 
-__all__: list[str] = [  # noqa: RUF022 (grouped by topic until the parts are merged)
+__all__: list[str] = [
     # --- muon ---
     # --- end muon ---
     # --- adagrad ---

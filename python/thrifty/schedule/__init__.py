@@ -7,7 +7,7 @@ from __future__ import annotations
 # --- adaptive batch size ---
 # --- end adaptive batch size ---
 
-__all__: list[str] = [  # noqa: RUF022 (grouped by topic until the parts are merged)
+__all__: list[str] = [
     # --- lgreco and small-gain ---
     # --- end lgreco and small-gain ---
     # --- adaptive batch size ---
