@@ -14,10 +14,12 @@
 //! `t = u * total` lands in exactly one interval whatever the level it is located at.
 //!
 //! Exactness: score `j` is drawn with probability `(V_j - V_{j-1}) / total`, up to the
-//! 2^-53 grid of `u`. Each `V` is within a few units in the last place of the exact prefix
-//! sum (relative error about 1e-16 of the prefix times the number of additions on its path,
-//! at most 64 + 1024 + n / 2^16), so each probability is exact to an absolute error of a few
-//! 1e-16 times the path length: the same order as the thresholds of an alias table. The
+//! 2^-53 grid of `u`. Neighbouring boundaries share the roundings made before them (the
+//! chunk offset, the block's partial sum), so their difference is `s_j` up to the few
+//! roundings of its own last additions: an absolute error of a few units in the last place
+//! of the total (a few 1e-16 of the total), plus a relative error of about 1e-16 per addition
+//! inside its block and chunk (at most 64 + 1024). The same order as the thresholds of an
+//! alias table; a float32 cumulative sum (`torch.multinomial`) rounds at 6e-8. The
 //! chunking is fixed, so the sums, and hence the draws, do not depend on the thread count.
 //!
 //! Locating: each target is bucketed by chunk (a binary search over n / 2^16 offsets, in
