@@ -98,6 +98,9 @@ pub(crate) fn sample(
     let offsets = &partials.offsets;
     let total = *offsets.last().expect("offsets end with the total");
     let chunks = offsets.len() - 1;
+    // Reserved first, so that too many draws for memory fail here, naming m.
+    let mut bucketed: Vec<(f64, usize)> = super::reserve(m, "m")?;
+    let mut drawn: Vec<u64> = super::reserve(m, "m")?;
     let draw_chunks = m.div_ceil(DRAW_CHUNK);
     let targets = thrifty_core::parallel::map_indices(draw_chunks, |k| {
         let mut rng = stream(seed, 0, Purpose::InverseCdf, k as u64);
@@ -124,7 +127,6 @@ pub(crate) fn sample(
         starts[c + 1] += starts[c];
     }
     let mut next = starts.clone();
-    let mut bucketed: Vec<(f64, usize)> = super::reserve(m, "m")?;
     bucketed.resize(m, (0.0, 0));
     for (draw, &(t, c)) in targets.iter().flatten().enumerate() {
         bucketed[next[c as usize]] = (t, draw);
@@ -150,7 +152,6 @@ pub(crate) fn sample(
             locate_in_chunk(scores, partials, c, &mut bucket)
         }
     });
-    let mut drawn: Vec<u64> = super::reserve(m, "m")?;
     drawn.resize(m, 0);
     for (draw, index) in found.into_iter().flatten() {
         drawn[draw] = index;
