@@ -1,4 +1,5 @@
-"""coreset.sample: alias-table and without-replacement draws against exact distributions."""
+"""coreset.sample: inverse-CDF, alias-table and without-replacement draws against exact
+distributions."""
 
 from __future__ import annotations
 
@@ -41,6 +42,24 @@ def chi_square_p(indices: np.ndarray, probabilities: np.ndarray) -> float:
     return float(stats.chisquare(obs, exp).pvalue)
 
 
+def grouped_chi_square_p(drawn: np.ndarray, groups: np.ndarray, p: np.ndarray) -> float:
+    """The chi-square p-value of the draws' group labels; groups expecting under 5 merged."""
+    size = int(groups.max()) + 1
+    observed = np.bincount(drawn, minlength=size).astype(np.float64)
+    expected = np.bincount(groups, weights=p, minlength=size) * len(drawn)
+    small = expected < 5.0
+    obs = np.append(observed[~small], observed[small].sum())
+    exp = np.append(expected[~small], expected[small].sum())
+    if exp[-1] < 5.0:
+        # Too little expected mass left to test on its own: add it to the smallest bin.
+        smallest = int(np.argmin(exp[:-1]))
+        obs[smallest] += obs[-1]
+        exp[smallest] += exp[-1]
+        obs, exp = obs[:-1], exp[:-1]
+    exp *= obs.sum() / exp.sum()
+    return float(stats.chisquare(obs, exp).pvalue)
+
+
 DISTRIBUTIONS = {
     "uniform": np.ones(50),
     "random": np.random.default_rng(1).random(1000),
@@ -58,6 +77,46 @@ def test_with_replacement_passes_chi_square(name: str) -> None:
         indices, _ = coreset.sample(scores, 200_000, seed=seed)
         assert chi_square_p(indices, p) > P_VALUE
     assert set(np.flatnonzero(scores == 0)).isdisjoint(indices.tolist())
+
+
+def _huge_and_tiny() -> np.ndarray:
+    # A few huge weights among a million tiny ones (a third of them zero), over 16 chunks.
+    scores = np.full(10**6, 1e-3)
+    scores[::3] = 0.0
+    scores[[7, 65_537, 400_000, 999_999]] = [2e3, 5e2, 1e3, 1e2]
+    return scores
+
+
+LARGE_DISTRIBUTIONS = {
+    "huge_and_tiny": _huge_and_tiny,
+    "skewed_repeating": lambda: 2.0 ** -(np.arange(10**6) % 50.0),
+    "uneven": lambda: np.random.default_rng(3).random(10**6) ** 4,
+}
+
+
+@pytest.mark.parametrize("name", sorted(LARGE_DISTRIBUTIONS))
+def test_inverse_cdf_draws_pass_chi_square(name: str) -> None:
+    # m < n / 4: sample() draws by inverse CDF over block partial sums.
+    scores = LARGE_DISTRIBUTIONS[name]()
+    p = scores / scores.sum()
+    # Per-item counts expect under 5 here, so the items are grouped twice: by magnitude
+    # (floor(log2 score): a draw off by one item shifts mass between groups) and into runs
+    # of 1000 consecutive items (a draw in the wrong block or chunk shifts it too).
+    positive = scores > 0
+    magnitude = np.zeros(len(scores), dtype=np.int64)
+    magnitude[positive] = 1100 + np.floor(np.log2(scores[positive])).astype(np.int64)
+    runs = np.arange(len(scores)) // 1000
+    for seed in (0, 1):
+        indices, weights = coreset.sample(scores, 200_000, seed=seed)
+        assert np.all(scores[indices] > 0)
+        for groups in (magnitude, runs):
+            assert grouped_chi_square_p(groups[indices], groups, p) > P_VALUE
+        np.testing.assert_allclose(weights, scores.sum() / (200_000 * scores[indices]))
+    # i.i.d. in draw order, not sorted: a consecutive pair ascends with probability
+    # (1 - sum p^2) / 2 (the ascents' count has a standard deviation below sqrt(m)).
+    ascending = np.count_nonzero(np.diff(indices) > 0)
+    expected = (1.0 - np.dot(p, p)) / 2 * (len(indices) - 1)
+    assert abs(ascending - expected) < 6 * np.sqrt(len(indices))
 
 
 def test_with_replacement_weights_are_one_over_m_p() -> None:

@@ -399,18 +399,18 @@ def test_gradient_norms_bad_input(
     assert caught.value.argument == argument
 
 
-def test_importance_with_replacement_draws_what_sample_draws() -> None:
-    # The sampler reuses one alias table across epochs; its draws are sample()'s.
+def test_importance_with_replacement_draws_from_its_alias_table() -> None:
+    # The sampler reuses one alias table across epochs. sample() draws from the same table
+    # when m >= n / 4 (below that, by inverse CDF: same distribution, other draws).
     from thrifty.coreset._importance import epoch_seed
 
     scores = np.random.default_rng(4).random(5000)
+    table = _native.CoresetAliasTable(scores)
     sampler = coreset.ImportanceSampler(scores, 300, seed=6)
     for epoch in (0, 3):
         sampler.set_epoch(epoch)
-        expected, _ = coreset.sample(scores, 300, seed=epoch_seed(6, epoch))
-        assert list(sampler) == expected.tolist()
-    table = _native.CoresetAliasTable(scores)
-    np.testing.assert_array_equal(table.draw(300, 11), coreset.sample(scores, 300, seed=11)[0])
+        assert list(sampler) == table.draw(300, epoch_seed(6, epoch)).tolist()
+    np.testing.assert_array_equal(table.draw(1250, 11), coreset.sample(scores, 1250, seed=11)[0])
     with pytest.raises(thrifty.InvalidArgumentError) as caught:
         _native.CoresetAliasTable(np.array([1.0, -1.0]))
     assert caught.value.argument == "scores"

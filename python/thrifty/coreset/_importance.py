@@ -60,11 +60,11 @@ class ImportanceSampler(Sampler[int]):
     """Sample indices with probability proportional to a score, with loss weights.
 
     Each epoch draws ``num_samples`` indices from ``p_i = (1 - mix) s_i / sum(s) + mix / n``
-    with :func:`thrifty.coreset.sample` (exact, in Rust, for any n: ``torch.multinomial``
-    and ``WeightedRandomSampler`` refuse more than 2^24 categories). The draw depends on
-    ``seed``, the epoch and the scores only. With replacement the alias table of the scores
-    is built once (12 bytes per sample, kept until the scores change) and each epoch then
-    costs O(num_samples); without replacement each epoch scans the scores once. With
+    exactly, in Rust, for any n (``torch.multinomial`` and ``WeightedRandomSampler`` refuse
+    more than 2^24 categories). The draw depends on ``seed``, the epoch and the scores only.
+    With replacement the alias table of the scores is built once (12 bytes per sample, kept
+    until the scores change) and each epoch then costs O(num_samples); without replacement
+    each epoch scans the scores once, as :func:`thrifty.coreset.sample` does. With
     ``num_replicas`` R, rank r gets the items ``r, r + R, ...`` of the epoch's draw:
     disjoint shards, together the whole draw.
 

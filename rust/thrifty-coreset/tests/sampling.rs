@@ -3,7 +3,9 @@
 
 use proptest::prelude::*;
 use thrifty_core::CoreError;
-use thrifty_coreset::sampling::{permutation, sample, totals, AliasTable};
+use thrifty_coreset::sampling::{
+    inverse_cdf, permutation, sample, totals, AliasTable, ALIAS_DIVISOR,
+};
 
 fn in_pool<T: Send>(threads: usize, work: impl FnOnce() -> T + Send) -> T {
     rayon::ThreadPoolBuilder::new()
@@ -123,6 +125,100 @@ fn drawing_every_positive_score_gives_unit_weights() {
     assert_eq!(drawn.threshold, Some(f64::INFINITY));
 }
 
+/// Chi-square of the counts of `drawn` against `s / sum(s)`, bins expecting fewer than 5
+/// merged, far below the 1e-9 tail of its distribution; and no zero score drawn.
+fn assert_follows(s: &[f64], drawn: &[u64]) {
+    let total: f64 = s.iter().sum();
+    let mut counts = vec![0u64; s.len()];
+    for &i in drawn {
+        assert!(s[i as usize] > 0.0, "drew index {i} of score 0");
+        counts[i as usize] += 1;
+    }
+    let m = drawn.len() as f64;
+    let (mut statistic, mut df) = (0.0f64, 0.0f64);
+    let (mut merged_observed, mut merged_expected) = (0.0, 0.0);
+    for (&c, &si) in counts.iter().zip(s) {
+        let expected = m * si / total;
+        if expected < 5.0 {
+            merged_observed += c as f64;
+            merged_expected += expected;
+        } else {
+            statistic += (c as f64 - expected).powi(2) / expected;
+            df += 1.0;
+        }
+    }
+    if merged_expected > 0.0 {
+        statistic += (merged_observed - merged_expected).powi(2) / merged_expected.max(5.0);
+        df += 1.0;
+    }
+    // Wilson-Hilferty: a chi-square of df degrees stays below df + 6 sqrt(2 df) + 30 but
+    // with probability far under 1e-6.
+    let bound = df + 6.0 * (2.0 * df).sqrt() + 30.0;
+    assert!(statistic < bound, "chi-square {statistic} over {df} bins");
+}
+
+#[test]
+fn inverse_cdf_draws_follow_the_scores() {
+    let skewed: Vec<f64> = (0..60).map(|k| 0.5f64.powi(k)).collect();
+    // A few huge weights among many tiny ones, across several chunks of 2^16 and blocks of
+    // 64 whose sums are dominated by one score.
+    let mut huge_and_tiny = vec![1e-3; 300_000];
+    for (k, i) in [5usize, 70_000, 131_071, 299_999].into_iter().enumerate() {
+        huge_and_tiny[i] = 1e3 * (k + 1) as f64;
+    }
+    for i in (0..huge_and_tiny.len()).step_by(13) {
+        huge_and_tiny[i] = 0.0;
+    }
+    let cases = [
+        skewed,
+        huge_and_tiny,
+        scores(200_001),
+        vec![0.0, 0.0, 5.0, 0.0],
+        vec![1.0],
+    ];
+    for (k, s) in cases.iter().enumerate() {
+        let drawn = inverse_cdf::draw(s, 300_000, k as u64).unwrap();
+        assert_eq!(drawn.len(), 300_000);
+        assert_follows(s, &drawn);
+    }
+}
+
+#[test]
+fn inverse_cdf_draws_do_not_depend_on_the_thread_count() {
+    let s = scores(5 << 16);
+    let one = in_pool(1, || inverse_cdf::draw(&s, 100_000, 3).unwrap());
+    let two = in_pool(2, || inverse_cdf::draw(&s, 100_000, 3).unwrap());
+    let five = in_pool(5, || inverse_cdf::draw(&s, 100_000, 3).unwrap());
+    assert_eq!(one, two);
+    assert_eq!(one, five);
+    // sample() takes this path for m < n / ALIAS_DIVISOR and weighs each draw 1 / (m p_i).
+    let m = s.len() / ALIAS_DIVISOR - 1;
+    let drawn = sample(&s, m, true, 3).unwrap();
+    assert_eq!(
+        drawn.indices,
+        inverse_cdf::draw(&s, m, 3)
+            .unwrap()
+            .into_iter()
+            .map(|i| i as i64)
+            .collect::<Vec<_>>()
+    );
+    assert_follows(
+        &s,
+        &drawn.indices.iter().map(|&i| i as u64).collect::<Vec<_>>(),
+    );
+}
+
+#[test]
+fn inverse_cdf_draws_come_in_independent_order() {
+    // Sorted or grouped output would make consecutive draws dependent; i.i.d. draws from
+    // two equal halves have a first half that looks like the second.
+    let s = vec![1.0; 1 << 18];
+    let drawn = inverse_cdf::draw(&s, 40_000, 8).unwrap();
+    let ascending = drawn.windows(2).filter(|w| w[1] > w[0]).count() as f64;
+    // Each pair ascends with probability about 1/2: mean 20_000, sd 100 (Bernoulli bound).
+    assert!((ascending - 20_000.0).abs() < 1_000.0, "{ascending}");
+}
+
 fn assert_table_is_exact(s: &[f64]) {
     let t = totals(s).unwrap();
     for p in [
@@ -168,6 +264,9 @@ proptest! {
         let positive = s.iter().filter(|&&x| x > 0.0).count();
         prop_assume!(positive > 0);
         let total: f64 = s.iter().sum();
+        let by_inverse_cdf = inverse_cdf::draw(&s, m, seed).unwrap();
+        prop_assert_eq!(by_inverse_cdf.len(), m);
+        prop_assert!(by_inverse_cdf.iter().all(|&i| s[i as usize] > 0.0));
         let with = sample(&s, m, true, seed).unwrap();
         prop_assert_eq!(with.indices.len(), m);
         for (&i, &w) in with.indices.iter().zip(&with.weights) {

@@ -14,6 +14,7 @@ pub(crate) enum Purpose {
     WithoutReplacement = 2,
     PermutationBuckets = 3,
     PermutationShuffle = 4,
+    InverseCdf = 5,
 }
 
 /// The stream of chunk `chunk` of a sampler for `purpose`, seeded by `seed` (and `salt`,

@@ -1,10 +1,20 @@
-//! Checks of a score vector, and the totals every sampler needs from it.
+//! Checks of a score vector, the totals every sampler needs from it, and (for inverse-CDF
+//! draws) the partial sums that locate a draw without an n-long prefix-sum array.
 
 use thrifty_core::{CoreError, CoreResult};
 
 /// Scores are checked and summed in chunks of this many, so that the total (and hence every
 /// weight) is bit-identical whatever the thread count.
-const CHUNK: usize = 1 << 16;
+pub(crate) const CHUNK: usize = 1 << 16;
+
+/// A chunk is summed as blocks of this many scores, each summed left to right from 0.0, and
+/// the chunk sum is the left-to-right sum of its block sums. Inverse-CDF draws keep one
+/// partial sum per block (n / 8 bytes) and rescan at most one block per draw.
+pub(crate) const BLOCK: usize = 64;
+
+/// Blocks summed side by side: eight independent addition chains instead of one long one,
+/// with the same result, since each block is still summed in its own order.
+const LANES: usize = 8;
 
 /// What the samplers need to know about a valid score vector.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -15,6 +25,15 @@ pub struct Totals {
     pub positive: u64,
 }
 
+/// The partial sums of a valid score vector at chunk and block boundaries.
+pub(crate) struct Partials {
+    /// `offsets[c]`: the sum of the chunks before chunk `c`, left to right; the last entry
+    /// (one past the last chunk) is the total.
+    pub offsets: Vec<f64>,
+    /// `blocks[c][b]`: the sum of the blocks of chunk `c` before block `b`, from 0.0.
+    pub blocks: Vec<Vec<f64>>,
+}
+
 #[derive(Clone, Copy)]
 enum Bad {
     NonFinite(usize, f64),
@@ -23,6 +42,54 @@ enum Bad {
 
 /// Check that `scores` are finite, non-negative and not all zero; return their totals.
 pub fn totals(scores: &[f64]) -> CoreResult<Totals> {
+    scan(scores, false).map(|(totals, _)| totals)
+}
+
+/// The totals and the block partial sums, in one pass over `scores`.
+pub(crate) fn partials(scores: &[f64]) -> CoreResult<(Totals, Partials)> {
+    scan(scores, true)
+}
+
+/// Count the positive scores of a chunk starting at `start`, or find its first bad one.
+fn check(start: usize, part: &[f64]) -> Result<u64, Bad> {
+    // Branch-free over the chunk (it vectorises); the bad score is looked for only if any.
+    let mut bad = false;
+    let mut positive = 0u64;
+    for &s in part {
+        bad |= !(0.0..=f64::MAX).contains(&s);
+        positive += u64::from(s > 0.0);
+    }
+    if bad {
+        for (offset, &s) in part.iter().enumerate() {
+            if !s.is_finite() {
+                return Err(Bad::NonFinite(start + offset, s));
+            }
+            if s < 0.0 {
+                return Err(Bad::Negative(start + offset, s));
+            }
+        }
+    }
+    Ok(positive)
+}
+
+/// Call `each` with the sum of every block of `part`, in order.
+fn block_sums(part: &[f64], mut each: impl FnMut(f64)) {
+    let mut groups = part.chunks_exact(BLOCK * LANES);
+    for group in groups.by_ref() {
+        let mut sums = [0.0f64; LANES];
+        for j in 0..BLOCK {
+            for (lane, sum) in sums.iter_mut().enumerate() {
+                *sum += group[lane * BLOCK + j];
+            }
+        }
+        sums.into_iter().for_each(&mut each);
+    }
+    for block in groups.remainder().chunks(BLOCK) {
+        each(block.iter().fold(0.0, |sum, &s| sum + s));
+    }
+}
+
+fn scan(scores: &[f64], keep_blocks: bool) -> CoreResult<(Totals, Partials)> {
     if scores.is_empty() {
         return Err(CoreError::shape(
             "scores",
@@ -33,25 +100,32 @@ pub fn totals(scores: &[f64]) -> CoreResult<Totals> {
     let partial = thrifty_core::parallel::map_indices(chunks, |c| {
         let start = c * CHUNK;
         let part = &scores[start..scores.len().min(start + CHUNK)];
+        let positive = check(start, part)?;
+        let mut before = if keep_blocks {
+            Vec::with_capacity(part.len().div_ceil(BLOCK))
+        } else {
+            Vec::new()
+        };
         let mut sum = 0.0;
-        let mut positive = 0u64;
-        for (offset, &s) in part.iter().enumerate() {
-            if !s.is_finite() {
-                return Err(Bad::NonFinite(start + offset, s));
+        block_sums(part, |block| {
+            if keep_blocks {
+                before.push(sum);
             }
-            if s < 0.0 {
-                return Err(Bad::Negative(start + offset, s));
-            }
-            sum += s;
-            positive += u64::from(s > 0.0);
-        }
-        Ok((sum, positive))
+            sum += block;
+        });
+        Ok((sum, positive, before))
     });
     let mut total = 0.0;
     let mut positive = 0u64;
+    let mut offsets = Vec::with_capacity(if keep_blocks { chunks + 1 } else { 0 });
+    let mut blocks = Vec::with_capacity(if keep_blocks { chunks } else { 0 });
     for part in partial {
         match part {
-            Ok((sum, count)) => {
+            Ok((sum, count, before)) => {
+                if keep_blocks {
+                    offsets.push(total);
+                    blocks.push(before);
+                }
                 total += sum;
                 positive += count;
             }
@@ -81,5 +155,8 @@ pub fn totals(scores: &[f64]) -> CoreResult<Totals> {
             "must have a finite sum, got one that overflows float64 (rescale the scores)",
         ));
     }
-    Ok(Totals { total, positive })
+    if keep_blocks {
+        offsets.push(total);
+    }
+    Ok((Totals { total, positive }, Partials { offsets, blocks }))
 }

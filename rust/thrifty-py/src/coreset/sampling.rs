@@ -64,7 +64,8 @@ impl CoresetAliasTable {
         Ok(Self { inner })
     }
 
-    /// draw(m, seed) -> int64 indices, the same as coreset_sample(scores, m, True, seed)
+    /// draw(m, seed) -> int64 indices, i.i.d. from scores / sum(scores); the same draws as
+    /// coreset_sample(scores, m, True, seed) when that takes the alias path (m >= n / 4)
     #[pyo3(signature = (m, seed=0))]
     fn draw<'py>(
         &self,
