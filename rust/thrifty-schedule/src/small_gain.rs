@@ -204,29 +204,37 @@ fn weighted_lipschitz(weights: &[f64], coupling: &[f64], lipschitz: &Lipschitz) 
     }
 }
 
-/// `rho(A)` of the nonnegative `A = D_mu^-1 L` by power iteration on `I + A` (the shift
-/// keeps a periodic `A`, like a two-player swap, from oscillating), bracketed by the
-/// Collatz-Wielandt bounds.
+/// `rho(A)` of the nonnegative `A = D_mu^-1 L` as `||A^m||^(1/m)` for `m = 2^64`, by
+/// repeated squaring with the scale kept in a logarithm. Power iteration would need
+/// thousands of steps on a defective `A` (a Jordan block converges like `1/k`); squaring a
+/// nonnegative matrix has no cancellation, and the bound is within a factor
+/// `(m^(n-1) cond)^(1/m)`, i.e. 1 to rounding, of `rho`.
 fn spectral_radius(mu: &[f64], coupling: &[f64]) -> f64 {
     let n = mu.len();
-    let mut x = vec![1.0; n];
-    let mut upper = f64::INFINITY;
-    for _ in 0..10_000 {
-        let y: Vec<f64> = (0..n)
-            .map(|i| x[i] + (0..n).map(|j| coupling[i * n + j] * x[j]).sum::<f64>() / mu[i])
-            .collect();
-        let ratios = (0..n).map(|i| y[i] / x[i]);
-        let (lo, hi) = ratios.fold((f64::INFINITY, 0.0f64), |(lo, hi), r| {
-            (lo.min(r), hi.max(r))
-        });
-        upper = hi - 1.0;
-        let norm = y.iter().copied().fold(0.0, f64::max);
-        x = y.iter().map(|v| (v / norm).max(1e-300)).collect();
-        if hi - lo <= 1e-12 * hi {
-            break;
+    let mut b: Vec<f64> = (0..n * n).map(|c| coupling[c] / mu[c / n]).collect();
+    let mut log_scale = 0.0;
+    let mut power = 1.0;
+    for _ in 0..64 {
+        let norm = (0..n)
+            .map(|i| b[i * n..(i + 1) * n].iter().sum::<f64>())
+            .fold(0.0, f64::max);
+        if norm == 0.0 {
+            return 0.0;
         }
+        b.iter_mut().for_each(|x| *x /= norm);
+        log_scale += norm.ln() / power;
+        b = (0..n * n)
+            .map(|c| (0..n).map(|k| b[(c / n) * n + k] * b[k * n + c % n]).sum())
+            .collect();
+        power *= 2.0;
     }
-    upper
+    let norm = (0..n)
+        .map(|i| b[i * n..(i + 1) * n].iter().sum::<f64>())
+        .fold(0.0, f64::max);
+    if norm == 0.0 {
+        return 0.0;
+    }
+    (log_scale + norm.ln() / power).exp()
 }
 
 /// Solve `A z = 1` by Gaussian elimination with partial pivoting; `None` when singular.
@@ -421,6 +429,17 @@ mod tests {
         assert!(!c.certified);
         assert!(c.reason.contains("small-gain"), "{}", c.reason);
         assert!((c.small_gain - 2f64.sqrt()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn spectral_radius_of_defective_and_periodic_couplings() {
+        // A Jordan block (nilpotent) and a swap (eigenvalues +-rho) defeat power iteration.
+        assert_eq!(spectral_radius(&[1.0, 1.0], &[0.0, 0.0, 1.0, 0.0]), 0.0);
+        let swap = spectral_radius(&[2.0, 1.0], &[0.0, 2.0, 0.5, 0.0]);
+        assert!((swap - 0.5f64.sqrt()).abs() < 1e-12, "{swap}");
+        let jordan = [0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.25, 0.0, 0.0];
+        let cyclic = spectral_radius(&[1.0, 1.0, 1.0], &jordan);
+        assert!((cyclic - 0.25f64.cbrt()).abs() < 1e-9, "{cyclic}");
     }
 
     #[test]
