@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from thrifty import schedule
-from thrifty.errors import InvalidArgumentError, NonFiniteError, ShapeError
+from thrifty.errors import DTypeError, InvalidArgumentError, NonFiniteError, ShapeError
 
 
 def brute_force(errors: Any, sizes: Any, budget: float) -> tuple[float, float, list[int]] | None:
@@ -154,3 +154,40 @@ def test_bad_input_is_named(
     with pytest.raises(kind) as caught:
         schedule.lgreco(np.asarray(errors), np.asarray(sizes), budget, **kwargs)
     assert caught.value.argument == argument  # type: ignore[attr-defined]
+
+
+def test_tables_from_diloco_compressors() -> None:
+    torch = pytest.importorskip("torch")
+    from thrifty.diloco.compressors import BlockQuantizer, TopK
+
+    generator = torch.Generator().manual_seed(0)
+    layers = [torch.randn(300, generator=generator), torch.randn(4, 25, generator=generator)]
+    candidates = [TopK(0.1), TopK(0.5), BlockQuantizer("int8")]
+    errors, sizes = schedule.lgreco_tables(layers, candidates)
+    assert errors.shape == sizes.shape == (2, 3)
+    for layer, tensor in enumerate(layers):
+        flat = tensor.reshape(-1)
+        for level, compressor in enumerate(candidates):
+            expected = float(((compressor.compress(flat, seed=0) - flat) ** 2).sum())
+            assert errors[layer, level] == pytest.approx(expected, rel=1e-6)
+            assert sizes[layer, level] == compressor.payload_bytes(flat.numel())
+    # Keeping more coordinates loses less and costs more.
+    assert np.all(errors[:, 0] > errors[:, 1])
+    assert np.all(sizes[:, 0] < sizes[:, 1])
+    levels = schedule.lgreco(errors, sizes, float(errors[:, 1].sum()))
+    assert errors[np.arange(2), levels].sum() <= errors[:, 1].sum()
+
+
+def test_tables_name_bad_input() -> None:
+    torch = pytest.importorskip("torch")
+    from thrifty.diloco.compressors import TopK
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        schedule.lgreco_tables([torch.ones(4)], [])
+    assert caught.value.argument == "candidates"
+    with pytest.raises(NonFiniteError) as caught:
+        schedule.lgreco_tables([torch.tensor([1.0, float("nan")])], [TopK(0.5)])
+    assert caught.value.argument == "tensors"
+    with pytest.raises(DTypeError) as caught:
+        schedule.lgreco_tables([np.ones(4)], [TopK(0.5)])  # type: ignore[list-item]
+    assert caught.value.argument == "tensors"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # --- lgreco and small-gain ---
-from thrifty.schedule._lgreco import lgreco
+from thrifty.schedule._lgreco import lgreco, lgreco_tables
 from thrifty.schedule._small_gain import Certificate, small_gain_certificate
 
 # --- end lgreco and small-gain ---
@@ -14,6 +14,7 @@ __all__: list[str] = [
     # --- lgreco and small-gain ---
     "Certificate",
     "lgreco",
+    "lgreco_tables",
     "small_gain_certificate",
     # --- end lgreco and small-gain ---
     # --- adaptive batch size ---

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from thrifty import _native
-from thrifty._arrays import host_array
-from thrifty.errors import InvalidArgumentError
+from thrifty._arrays import host_array, is_torch_tensor
+from thrifty.errors import DTypeError, InvalidArgumentError, NonFiniteError
+
+if TYPE_CHECKING:
+    import torch
+
+    from thrifty.diloco.compressors import Compressor
 
 Int64Array = np.ndarray[Any, np.dtype[np.int64]]
+Float64Array = np.ndarray[Any, np.dtype[np.float64]]
 
 #: Buckets of the error budget when errors are floats: each layer's error is rounded up by
 #: less than ``budget / DEFAULT_BUCKETS``, and the DP costs ``L * C * (buckets + 1)`` steps.
@@ -88,3 +95,63 @@ def lgreco(errors: Any, sizes: Any, budget: float, *, buckets: int | None = None
         value,
         None if buckets is None else int(buckets),
     )
+
+
+def lgreco_tables(
+    tensors: Sequence[torch.Tensor], candidates: Sequence[Compressor], *, seed: int = 0
+) -> tuple[Float64Array, Float64Array]:
+    """The (errors, sizes) tables of :func:`lgreco` for per-layer tensors and compressors.
+
+    ``errors[l, c] = ||g_l - C_c(g_l)||^2`` is the squared error of compressing layer ``l``'s
+    flattened tensor (as float32) with candidate ``c``, and ``sizes[l, c]`` is the payload
+    size in bytes, ``C_c.payload_bytes(g_l.numel())``: the tables L-GreCo (arXiv 2210.17357)
+    minimises over, for the compressors of :mod:`thrifty.diloco.compressors`.
+
+    Parameters
+    ----------
+    tensors : sequence of torch.Tensor
+        One tensor per layer (a gradient, or a DiLoCo pseudo-gradient), finite.
+    candidates : sequence of Compressor
+        The candidate levels, e.g. ``[TopK(0.01), TopK(0.1), BlockQuantizer("int8")]``.
+    seed : int
+        The seed every compression uses (it matters for ``RandomK`` only).
+
+    Returns
+    -------
+    errors, sizes : numpy.ndarray of float64, shape (len(tensors), len(candidates))
+
+    Examples
+    --------
+    >>> import torch
+    >>> from thrifty import schedule
+    >>> from thrifty.diloco.compressors import BlockQuantizer, TopK
+    >>> layers = [torch.linspace(-1, 1, 256), torch.ones(64)]
+    >>> errors, sizes = schedule.lgreco_tables(layers, [TopK(0.5), BlockQuantizer("int8")])
+    >>> sizes.tolist()
+    [[1024.0, 272.0], [256.0, 68.0]]
+    >>> schedule.lgreco(errors, sizes, float(errors[:, 1].sum())).tolist()
+    [1, 1]
+    """
+    from thrifty.diloco.compressors import Compressor
+
+    if not candidates or not all(isinstance(c, Compressor) for c in candidates):
+        raise InvalidArgumentError(
+            "candidates must be a non-empty sequence of thrifty.diloco.compressors.Compressor, "
+            f"got {candidates!r}",
+            "candidates",
+        )
+    errors = np.zeros((len(tensors), len(candidates)))
+    sizes = np.zeros((len(tensors), len(candidates)))
+    for layer, tensor in enumerate(tensors):
+        if not is_torch_tensor(tensor):
+            raise DTypeError(
+                f"tensors[{layer}] must be a torch tensor, got {type(tensor).__name__}", "tensors"
+            )
+        flat = tensor.detach().reshape(-1).float()
+        if not bool(flat.isfinite().all()):
+            raise NonFiniteError(f"tensors[{layer}] holds NaN or infinity", "tensors")
+        for level, compressor in enumerate(candidates):
+            residual = compressor.compress(flat, seed=seed) - flat
+            errors[layer, level] = float(residual.double().square().sum())
+            sizes[layer, level] = compressor.payload_bytes(flat.numel())
+    return errors, sizes
