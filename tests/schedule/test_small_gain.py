@@ -44,6 +44,8 @@ def test_the_game_is_not_euclidean_monotone_but_is_certified() -> None:
     assert 0 < certificate.rate < 1
     assert 0 < certificate.step < certificate.max_step_euler
     assert 0 < certificate.max_step_rk4 <= certificate.max_step_euler
+    with pytest.raises(ValueError, match="read-only"):
+        certificate.weights[0] = 2.0
 
 
 @pytest.mark.parametrize("lipschitz", [[1.0, 1.0], float(np.linalg.norm(A, 2))])

@@ -67,7 +67,8 @@ def lgreco(errors: Any, sizes: Any, budget: float, *, buckets: int | None = None
     ------
     InvalidArgumentError
         ``budget`` is infeasible (below the summed least error of every layer, or infeasible
-        once errors are rounded up: use more ``buckets``); negative values in a table.
+        once errors are rounded up: use more ``buckets``), or a DP table above 2^28 cells
+        (``L x (units + 1)``: pass fewer ``buckets``); negative values in a table.
     NonFiniteError, ShapeError, DTypeError
         NaN or infinity, mismatched shapes, non-numeric tables; the error names the argument.
 

@@ -145,6 +145,8 @@ def small_gain_certificate(mu: Any, L: Any, *, lipschitz: Any) -> Certificate:  
         certified,
         reason,
     ) = _native.schedule_small_gain_certificate(mu_array, coupling, bound.reshape(-1), per_block)
+    # The certificate is frozen; so are its weights.
+    weights.flags.writeable = False
     return Certificate(
         weights=weights,
         margin=margin,

@@ -179,7 +179,7 @@ pub fn lgreco(
             "budget",
             format!(
                 "needs a DP table of {layers} x {width} cells, above the limit of {MAX_CELLS}; \
-                 discretise with fewer buckets"
+                 pass fewer buckets (integer errors: buckets also discretises them)"
             ),
         ));
     }

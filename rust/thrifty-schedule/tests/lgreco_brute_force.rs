@@ -50,3 +50,47 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+/// The least total size over level vectors with summed error <= `budget`, or None.
+fn best_size(errors: &[f64], sizes: &[f64], candidates: usize, budget: f64) -> Option<f64> {
+    brute_force(errors, sizes, candidates, budget).map(|levels| {
+        levels
+            .iter()
+            .enumerate()
+            .map(|(l, &c)| sizes[l * candidates + c as usize])
+            .sum()
+    })
+}
+
+proptest! {
+    #[test]
+    fn bucketed_dp_is_feasible_and_near_optimal(
+        layers in 1usize..5,
+        candidates in 1usize..4,
+        seed in proptest::collection::vec((0.0f64..1.0, 0u8..8), 16),
+        budget in 0.5f64..3.0,
+        buckets in 1usize..50,
+    ) {
+        let cells = layers * candidates;
+        let errors: Vec<f64> = seed[..cells].iter().map(|p| p.0).collect();
+        let sizes: Vec<f64> = seed[..cells].iter().map(|p| f64::from(p.1)).collect();
+        let got = lgreco(&errors, &sizes, layers, candidates, budget, Rounding::Buckets(buckets));
+        // Any choice within the budget less one unit per layer survives the rounding.
+        let slack = budget - layers as f64 * budget / buckets as f64;
+        match got {
+            Ok(levels) => {
+                let error: f64 = levels.iter().enumerate().map(|(l, &c)| errors[l * candidates + c as usize]).sum();
+                let size: f64 = levels.iter().enumerate().map(|(l, &c)| sizes[l * candidates + c as usize]).sum();
+                prop_assert!(error <= budget * (1.0 + 1e-12));
+                prop_assert!(size >= best_size(&errors, &sizes, candidates, budget).unwrap());
+                if let Some(bound) = best_size(&errors, &sizes, candidates, slack) {
+                    prop_assert!(size <= bound);
+                }
+            }
+            Err(error) => {
+                prop_assert_eq!(error.argument(), Some("budget"));
+                prop_assert!(best_size(&errors, &sizes, candidates, slack).is_none());
+            }
+        }
+    }
+}
