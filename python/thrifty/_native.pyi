@@ -212,3 +212,30 @@ def coreset_sample(
 def coreset_permutation(
     n: int, seed: int = 0, salt: int = 0
 ) -> np.ndarray[Any, np.dtype[np.uint32]] | np.ndarray[Any, np.dtype[np.uint64]]: ...
+
+# --- schedule: lgreco and small-gain ---
+__all__ += ["schedule_lgreco", "schedule_small_gain_certificate"]
+
+def schedule_lgreco(
+    errors: np.ndarray[Any, np.dtype[np.float64]],
+    sizes: np.ndarray[Any, np.dtype[np.float64]],
+    budget: float,
+    buckets: int | None = None,
+) -> np.ndarray[Any, np.dtype[np.int64]]: ...
+def schedule_small_gain_certificate(
+    mu: np.ndarray[Any, np.dtype[np.float64]],
+    coupling: np.ndarray[Any, np.dtype[np.float64]],
+    lipschitz: np.ndarray[Any, np.dtype[np.float64]],
+    per_block: bool,
+) -> tuple[
+    np.ndarray[Any, np.dtype[np.float64]],
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    bool,
+    str,
+]: ...

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 # --- lgreco and small-gain ---
+from thrifty.schedule._lgreco import lgreco, lgreco_tables
+from thrifty.schedule._small_gain import Certificate, small_gain_certificate
+
 # --- end lgreco and small-gain ---
 # --- adaptive batch size ---
 # --- end adaptive batch size ---
 
 __all__: list[str] = [
     # --- lgreco and small-gain ---
+    "Certificate",
+    "lgreco",
+    "lgreco_tables",
+    "small_gain_certificate",
     # --- end lgreco and small-gain ---
     # --- adaptive batch size ---
     # --- end adaptive batch size ---

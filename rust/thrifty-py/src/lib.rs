@@ -9,6 +9,7 @@ mod collective;
 mod coreset;
 mod errors;
 mod hamming;
+mod schedule;
 mod steps;
 
 use pyo3::prelude::*;
@@ -38,5 +39,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     collective::register(m)?;
     hamming::register(m)?;
     coreset::register(m)?;
+    schedule::register(m)?;
     Ok(())
 }
