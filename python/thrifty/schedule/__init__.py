@@ -5,11 +5,17 @@ from __future__ import annotations
 # --- lgreco and small-gain ---
 # --- end lgreco and small-gain ---
 # --- adaptive batch size ---
+from thrifty.schedule._adaptive_batch import AdaptiveBatchSize, BatchSizeTest
+from thrifty.schedule._batch_sampler import AdaptiveBatchSampler
+
 # --- end adaptive batch size ---
 
 __all__: list[str] = [
     # --- lgreco and small-gain ---
     # --- end lgreco and small-gain ---
     # --- adaptive batch size ---
+    "AdaptiveBatchSampler",
+    "AdaptiveBatchSize",
+    "BatchSizeTest",
     # --- end adaptive batch size ---
 ]
