@@ -104,6 +104,9 @@ def test_accumulation_hook_matches_brute_force(test: str) -> None:
         controller.update()
         if test == "norm":  # needs no direction: exact from the first step on
             assert controller.last_estimate == pytest.approx(expected, rel=1e-9)
+        elif controller.steps == 1:  # no direction yet: keep the batch size
+            assert math.isnan(controller.last_estimate)
+            assert controller.batch_size == 1
     assert controller.last_estimate == pytest.approx(expected, rel=1e-9)
     assert controller.steps == 2
 

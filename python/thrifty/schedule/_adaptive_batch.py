@@ -43,8 +43,9 @@ Two ways to feed it
   the change of ``p.grad`` since the previous call (one extra copy of the gradients, no extra
   backward pass), keeping running sums (Welford's) so no micro-batch is stored. A running
   sum cannot revisit the micro-batches once ``gbar`` is known, so the inner-product and
-  orthogonality directions use ``u`` of the previous step (of the first micro-batch on the
-  first step); the norm test needs no direction and is the same in both modes. A constant
+  orthogonality directions use ``u`` of the previous step. The first step has none, so
+  there those two tests only record ``u`` and keep the batch size (``last_estimate`` is
+  NaN); the norm test needs no direction and is the same in both modes. A constant
   scale of the loss (``loss / k``) scales every gradient alike and leaves the tests unchanged.
 
 Under ``torch.distributed`` (initialised, world size above one) every rank calls the same
@@ -150,14 +151,16 @@ class _Running:
         if self.mean is None:
             self.mean = flat.clone()
             self.count = 1
-            self.direction = direction if direction is not None else _unit(flat)
-            self.along_mean = float(flat @ self.direction)
+            self.direction = direction
+            if direction is not None:
+                self.along_mean = float(flat @ direction)
             return
-        assert self.direction is not None
         self.count += 1
         delta = flat - self.mean
         self.mean += delta / self.count
         self.squares += float(delta @ (flat - self.mean))
+        if self.direction is None:
+            return
         along = float(flat @ self.direction)
         along_delta = along - self.along_mean
         self.along_mean += along_delta / self.count
@@ -320,8 +323,9 @@ class AdaptiveBatchSize:
             count, mean, squares, along, direction = self._from_list(micro_batch_grads)
         self._direction = direction
         self.last_estimate = self._estimate(count, size, mean, squares, along)
-        wanted = self.max_batch if math.isinf(self.last_estimate) else self.last_estimate
-        self.batch_size = min(self.max_batch, max(self.batch_size, math.ceil(wanted)))
+        if not math.isnan(self.last_estimate):
+            wanted = self.max_batch if math.isinf(self.last_estimate) else self.last_estimate
+            self.batch_size = min(self.max_batch, max(self.batch_size, math.ceil(wanted)))
         self.steps += 1
         return self.batch_size
 
@@ -385,7 +389,7 @@ class AdaptiveBatchSize:
             squares, along = float(scalars[0]), float(scalars[1])
         return count, mean, squares, along, direction
 
-    def _from_running(self) -> tuple[int, int, torch.Tensor, float, float, torch.Tensor]:
+    def _from_running(self) -> tuple[int, int, torch.Tensor, float, float | None, torch.Tensor]:
         torch = require("torch")
         running, self._running, self._previous = self._running, _Running(), None
         distributed, active = _world()
@@ -399,7 +403,6 @@ class AdaptiveBatchSize:
             raise InvalidArgumentError(
                 "every rank must call accumulate() before update()", "micro_batch_grads"
             )
-        assert running.direction is not None
         size, count, mean = running.micro_batch_size, running.count, running.mean
         squares, along, along_mean = running.squares, running.along_squares, running.along_mean
         if active:
@@ -434,18 +437,21 @@ class AdaptiveBatchSize:
                 f"accumulate() must record at least 2 micro-batches per step, got {count}",
                 "micro_batch_grads",
             )
-        return count, size, mean, squares, along, _unit(mean)
+        # Without a direction shared by every rank the along-u sums mean nothing.
+        return count, size, mean, squares, None if running.direction is None else along, _unit(mean)
 
     def _estimate(
-        self, count: int, size: int, mean: torch.Tensor, squares: float, along: float
+        self, count: int, size: int, mean: torch.Tensor, squares: float, along: float | None
     ) -> float:
         """The test's batch size from ``k`` micro-batches of ``r`` samples."""
         mean_square = float(mean.square().sum())
+        if along is None and self.test != "norm":
+            return math.nan
         if mean_square == 0.0:
             return math.inf
         scale = size / (count - 1)  # r / (k - 1): per-sample variance from micro-batch means
         trace = scale * squares
-        along_variance = scale * along
+        along_variance = scale * (along or 0.0)
         # max(): rounding can leave the orthogonal part a hair below zero.
         orthogonal = max(trace - along_variance, 0.0)
         if self.test == "norm":
