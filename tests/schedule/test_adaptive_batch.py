@@ -339,6 +339,32 @@ def test_sampler_with_dataloader_and_controller() -> None:
     assert sum(lengths) == 50
 
 
+def test_sampler_resumes_mid_epoch() -> None:
+    def order(seed: int) -> Any:
+        return torch.utils.data.RandomSampler(
+            range(23), generator=torch.Generator().manual_seed(seed)
+        )
+
+    controller = _Controller(3)
+    sampler = AdaptiveBatchSampler(order(4), controller)
+    batches = iter(sampler)
+    seen = [*next(batches), *next(batches)]
+    controller.batch_size = 5
+    seen += next(batches)
+    state = sampler.state_dict()
+    assert state == {"consumed": 11}
+    restored = AdaptiveBatchSampler(order(4), controller)  # a fresh process, same seed
+    restored.load_state_dict(state)
+    seen += [i for batch in restored for i in batch]
+    assert sorted(seen) == list(range(23))
+    assert restored.state_dict() == {"consumed": 23}
+    # the skip applies once: the next epoch starts from its first index
+    assert sum(len(b) for b in restored) == 23
+    with pytest.raises(InvalidArgumentError) as error:
+        restored.load_state_dict({"consumed": -1})
+    assert error.value.argument == "state"
+
+
 def test_sampler_options() -> None:
     controller = _Controller(5)
     dropped = AdaptiveBatchSampler(range(12), controller, drop_last=True)

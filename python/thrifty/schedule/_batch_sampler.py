@@ -29,6 +29,11 @@ class AdaptiveBatchSampler:
 
     It has no ``len()``: the number of batches left depends on future batch sizes.
 
+    :meth:`state_dict` records how many indices of the current epoch were handed out, and
+    after :meth:`load_state_dict` the next iteration skips them, so a run restored in the
+    middle of an epoch neither repeats nor drops samples, provided ``sampler`` yields the
+    same order again (a seeded sampler after the same ``set_epoch``).
+
     Parameters
     ----------
     sampler
@@ -83,6 +88,8 @@ class AdaptiveBatchSampler:
         self.controller = controller
         self.num_replicas = num_replicas
         self.drop_last = bool(drop_last)
+        self._consumed = 0  # indices of the current epoch handed out in batches
+        self._skip = 0  # indices to pass over on the next iteration (a restored run)
 
     def current_size(self) -> int:
         """This rank's batch size for the next batch."""
@@ -99,12 +106,31 @@ class AdaptiveBatchSampler:
         if callable(set_epoch):
             set_epoch(epoch)
 
+    def state_dict(self) -> dict[str, int]:
+        """The number of indices of the current epoch already handed out."""
+        return {"consumed": self._consumed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Skip the indices :meth:`state_dict` counted when the next epoch starts."""
+        consumed = state.get("consumed") if isinstance(state, dict) else None
+        if isinstance(consumed, bool) or not isinstance(consumed, int) or consumed < 0:
+            raise InvalidArgumentError(
+                f"state must hold a non-negative int 'consumed', got {state!r}", "state"
+            )
+        self._skip = consumed
+
     def __iter__(self) -> Iterator[list[int]]:
+        skip, self._skip = self._skip, 0
+        self._consumed = skip
         batch: list[int] = []
-        for index in self.sampler:
+        for position, index in enumerate(self.sampler):
+            if position < skip:
+                continue
             batch.append(int(index))
             if len(batch) >= self.current_size():
+                self._consumed += len(batch)
                 yield batch
                 batch = []
         if batch and not (self.drop_last and len(batch) < self.current_size()):
+            self._consumed += len(batch)
             yield batch
