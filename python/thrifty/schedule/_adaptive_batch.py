@@ -197,6 +197,18 @@ class AdaptiveBatchSize:
     max_batch
         The cap, default 4096.
 
+    With gradient accumulation, in a training loop (``k`` micro-batches of ``r`` samples)::
+
+        controller = AdaptiveBatchSize("norm", min_batch=64, max_batch=4096)
+        loader = DataLoader(dataset, batch_sampler=AdaptiveBatchSampler(sampler, controller))
+        for batch in loader:                      # len(batch) == controller.batch_size
+            optimizer.zero_grad()
+            for micro in batch.split(r):
+                (loss(model, micro) * len(micro) / len(batch)).backward()
+                controller.accumulate(model, micro_batch_size=r)
+            optimizer.step()
+            controller.update()                   # the next batch is drawn at the new size
+
     Examples
     --------
     >>> import torch
