@@ -13,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
 
+from thrifty.errors import InvalidArgumentError  # noqa: E402
 from thrifty.schedule import AdaptiveBatchSize  # noqa: E402
 
 TESTS = ("norm", "inner_product", "augmented")
@@ -67,7 +68,15 @@ def _worker(rank: int, world: int, port: int, directory: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        results = _run(range(*SHARES[rank]))
+        results: dict[str, Any] = _run(range(*SHARES[rank]))
+        # one rank forgets to accumulate: both must raise, neither may hang
+        controller = AdaptiveBatchSize(min_batch=1)
+        if rank == 0:
+            controller.accumulate(_model(), micro_batch_size=R)
+        try:
+            controller.update()
+        except InvalidArgumentError as error:
+            results["refused"] = error.argument
     finally:
         dist.destroy_process_group()
     torch.save(results, Path(directory) / f"rank{rank}.pt")
@@ -99,3 +108,4 @@ def test_all_reduced_statistics_equal_one_process_on_the_union(tmp_path: Path) -
             assert got[2] == pytest.approx(expected[2], rel=1e-9), test
         # the union differs from one rank's share: the all-reduce did something
         assert alone[test][0] != pytest.approx(expected[0], rel=1e-3)
+    assert [rank["refused"] for rank in ranks] == ["micro_batch_grads"] * world

@@ -408,16 +408,20 @@ class AdaptiveBatchSize:
         torch = require("torch")
         running, self._running, self._previous = self._running, _Running(), None
         distributed, active = _world()
-        if running.mean is None:
-            if not active:
-                raise InvalidArgumentError(
-                    "micro_batch_grads is None but accumulate() recorded nothing since the "
-                    "last update",
-                    "micro_batch_grads",
-                )
+        idle = float(running.mean is None)
+        if active:
+            # Agree first: a rank that raised alone would leave the others blocked in the
+            # all-reduce below.
+            flag = torch.tensor([idle], dtype=torch.float64)
+            distributed.all_reduce(flag)
+            idle = float(flag[0])
+        if idle:
             raise InvalidArgumentError(
-                "every rank must call accumulate() before update()", "micro_batch_grads"
+                "micro_batch_grads is None but accumulate() recorded nothing since the last "
+                f"update (on {round(idle)} rank(s))",
+                "micro_batch_grads",
             )
+        assert running.mean is not None
         size, count, mean = running.micro_batch_size, running.count, running.mean
         squares, along, along_mean = running.squares, running.along_squares, running.along_mean
         if active:
