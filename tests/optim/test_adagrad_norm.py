@@ -39,7 +39,7 @@ def reference(a: Any, y: Any, x0: Any, steps: int, lr: float, b0_squared: float)
     return x
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(
     seed=st.integers(0, 2**16),
     lr=st.floats(0.01, 3.0),

@@ -298,7 +298,7 @@ class _Controller:
         self.batch_size = batch_size
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     n=st.integers(1, 200),
     sizes=st.lists(st.integers(1, 40), min_size=1, max_size=30),

@@ -63,12 +63,31 @@ def _run(micro_batches: range) -> dict[str, list[float]]:
     return results
 
 
+def _run_wrapped(micro_batches: range) -> list[float]:
+    """The hook under DistributedDataParallel, backward passes inside ``no_sync()``."""
+    model = torch.nn.parallel.DistributedDataParallel(_model())
+    inputs, targets = _data()
+    hooked = AdaptiveBatchSize("augmented", min_batch=1, max_batch=10**9)
+    estimates = []
+    for _ in range(STEPS):
+        model.zero_grad()
+        with model.no_sync():
+            for j in micro_batches:
+                chunk = slice(j * R, (j + 1) * R)
+                torch.nn.functional.cross_entropy(model(inputs[chunk]), targets[chunk]).backward()
+                hooked.accumulate(model, micro_batch_size=R)
+        hooked.update()
+        estimates.append(hooked.last_estimate)
+    return estimates
+
+
 def _worker(rank: int, world: int, port: int, directory: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         results: dict[str, Any] = _run(range(*SHARES[rank]))
+        results["wrapped"] = _run_wrapped(range(*SHARES[rank]))
         # one rank forgets to accumulate: both must raise, neither may hang
         controller = AdaptiveBatchSize(min_batch=1)
         if rank == 0:
@@ -108,4 +127,6 @@ def test_all_reduced_statistics_equal_one_process_on_the_union(tmp_path: Path) -
             assert got[2] == pytest.approx(expected[2], rel=1e-9), test
         # the union differs from one rank's share: the all-reduce did something
         assert alone[test][0] != pytest.approx(expected[0], rel=1e-3)
+    for rank in ranks:  # a DDP-wrapped model gives the same as the bare one
+        assert rank["wrapped"][1] == pytest.approx(union["augmented"][2], rel=1e-9)
     assert [rank["refused"] for rank in ranks] == ["micro_batch_grads"] * world
