@@ -5,11 +5,14 @@ from __future__ import annotations
 # --- muon ---
 # --- end muon ---
 # --- adagrad ---
+from thrifty.optim._adagrad_norm import AdaGradNorm
+
 # --- end adagrad ---
 
 __all__: list[str] = [
     # --- muon ---
     # --- end muon ---
     # --- adagrad ---
+    "AdaGradNorm",
     # --- end adagrad ---
 ]

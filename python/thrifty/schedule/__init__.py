@@ -8,6 +8,9 @@ from thrifty.schedule._small_gain import Certificate, small_gain_certificate
 
 # --- end lgreco and small-gain ---
 # --- adaptive batch size ---
+from thrifty.schedule._adaptive_batch import AdaptiveBatchSize, BatchSizeTest
+from thrifty.schedule._batch_sampler import AdaptiveBatchSampler
+
 # --- end adaptive batch size ---
 
 __all__: list[str] = [
@@ -18,5 +21,8 @@ __all__: list[str] = [
     "small_gain_certificate",
     # --- end lgreco and small-gain ---
     # --- adaptive batch size ---
+    "AdaptiveBatchSampler",
+    "AdaptiveBatchSize",
+    "BatchSizeTest",
     # --- end adaptive batch size ---
 ]

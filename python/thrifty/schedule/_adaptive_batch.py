@@ -1,0 +1,518 @@
+"""AdAdaGrad's adaptive batch size tests, estimated from micro-batch gradients.
+
+Lau, Liu and Kolar (arXiv 2402.11215) grow the batch size of AdaGrad-type training with the
+tests of adaptive sampling (Byrd, Chin, Nocedal, Wu 2012; Bollapragada, Byrd, Nocedal,
+arXiv 1710.11258). Each test compares a variance of the per-sample gradients ``g_i`` of the
+current batch with the squared norm of their mean ``gbar``:
+
+* norm: ``b >= ||Var_i g_i||_1 / (eta^2 ||gbar||^2)``;
+* inner product: ``b >= Var_i <g_i, gbar> / (theta^2 ||gbar||^4)``;
+* orthogonality: ``b >= E_i ||g_i - (<g_i, gbar> / ||gbar||^2) gbar||^2 / (nu^2 ||gbar||^2)``;
+* augmented: the larger of the inner-product and orthogonality batch sizes.
+
+The variances come from micro-batch means, not per-sample gradients
+-------------------------------------------------------------------
+Split the batch of ``b = k r`` samples into ``k`` micro-batches of ``r`` samples and let
+``m_j`` be the mean gradient of micro-batch ``j`` (what one backward pass of gradient
+accumulation produces). For samples drawn independently with per-sample covariance
+``Sigma``, ``Cov(m_j) = Sigma / r``. Hence, for any fixed linear map ``L``,
+
+    E[ r / (k - 1) * sum_j ||L (m_j - gbar)||^2 ] = tr(L Sigma L^T),
+
+the unbiased sample covariance across micro-batches, scaled by ``r``. (Equivalently, by the
+law of total variance the within-micro-batch part of the per-sample variance averages out,
+and what is left between micro-batches is ``1 / r`` of it.) With ``u = gbar / ||gbar||``:
+
+* ``L = I`` gives ``||Var_i g_i||_1 = tr(Sigma)``, the norm test's numerator;
+* ``L = u^T`` gives ``Var_i <g_i, u>``, and ``Var_i <g_i, gbar> = ||gbar||^2 Var_i <g_i, u>``;
+* ``L = I - u u^T`` gives the orthogonality numerator: the sample mean of ``g_i - gbar``
+  is zero, so the orthogonal parts of ``g_i`` and ``g_i - gbar`` have the same spread.
+
+With ``r = 1`` these are exactly the per-sample sample variances of the paper (normalised
+by ``b - 1``). With ``r > 1`` they are unbiased for the norm test and, treating ``u`` as
+fixed, for the others; their spread grows as ``k`` falls, since only ``k - 1`` degrees of
+freedom remain. At least two micro-batches are needed.
+
+Two ways to feed it
+-------------------
+* :meth:`AdaptiveBatchSize.update` with the list of micro-batch gradients (each a flat
+  tensor or a sequence of per-parameter tensors) and ``micro_batch_size``. The mean is
+  formed first, so ``u`` is this step's exact mean direction.
+* :meth:`AdaptiveBatchSize.accumulate` after each micro-batch's ``backward()`` of ordinary
+  gradient accumulation, then :meth:`AdaptiveBatchSize.update` with no gradients. It reads
+  the change of ``p.grad`` since the previous call (one extra copy of the gradients, no extra
+  backward pass), keeping running sums (Welford's) so no micro-batch is stored. A running
+  sum cannot revisit the micro-batches once ``gbar`` is known, so the inner-product and
+  orthogonality directions use ``u`` of the previous step. The first step has none, so
+  there those two tests only record ``u`` and keep the batch size (``last_estimate`` is
+  NaN); the norm test needs no direction and is the same in both modes. A constant
+  scale of the loss (``loss / k``) scales every gradient alike and leaves the tests unchanged.
+
+Under ``torch.distributed`` (initialised, world size above one) every rank calls the same
+method on its own micro-batches; counts, sums and centred sums of squares are all-reduced
+(Chan's pairwise formula), so every rank gets the batch size of the union of all ranks'
+micro-batches. The batch size is global: the number of samples over all ranks per step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from thrifty._extras import require
+from thrifty.errors import DTypeError, InvalidArgumentError, NonFiniteError, ShapeError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["AdaptiveBatchSize", "BatchSizeTest"]
+
+BatchSizeTest = Literal["norm", "inner_product", "augmented"]
+_TESTS = ("norm", "inner_product", "augmented")
+
+# The tolerances of the experiments of arXiv 2402.11215 (its authors' code runs the norm
+# test with eta = 0.1 on MNIST and ImageNet, the augmented test with theta = 0.5, nu = 1 on
+# CIFAR-100). Bollapragada, Byrd, Nocedal (arXiv 1710.11258) use theta = 0.9, nu = 5.84:
+# larger tolerances, slower growth.
+DEFAULT_ETA = 0.1
+DEFAULT_THETA = 0.5
+DEFAULT_NU = 1.0
+
+
+def _positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgumentError(f"{name} must be a number, got {type(value).__name__}", name)
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidArgumentError(f"{name} must be positive and finite, got {value}", name)
+    return float(value)
+
+
+def _count(name: str, value: int, *, least: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(f"{name} must be an int, got {type(value).__name__}", name)
+    if value < least:
+        raise InvalidArgumentError(f"{name} must be at least {least}, got {value}", name)
+    return value
+
+
+def _flatten(gradient: Any, argument: str) -> torch.Tensor:
+    """One micro-batch gradient as a flat floating tensor (per-parameter pieces joined)."""
+    torch_ = require("torch")  # `torch` itself names the annotation-only import
+    if isinstance(gradient, torch_.Tensor):
+        pieces = [gradient]
+    elif isinstance(gradient, (list, tuple)) and gradient:
+        pieces = list(gradient)
+    else:
+        raise DTypeError(
+            f"{argument} must hold tensors or non-empty sequences of tensors, "
+            f"got {type(gradient).__name__}",
+            argument,
+        )
+    for piece in pieces:
+        if not isinstance(piece, torch_.Tensor) or not piece.is_floating_point():
+            raise DTypeError(
+                f"{argument} must hold floating-point tensors, got "
+                f"{getattr(piece, 'dtype', type(piece).__name__)}",
+                argument,
+            )
+    flat: torch.Tensor = torch_.cat([piece.detach().reshape(-1) for piece in pieces])
+    # Half precision loses the small differences between micro-batches.
+    if flat.dtype not in (torch_.float32, torch_.float64):
+        flat = flat.float()
+    if not bool(torch_.isfinite(flat).all()):
+        raise NonFiniteError(f"{argument} holds NaN or infinity", argument)
+    return flat
+
+
+def _world() -> tuple[Any, bool]:
+    torch = require("torch")
+    distributed = torch.distributed
+    active = (
+        distributed.is_available()
+        and distributed.is_initialized()
+        and distributed.get_world_size() > 1
+    )
+    return distributed, active
+
+
+class _Running:
+    """Welford sums over one step's micro-batch means on this rank."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.micro_batch_size = 0
+        self.mean: torch.Tensor | None = None
+        self.squares = 0.0  # sum of ||m_j - mean||^2
+        self.along_mean = 0.0  # mean of <m_j, u>
+        self.along_squares = 0.0  # sum of (<m_j, u> - along_mean)^2
+        self.direction: torch.Tensor | None = None
+
+    def add(self, flat: torch.Tensor, direction: torch.Tensor | None) -> None:
+        if self.mean is None:
+            self.mean = flat.clone()
+            self.count = 1
+            self.direction = direction
+            if direction is not None:
+                self.along_mean = float(flat @ direction)
+            return
+        self.count += 1
+        delta = flat - self.mean
+        self.mean += delta / self.count
+        self.squares += float(delta @ (flat - self.mean))
+        if self.direction is None:
+            return
+        along = float(flat @ self.direction)
+        along_delta = along - self.along_mean
+        self.along_mean += along_delta / self.count
+        self.along_squares += along_delta * (along - self.along_mean)
+
+
+def _unit(vector: torch.Tensor) -> torch.Tensor:
+    norm = float(vector.norm())
+    return vector / norm if norm > 0 else vector.clone()
+
+
+class AdaptiveBatchSize:
+    """AdAdaGrad's batch size controller (Lau, Liu, Kolar, arXiv 2402.11215).
+
+    After each optimizer step, :meth:`update` runs the chosen test on that step's
+    micro-batch gradients and returns the batch size for the next step: the smallest batch
+    that passes the test, never below the current one, ``min_batch`` or above ``max_batch``.
+    See the module's documentation for how the per-sample variances are estimated from
+    micro-batch means (no per-sample gradients) and for the two ways to feed it.
+
+    Parameters
+    ----------
+    test
+        ``"norm"`` (default), ``"inner_product"`` or ``"augmented"`` (inner product and
+        orthogonality, the larger batch wins).
+    eta
+        Norm test tolerance, default 0.1 (the experiments of arXiv 2402.11215).
+    theta
+        Inner-product tolerance, default 0.5 (arXiv 2402.11215's augmented-test runs;
+        arXiv 1710.11258 uses 0.9).
+    nu
+        Orthogonality tolerance, default 1.0 (arXiv 2402.11215's augmented-test runs;
+        arXiv 1710.11258 uses 5.84).
+    min_batch
+        The batch size to start from and never go below, default 32.
+    max_batch
+        The cap, default 4096.
+
+    With gradient accumulation, in a training loop (``k`` micro-batches of ``r`` samples)::
+
+        controller = AdaptiveBatchSize("norm", min_batch=64, max_batch=4096)
+        loader = DataLoader(dataset, batch_sampler=AdaptiveBatchSampler(sampler, controller))
+        for batch in loader:                      # len(batch) == controller.batch_size
+            optimizer.zero_grad()
+            for micro in batch.split(r):
+                (loss(model, micro) * len(micro) / len(batch)).backward()
+                controller.accumulate(model, micro_batch_size=r)
+            optimizer.step()
+            controller.update()                   # the next batch is drawn at the new size
+
+    Examples
+    --------
+    >>> import torch
+    >>> from thrifty.schedule import AdaptiveBatchSize
+    >>> controller = AdaptiveBatchSize("norm", min_batch=4, max_batch=64)
+    >>> noisy = [torch.tensor([1.0, 0.0]) + torch.tensor([0.0, s]) for s in (-3.0, 3.0)]
+    >>> controller.update(noisy, micro_batch_size=2)
+    64
+    >>> controller.batch_size
+    64
+    """
+
+    def __init__(
+        self,
+        test: BatchSizeTest = "norm",
+        *,
+        eta: float = DEFAULT_ETA,
+        theta: float = DEFAULT_THETA,
+        nu: float = DEFAULT_NU,
+        min_batch: int = 32,
+        max_batch: int = 4096,
+    ) -> None:
+        if test not in _TESTS:
+            raise InvalidArgumentError(f"test must be one of {_TESTS}, got {test!r}", "test")
+        self.test: BatchSizeTest = test
+        self.eta = _positive("eta", eta)
+        self.theta = _positive("theta", theta)
+        self.nu = _positive("nu", nu)
+        self.min_batch = _count("min_batch", min_batch)
+        self.max_batch = _count("max_batch", max_batch)
+        if self.max_batch < self.min_batch:
+            raise InvalidArgumentError(
+                f"max_batch must be at least min_batch={min_batch}, got {max_batch}", "max_batch"
+            )
+        self.batch_size = self.min_batch
+        #: The test's unclamped batch size at the last update (``inf`` for a zero mean).
+        self.last_estimate = math.nan
+        self.steps = 0
+        self._direction: torch.Tensor | None = None  # u of the last update
+        self._running = _Running()
+        self._previous: list[torch.Tensor] | None = None  # p.grad at the last accumulate
+
+    # --- feeding -------------------------------------------------------------------------
+
+    def accumulate(self, parameters: Any, *, micro_batch_size: int) -> None:
+        """Record the gradient that the latest micro-batch's ``backward()`` added.
+
+        Call it after each micro-batch's backward pass of gradient accumulation, with the
+        model (or its parameters) and the number of samples in that micro-batch; then call
+        :meth:`update` with no gradients after the optimizer step. Gradients must be zeroed
+        between steps (``optimizer.zero_grad()``), as accumulation itself requires. Under
+        DDP, run these backward passes inside ``model.no_sync()`` so that ``p.grad`` holds
+        this rank's gradients; :meth:`update` all-reduces the statistics.
+        """
+        torch = require("torch")
+        size = _count("micro_batch_size", micro_batch_size)
+        if self._running.count and size != self._running.micro_batch_size:
+            raise InvalidArgumentError(
+                f"micro_batch_size must stay {self._running.micro_batch_size} within a step, "
+                f"got {size}",
+                "micro_batch_size",
+            )
+        if isinstance(parameters, torch.nn.Module):
+            parameters = parameters.parameters()
+        if isinstance(parameters, torch.Tensor):
+            parameters = [parameters]
+        params = [p for p in parameters if p.requires_grad]
+        if not params:
+            raise InvalidArgumentError("parameters must hold trainable tensors", "parameters")
+        current = [
+            p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params
+        ]
+        previous = self._previous
+        if previous is not None and len(previous) != len(current):
+            raise ShapeError(
+                f"parameters must be the same tensors at every call, got {len(current)} "
+                f"instead of {len(previous)}",
+                "parameters",
+            )
+        delta = (
+            current
+            if previous is None
+            else [now - before for now, before in zip(current, previous, strict=True)]
+        )
+        flat = _flatten(delta, "parameters")
+        self._running.micro_batch_size = size
+        direction = self._direction
+        if direction is not None and direction.numel() != flat.numel():
+            direction = None
+        self._running.add(flat, None if direction is None else direction.to(flat.dtype))
+        self._previous = current
+
+    def update(
+        self,
+        micro_batch_grads: Sequence[Any] | None = None,
+        *,
+        micro_batch_size: int | None = None,
+    ) -> int:
+        """Run the test on one step's micro-batches and return the next batch size.
+
+        Parameters
+        ----------
+        micro_batch_grads
+            This rank's micro-batch mean gradients, at least two over all ranks, each a
+            flat tensor or a list/tuple of per-parameter tensors (the same layout for all).
+            ``None`` uses what :meth:`accumulate` recorded since the last update.
+        micro_batch_size
+            The number of samples in every micro-batch (required with
+            ``micro_batch_grads``).
+
+        Returns
+        -------
+        int
+            The batch size for the next step, also kept in :attr:`batch_size`.
+        """
+        if micro_batch_grads is None:
+            count, size, mean, squares, along, direction = self._from_running()
+        else:
+            if micro_batch_size is None:
+                raise InvalidArgumentError(
+                    "micro_batch_size is required with micro_batch_grads", "micro_batch_size"
+                )
+            size = _count("micro_batch_size", micro_batch_size)
+            count, mean, squares, along, direction = self._from_list(micro_batch_grads)
+        self._direction = direction
+        self.last_estimate = self._estimate(count, size, mean, squares, along)
+        if not math.isnan(self.last_estimate):
+            wanted = self.max_batch if math.isinf(self.last_estimate) else self.last_estimate
+            self.batch_size = min(self.max_batch, max(self.batch_size, math.ceil(wanted)))
+        self.steps += 1
+        return self.batch_size
+
+    # --- statistics ----------------------------------------------------------------------
+
+    def _from_list(
+        self, micro_batch_grads: Sequence[Any]
+    ) -> tuple[int, torch.Tensor, float, float, torch.Tensor]:
+        if isinstance(micro_batch_grads, (str, bytes)) or not isinstance(
+            micro_batch_grads, Iterable
+        ):
+            raise DTypeError(
+                f"micro_batch_grads must be a sequence, got {type(micro_batch_grads).__name__}",
+                "micro_batch_grads",
+            )
+        flats = [_flatten(g, "micro_batch_grads") for g in micro_batch_grads]
+        if {f.numel() for f in flats} - {flats[0].numel() if flats else 0}:
+            raise ShapeError(
+                "micro_batch_grads must all have the same number of elements, got "
+                f"{sorted({f.numel() for f in flats})}",
+                "micro_batch_grads",
+            )
+        torch = require("torch")
+        dtype = torch.float64 if any(f.dtype == torch.float64 for f in flats) else torch.float32
+        flats = [f.to(dtype) for f in flats]
+        distributed, active = _world()
+        local_count = len(flats)
+        local_sum = torch.stack(flats).sum(0) if flats else None
+        if active:
+            numel = torch.tensor([float(flats[0].numel() if flats else -1)], dtype=torch.float64)
+            sizes = [torch.zeros_like(numel) for _ in range(distributed.get_world_size())]
+            distributed.all_gather(sizes, numel)
+            known = {int(s.item()) for s in sizes} - {-1}
+            if len(known) != 1:
+                raise ShapeError(
+                    f"micro_batch_grads must have one size on every rank, got {sorted(known)}",
+                    "micro_batch_grads",
+                )
+            total = torch.zeros(known.pop() + 1, dtype=dtype)
+            if local_sum is not None:
+                total[:-1] = local_sum
+            total[-1] = local_count
+            distributed.all_reduce(total)
+            count = round(float(total[-1]))
+            mean = total[:-1] / count if count else total[:-1]
+        else:
+            count = local_count
+            mean = local_sum / count if local_sum is not None else torch.zeros(0)
+        if count < 2:
+            raise InvalidArgumentError(
+                f"micro_batch_grads must hold at least 2 micro-batches in all, got {count}",
+                "micro_batch_grads",
+            )
+        direction = _unit(mean)
+        # Second pass, centred at the global mean: no cancellation in the sums of squares.
+        squares = sum(float((f - mean).square().sum()) for f in flats)
+        along = sum(float((f - mean) @ direction) ** 2 for f in flats)
+        if active:
+            scalars = torch.tensor([squares, along], dtype=torch.float64)
+            distributed.all_reduce(scalars)
+            squares, along = float(scalars[0]), float(scalars[1])
+        return count, mean, squares, along, direction
+
+    def _from_running(self) -> tuple[int, int, torch.Tensor, float, float | None, torch.Tensor]:
+        torch = require("torch")
+        running, self._running, self._previous = self._running, _Running(), None
+        distributed, active = _world()
+        idle = float(running.mean is None)
+        if active:
+            # Agree first: a rank that raised alone would leave the others blocked in the
+            # all-reduce below.
+            flag = torch.tensor([idle], dtype=torch.float64)
+            distributed.all_reduce(flag)
+            idle = float(flag[0])
+        if idle:
+            raise InvalidArgumentError(
+                "micro_batch_grads is None but accumulate() recorded nothing since the last "
+                f"update (on {round(idle)} rank(s))",
+                "micro_batch_grads",
+            )
+        assert running.mean is not None
+        size, count, mean = running.micro_batch_size, running.count, running.mean
+        squares, along, along_mean = running.squares, running.along_squares, running.along_mean
+        if active:
+            # Chan's pairwise combination: sums first, then each rank's centred sums plus
+            # its count times its squared offset from the global mean.
+            total = torch.cat(
+                [
+                    mean * count,
+                    torch.tensor([float(count), along_mean * count, float(size)], dtype=mean.dtype),
+                ]
+            )
+            distributed.all_reduce(total)
+            global_count = round(float(total[-3]))
+            global_mean = total[:-3] / global_count
+            global_along = float(total[-2]) / global_count
+            if round(float(total[-1])) != size * distributed.get_world_size():
+                raise InvalidArgumentError(
+                    "micro_batch_size must be the same on every rank", "micro_batch_size"
+                )
+            scalars = torch.tensor(
+                [
+                    squares + count * float((mean - global_mean).square().sum()),
+                    along + count * (along_mean - global_along) ** 2,
+                ],
+                dtype=torch.float64,
+            )
+            distributed.all_reduce(scalars)
+            count, mean = global_count, global_mean
+            squares, along = float(scalars[0]), float(scalars[1])
+        if count < 2:
+            raise InvalidArgumentError(
+                f"accumulate() must record at least 2 micro-batches per step, got {count}",
+                "micro_batch_grads",
+            )
+        # Without a direction shared by every rank the along-u sums mean nothing.
+        return count, size, mean, squares, None if running.direction is None else along, _unit(mean)
+
+    def _estimate(
+        self, count: int, size: int, mean: torch.Tensor, squares: float, along: float | None
+    ) -> float:
+        """The test's batch size from ``k`` micro-batches of ``r`` samples."""
+        mean_square = float(mean.square().sum())
+        if along is None and self.test != "norm":
+            return math.nan
+        if mean_square == 0.0:
+            return math.inf
+        scale = size / (count - 1)  # r / (k - 1): per-sample variance from micro-batch means
+        trace = scale * squares
+        along_variance = scale * (along or 0.0)
+        # max(): rounding can leave the orthogonal part a hair below zero.
+        orthogonal = max(trace - along_variance, 0.0)
+        if self.test == "norm":
+            return trace / (self.eta**2 * mean_square)
+        inner = along_variance / (self.theta**2 * mean_square)
+        if self.test == "inner_product":
+            return inner
+        return max(inner, orthogonal / (self.nu**2 * mean_square))
+
+    # --- checkpoints ---------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The batch size, step count and the reference direction; not an unfinished step."""
+        return {
+            "batch_size": self.batch_size,
+            "steps": self.steps,
+            "last_estimate": self.last_estimate,
+            "direction": None if self._direction is None else self._direction.clone(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output; options stay those given to the constructor."""
+        missing = {"batch_size", "steps", "last_estimate", "direction"} - set(state)
+        if missing:
+            raise InvalidArgumentError(f"state misses keys {sorted(missing)}", "state")
+        batch_size = _count("state['batch_size']", state["batch_size"])
+        if not self.min_batch <= batch_size <= self.max_batch:
+            raise InvalidArgumentError(
+                f"state['batch_size'] must lie in [{self.min_batch}, {self.max_batch}], "
+                f"got {batch_size}",
+                "state",
+            )
+        self.batch_size = batch_size
+        self.steps = _count("state['steps']", state["steps"], least=0)
+        self.last_estimate = float(state["last_estimate"])
+        direction = state["direction"]
+        self._direction = None if direction is None else direction.clone()
+        self._running, self._previous = _Running(), None
+
+    def __repr__(self) -> str:
+        return (
+            f"AdaptiveBatchSize(test={self.test!r}, eta={self.eta}, theta={self.theta}, "
+            f"nu={self.nu}, min_batch={self.min_batch}, max_batch={self.max_batch}, "
+            f"batch_size={self.batch_size})"
+        )
