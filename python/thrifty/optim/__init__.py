@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 # --- muon ---
+from thrifty.optim._muon import Muon
+from thrifty.optim._newton_schulz import newton_schulz
+
 # --- end muon ---
 # --- adagrad ---
 # --- end adagrad ---
 
 __all__: list[str] = [
     # --- muon ---
+    "Muon",
+    "newton_schulz",
     # --- end muon ---
     # --- adagrad ---
     # --- end adagrad ---
