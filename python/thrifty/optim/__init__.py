@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 # --- muon ---
+from thrifty.optim._drop_muon import DropMuon
 from thrifty.optim._muon import Muon
 from thrifty.optim._newton_schulz import newton_schulz
 
@@ -12,6 +13,7 @@ from thrifty.optim._newton_schulz import newton_schulz
 
 __all__: list[str] = [
     # --- muon ---
+    "DropMuon",
     "Muon",
     "newton_schulz",
     # --- end muon ---
