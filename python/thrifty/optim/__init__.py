@@ -6,6 +6,7 @@ from __future__ import annotations
 from thrifty.optim._drop_muon import DropMuon
 from thrifty.optim._muon import Muon
 from thrifty.optim._newton_schulz import newton_schulz
+from thrifty.optim._param_groups import MuonParamGroups, muon_param_groups
 
 # --- end muon ---
 # --- adagrad ---
@@ -15,6 +16,8 @@ __all__: list[str] = [
     # --- muon ---
     "DropMuon",
     "Muon",
+    "MuonParamGroups",
+    "muon_param_groups",
     "newton_schulz",
     # --- end muon ---
     # --- adagrad ---
