@@ -74,6 +74,9 @@ class DropMuon(torch.optim.Optimizer):
     skipped after a full backward pass. :meth:`step` updates ``layers[s:]`` and restores
     ``requires_grad``. Layers below ``s`` keep their weights, momentum and AdamW moments
     bit-for-bit. Without :meth:`begin_step`, :meth:`step` updates every layer (Muon).
+    The backward pass can only stop where nothing below needs a gradient: if the model's
+    input itself requires grad, or a parameter outside ``layers`` sits below ``s``, autograd
+    still goes down there (those parameters are not trained by DropMuon either).
 
     Inside an updated layer, matrices and conv weights (>= 2-D) take Muon's update (see
     :class:`Muon`; each has its own momentum) and the other parameters (biases, norms)

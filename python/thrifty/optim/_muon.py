@@ -127,7 +127,9 @@ class Muon(torch.optim.Optimizer):
         ``torch.optim.Muon``'s ``adjust_lr_fn``: ``"original"`` (Keller Jordan's
         ``max(1, rows/cols) ** 0.5``), ``"match_rms_adamw"`` (Moonshot's
         ``0.2 * max(rows, cols) ** 0.5``, arXiv 2502.16982, so AdamW's lr and decay
-        carry over) or ``"spectral_unclamped"`` (``(rows/cols) ** 0.5``).
+        carry over) or ``"spectral_unclamped"`` (``(rows/cols) ** 0.5``). For a conv
+        weight, ``(rows, cols)`` is ``(out, in*kh*kw)``, the matrix it is
+        orthogonalised as.
 
     Examples
     --------
