@@ -86,7 +86,9 @@ def network(seed: int) -> tuple[Any, list[Any]]:
     return model, layers
 
 
-def train(method: str, *, seed: int, epochs: int, limit: int | None = None) -> Run:
+def train(
+    method: str, *, seed: int, epochs: int, limit: int | None = None, sampler: Any = "uniform"
+) -> Run:
     """Train with ``"muon"`` or ``"drop-muon"``; ``limit`` caps the training images."""
     train_x, train_y, test_x, test_y = digits(seed)
     if limit is not None:
@@ -102,7 +104,7 @@ def train(method: str, *, seed: int, epochs: int, limit: int | None = None) -> R
         optimizers: list[Any] = [matrices, vectors]
         drop = None
     else:
-        drop = optim.DropMuon(layers, lr=LR, adamw_lr=ADAMW_LR, seed=seed)
+        drop = optim.DropMuon(layers, lr=LR, adamw_lr=ADAMW_LR, sampler=sampler, seed=seed)
         optimizers = [drop]
     batches = torch.Generator().manual_seed(seed + 1)
     clock, step = 0.0, 0
