@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 # --- muon ---
+from thrifty.optim._drop_muon import DropMuon
+from thrifty.optim._muon import Muon
+from thrifty.optim._newton_schulz import newton_schulz
+from thrifty.optim._param_groups import MuonParamGroups, muon_param_groups
+
 # --- end muon ---
 # --- adagrad ---
 from thrifty.optim._adagrad_norm import AdaGradNorm
@@ -11,6 +16,11 @@ from thrifty.optim._adagrad_norm import AdaGradNorm
 
 __all__: list[str] = [
     # --- muon ---
+    "DropMuon",
+    "Muon",
+    "MuonParamGroups",
+    "muon_param_groups",
+    "newton_schulz",
     # --- end muon ---
     # --- adagrad ---
     "AdaGradNorm",
