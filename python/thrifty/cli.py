@@ -17,6 +17,7 @@ Examples (shell)::
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import signal
 import sys
@@ -29,7 +30,16 @@ import numpy as np
 
 from thrifty.errors import ThriftyError
 
-DEMOS = ("steps", "collective", "diloco", "hamming", "coreset")
+# core -> its demo module and the function that turns the result into text. Each module is
+# imported only when its demo runs: diloco and coreset need torch, which other users may lack.
+_DEMO_MODULES = {
+    "steps": ("thrifty.steps.demo", "format_table"),
+    "collective": ("thrifty.collective.demo", "format_report"),
+    "diloco": ("thrifty.diloco.demo", "format_report"),
+    "hamming": ("thrifty.hamming.demo", "format_report"),
+    "coreset": ("thrifty.coreset.demo", "format_report"),
+}
+DEMOS = tuple(_DEMO_MODULES)
 
 
 def _emit(result: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], str]) -> None:
@@ -37,49 +47,14 @@ def _emit(result: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]]
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from thrifty.collective import demo as collective_demo
-    from thrifty.steps import demo as steps_demo
-
     cores = DEMOS if args.core in (None, "all") else (args.core,)
     results: dict[str, Any] = {}
     for core in cores:
-        if core == "steps":
-            results[core] = steps_demo.run(
-                out_dir=Path(args.out), quick=args.quick, progress=not args.json
-            )
-            if not args.json:
-                print(steps_demo.format_table(results[core]))
-        elif core == "collective":
-            results[core] = collective_demo.run(
-                Path(args.out), quick=args.quick, progress=not args.json
-            )
-            if not args.json:
-                print(collective_demo.format_report(results[core]))
-        elif core == "diloco":
-            # Imported here: it needs torch, which the other demos' users may not have.
-            from thrifty.diloco import demo as diloco_demo
-
-            results[core] = diloco_demo.run(
-                Path(args.out), quick=args.quick, progress=not args.json
-            )
-            if not args.json:
-                print(diloco_demo.format_report(results[core]))
-        elif core == "hamming":
-            from thrifty.hamming import demo as hamming_demo
-
-            results[core] = hamming_demo.run(
-                Path(args.out), quick=args.quick, progress=not args.json
-            )
-            if not args.json:
-                print(hamming_demo.format_report(results[core]))
-        elif core == "coreset":
-            from thrifty.coreset import demo as coreset_demo
-
-            results[core] = coreset_demo.run(
-                Path(args.out), quick=args.quick, progress=not args.json
-            )
-            if not args.json:
-                print(coreset_demo.format_report(results[core]))
+        module_name, formatter = _DEMO_MODULES[core]
+        module = importlib.import_module(module_name)
+        results[core] = module.run(out_dir=Path(args.out), quick=args.quick, progress=not args.json)
+        if not args.json:
+            print(getattr(module, formatter)(results[core]))
     if args.json:
         print(json.dumps(results, indent=2))
 

@@ -2,17 +2,9 @@
 
 use thrifty_hamming::text::{text_to_pattern, text_to_patterns, Method, Options};
 
-fn reference(text: &[u32], pattern: &[u32]) -> Vec<i32> {
-    (0..=text.len() - pattern.len())
-        .map(|i| {
-            pattern
-                .iter()
-                .zip(&text[i..])
-                .filter(|(p, t)| p != t)
-                .count() as i32
-        })
-        .collect()
-}
+mod common;
+
+use common::reference;
 
 fn random(len: usize, sigma: u64, state: &mut u64) -> Vec<u32> {
     (0..len)

@@ -3,17 +3,9 @@
 use proptest::prelude::*;
 use thrifty_hamming::text::{text_to_pattern, text_to_patterns, Method, Options};
 
-fn reference(text: &[u32], pattern: &[u32]) -> Vec<i32> {
-    (0..=text.len() - pattern.len())
-        .map(|i| {
-            pattern
-                .iter()
-                .zip(&text[i..])
-                .filter(|(p, t)| p != t)
-                .count() as i32
-        })
-        .collect()
-}
+mod common;
+
+use common::reference;
 
 fn capped(d: &[i32], k: u32) -> Vec<i32> {
     d.iter().map(|&x| x.min(k as i32 + 1)).collect()
