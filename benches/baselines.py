@@ -249,3 +249,81 @@ def numpy_lewis_weights(
             return w, iteration
         w = image
     raise RuntimeError(f"no convergence in {iters} iterations")
+
+
+# --------------------------------------------------------------------------------------
+# The CUDA paths: what a PyTorch user would write on the GPU
+# --------------------------------------------------------------------------------------
+
+
+def torch_unpacked_signs(codes: torch.Tensor) -> torch.Tensor:
+    """Packed ``uint8`` codes as ``+-1`` bfloat16 vectors, one per bit, for a matmul."""
+    shifts = torch.arange(8, device=codes.device, dtype=torch.uint8)
+    bits = (codes.unsqueeze(-1) >> shifts) & 1
+    return bits.flatten(-2).to(torch.bfloat16) * 2 - 1
+
+
+def torch_matmul_cdist(q: torch.Tensor, db: torch.Tensor) -> torch.Tensor:
+    """Hamming distances through a tensor-core matmul: ``(bits - <s_q, s_db>) / 2``.
+
+    Exact while ``bits <= 256`` (bfloat16 holds integers up to 256 exactly, and the matmul
+    accumulates in float32).
+    """
+    sq, sdb = torch_unpacked_signs(q), torch_unpacked_signs(db)
+    bits = sq.shape[1]
+    return ((bits - (sq @ sdb.T).float()) / 2).round().to(torch.int32)
+
+
+def torch_matmul_topk(
+    q: torch.Tensor, db: torch.Tensor, k: int, *, chunk: int = 1 << 18
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``k`` nearest codes by matmul distances and ``torch.topk`` over database chunks."""
+    sq = torch_unpacked_signs(q)
+    bits = sq.shape[1]
+    best_d: torch.Tensor | None = None
+    best_i: torch.Tensor | None = None
+    for start in range(0, db.shape[0], chunk):
+        sdb = torch_unpacked_signs(db[start : start + chunk])
+        d = (bits - (sq @ sdb.T).float()) / 2
+        dk, ik = torch.topk(d, min(k, d.shape[1]), dim=1, largest=False)
+        ik = ik + start
+        if best_d is None or best_i is None:
+            best_d, best_i = dk, ik
+        else:
+            merged_d, order = torch.topk(torch.cat([best_d, dk], 1), k, dim=1, largest=False)
+            best_d, best_i = merged_d, torch.gather(torch.cat([best_i, ik], 1), 1, order)
+    assert best_d is not None
+    assert best_i is not None
+    return best_d.round().to(torch.int32), best_i
+
+
+def torch_leverage_scores(a: torch.Tensor) -> torch.Tensor:
+    """Squared row norms of ``Q`` from ``torch.linalg.qr(A)`` (cuSOLVER on CUDA)."""
+    q, _ = torch.linalg.qr(a, mode="reduced")
+    return (q * q).sum(dim=1)
+
+
+def per_parameter_muon_step(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    buffers: list[torch.Tensor],
+    *,
+    lr: float = 0.02,
+    momentum: float = 0.95,
+) -> None:
+    """Muon as its reference code loops: Nesterov momentum, then 5 quintic Newton-Schulz
+    steps in bfloat16, one parameter at a time (Keller Jordan's public implementation)."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    for p, g, buf in zip(params, grads, buffers, strict=True):
+        buf.lerp_(g, 1 - momentum)
+        x = g.lerp(buf, momentum).bfloat16()
+        tall = x.size(0) > x.size(1)
+        if tall:
+            x = x.T
+        x = x / (x.norm() + 1e-7)
+        for _ in range(5):
+            gram = x @ x.T
+            x = a * x + (b * gram + c * gram @ gram) @ x
+        if tall:
+            x = x.T
+        p.add_(x.to(p.dtype), alpha=-lr * max(1.0, p.size(0) / p.size(1)) ** 0.5)

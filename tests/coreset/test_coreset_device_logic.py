@@ -71,3 +71,32 @@ def test_device_rank_test_matches_cpu() -> None:
         with pytest.raises(InvalidArgumentError, match="rank") as info:
             path(a)
         assert info.value.argument == "A"
+
+
+@pytest.mark.usefixtures("numpy_device")
+def test_ill_conditioned_matrix_takes_householder_and_still_equals_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Columns scaled over 10 decades: cond ~ 1e10 after column normalisation of a
+    # near-collinear pair, past what CholeskyQR2 keeps orthogonal.
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((800, 4))
+    a[:, 3] = a[:, 2] + 1e-9 * rng.standard_normal(800)
+    routes: list[str] = []
+    householder = _gpu._householder_basis
+    monkeypatch.setattr(
+        _gpu, "_householder_basis", lambda m: routes.append("householder") or householder(m)
+    )
+    got = _gpu.leverage_scores(a)
+    assert routes == ["householder"]
+    np.testing.assert_allclose(got, coreset.leverage_scores(a), atol=1e-8)
+    assert got.sum() == pytest.approx(4.0, rel=1e-6)
+
+
+@pytest.mark.usefixtures("numpy_device")
+def test_well_conditioned_matrix_takes_cholesky_qr2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_gpu, "_householder_basis", lambda m: pytest.fail("took Householder"))
+    a = coherent_matrix(3, 5000, 12)
+    q = _gpu._orthonormal_basis(a)
+    np.testing.assert_allclose(q.T @ q, np.eye(12), atol=1e-13)
+    np.testing.assert_allclose(_gpu.leverage_scores(a), coreset.leverage_scores(a), atol=1e-12)

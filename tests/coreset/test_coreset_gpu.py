@@ -45,7 +45,9 @@ def test_lewis_weights_on_cuda_equal_cpu(p: float) -> None:
     a = coherent_matrix(int(p * 10), 3000, 12)
     got = coreset.lewis_weights(cupy.asarray(a), p)
     np.testing.assert_allclose(got.get(), coreset.lewis_weights(a, p), rtol=1e-6, atol=1e-12)
-    assert float(got.sum()) == pytest.approx(12.0, rel=1e-6)
+    # The weights sum to d at the fixed point; the iterate that passes tol = 1e-6 is within
+    # tol / (1 - contraction rate) of it.
+    assert float(got.sum()) == pytest.approx(12.0, rel=1e-5)
 
 
 def test_torch_cuda_tensors_come_back_as_tensors() -> None:

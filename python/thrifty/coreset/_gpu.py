@@ -1,6 +1,7 @@
 """Leverage scores and Lewis weights of CuPy arrays and CUDA tensors, on the device.
 
-The QR runs in cuSOLVER through CuPy; the row norms of Q run in ``cuda/coreset.cu``. The
+The QR is CholeskyQR2 in cuBLAS GEMMs, or cuSOLVER's Householder QR where CholeskyQR2 would
+lose orthogonality; the row norms of Q run in ``cuda/coreset.cu``. The
 iteration, the rank test and the stopping rule are the CPU path's (``thrifty_coreset``), so
 both return the same weights to rounding. Results come back as the caller's kind of array.
 """
@@ -61,15 +62,54 @@ def row_sq_norms(q: Any) -> Any:
     return out
 
 
-def _orthonormal_basis(a: Any) -> Any:
-    """``A R^-1`` for the ``R`` of the thin QR of ``a``, after the CPU path's rank test.
+# CholeskyQR2 stays orthogonal to rounding while cond(A) is below about 1e7 (Yamamoto et
+# al., ETNA 44, 2015); its second Gram matrix being this close to I is the test that it is.
+_CHOLESKY_QR_ORTHOGONALITY = 0.1
+
+
+def _upper_cholesky(gram: Any) -> Any | None:
+    """``R`` with ``R^T R = gram``, or None where the Cholesky factorisation fails."""
+    cupy = require("cupy")
+    try:
+        lower = cupy.linalg.cholesky(gram)
+    except np.linalg.LinAlgError:  # NumPy raises; CuPy by default returns NaNs instead
+        return None
+    return lower.T if bool(cupy.isfinite(lower).all()) else None
+
+
+def _times_inverse(a: Any, r: Any) -> Any:
+    linalg = require("cupyx.scipy.linalg")
+    cupy = require("cupy")
+    return cupy.ascontiguousarray(a @ linalg.solve_triangular(r, cupy.eye(r.shape[0])))
+
+
+def _cholesky_qr2(a: Any) -> Any | None:
+    """``Q = A R^-1`` by CholeskyQR2: two Gram-matrix passes, all matrix products.
+
+    On a tall matrix this is a few GEMMs against cuSOLVER's Householder QR, which works
+    column by column. It is only trusted where the second Gram matrix shows ``Q`` orthogonal;
+    otherwise (ill-conditioned or rank-deficient ``A``) the caller falls back to Householder.
+    """
+    cupy = require("cupy")
+    first = _upper_cholesky(a.T @ a)
+    if first is None:
+        return None
+    q = _times_inverse(a, first)
+    gram = q.T @ q
+    if not float(cupy.abs(gram - cupy.eye(gram.shape[0])).max()) < _CHOLESKY_QR_ORTHOGONALITY:
+        return None
+    second = _upper_cholesky(gram)
+    return None if second is None else _times_inverse(q, second)
+
+
+def _householder_basis(a: Any) -> Any:
+    """``A R^-1`` for the ``R`` of cuSOLVER's Householder QR, after the CPU path's rank test.
 
     This is the ``Q`` of the QR, but formed as the CPU path forms it: an exactly zero row of
     ``a`` stays exactly zero (Householder's ``Q`` would give it entries near 1e-17, which
     Lewis weights raise to negative powers).
     """
     cupy = require("cupy")
-    linalg = require("cupyx.scipy.linalg")
     r = cupy.linalg.qr(a, mode="r")
     diagonal = cupy.abs(cupy.diag(r))
     largest = float(diagonal.max())
@@ -81,8 +121,18 @@ def _orthonormal_basis(a: Any) -> Any:
             f"{rank_tol:.3g} times the largest ({largest:.3g}); drop dependent columns",
             "A",
         )
-    r_inverse = linalg.solve_triangular(r, cupy.eye(r.shape[0]), lower=False)
-    return cupy.ascontiguousarray(a @ r_inverse)
+    return _times_inverse(a, r)
+
+
+def _orthonormal_basis(a: Any) -> Any:
+    """An orthonormal basis of the columns of ``a`` as ``A R^-1`` (zero rows stay zero).
+
+    CholeskyQR2 where it is accurate, else Householder with the CPU path's rank test: a
+    matrix that passes CholeskyQR2's orthogonality test has cond(A) far below the rank
+    threshold, so both routes accept and refuse the same matrices.
+    """
+    q = _cholesky_qr2(a)
+    return _householder_basis(a) if q is None else q
 
 
 def leverage_scores(a: Any) -> Any:

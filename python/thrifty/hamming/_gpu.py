@@ -25,7 +25,8 @@ def _device_codes(x: Any, argument: str) -> Any:
     cupy = require("cupy")
     if is_torch_tensor(x):
         x = cupy.from_dlpack(x.detach().contiguous())
-    x = cupy.ascontiguousarray(x)
+    # CuPy's ascontiguousarray takes device arrays only; NumPy codes are copied over first.
+    x = cupy.ascontiguousarray(cupy.asarray(x))
     if x.dtype != cupy.uint8:
         raise DTypeError(
             f"{argument} must be packed codes of dtype uint8, got dtype {x.dtype}", argument
