@@ -24,7 +24,7 @@ _NUMPY_AS_CUPY = types.SimpleNamespace(
     **{
         name: getattr(np, name)
         for name in (
-            "abs", "ascontiguousarray", "diag", "eye", "float64", "full", "isfinite",
+            "abs", "ascontiguousarray", "diag", "eye", "float64", "full", "isfinite", "sqrt",
             "linalg", "max", "power", "where",
         )
     }
