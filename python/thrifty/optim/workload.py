@@ -56,10 +56,11 @@ class Run:
 
     ``seconds`` is the training time so far, ``steps`` the optimizer steps so far, ``loss``
     and ``accuracy`` the test cross-entropy and top-1 accuracy. ``starts`` holds
-    Drop-Muon's start index of every step (empty for Muon).
+    Drop-Muon's start index of every step (empty for Muon) over ``layers`` layers.
     """
 
     label: str
+    layers: int
     seconds: list[float] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
@@ -74,6 +75,13 @@ class Run:
     @property
     def total_seconds(self) -> float:
         return self.seconds[-1]
+
+    @property
+    def mean_layers_trained(self) -> float:
+        """Layers updated (and backpropagated through) per step, on average."""
+        if not self.starts:
+            return float(self.layers)
+        return self.layers - sum(self.starts) / len(self.starts)
 
     def seconds_to(self, accuracy: float) -> float | None:
         """Training seconds until the test accuracy first reached ``accuracy``, if it did."""
@@ -90,8 +98,12 @@ class Run:
             "accuracy": self.accuracy,
             "final_accuracy": self.final_accuracy,
             "total_seconds": self.total_seconds,
+            "layers": self.layers,
+            "mean_layers_trained": self.mean_layers_trained,
             # The count of each start index, not the per-step list: it is what a reader asks.
-            "start_counts": [self.starts.count(s) for s in range(max(self.starts, default=-1) + 1)],
+            "start_counts": [self.starts.count(s) for s in range(self.layers)]
+            if self.starts
+            else [],
         }
 
 
@@ -154,7 +166,7 @@ def train(
     if limit is not None:
         train_x, train_y = train_x[:limit], train_y[:limit]
     model, layers = network(seed)
-    run = Run(LABELS[method])
+    run = Run(LABELS[method], len(layers))
     optimizers: list[torch.optim.Optimizer]
     drop = None
     if method == "muon":

@@ -55,8 +55,8 @@ SOLVERS = ("AdAdaGrad norm", "AdAdaGrad augmented", "fixed batch 16", "fixed bat
 
 @dataclass
 class Trajectory:
-    """One run, step by step: the batch size used, the full-data loss after the step and
-    the seconds since the start.
+    """One run, step by step: the batch size used, the full-data loss after the step
+    (``losses``) and the seconds since the start.
 
     ``final_batch`` is the controller's batch size after the last step (the size the next
     step would have drawn).
@@ -64,14 +64,14 @@ class Trajectory:
 
     solver: str
     batch_sizes: list[int] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     final_batch: int = 0
     target: float = TARGET
 
     @property
     def reached(self) -> bool:
-        return bool(self.loss) and self.loss[-1] < self.target
+        return bool(self.losses) and self.losses[-1] < self.target
 
     def summary(self) -> dict[str, Any]:
         """Steps, samples drawn, the final batch size and loss, and whether the target fell."""
@@ -79,7 +79,7 @@ class Trajectory:
             "steps": len(self.batch_sizes),
             "samples": sum(self.batch_sizes),
             "final_batch": self.final_batch,
-            "loss": self.loss[-1] if self.loss else math.inf,
+            "loss": self.losses[-1] if self.losses else math.inf,
             "reached": self.reached,
         }
 
@@ -88,7 +88,7 @@ class Trajectory:
             "solver": self.solver,
             "target": self.target,
             "batch_sizes": self.batch_sizes,
-            "loss": self.loss,
+            "losses": self.losses,
             "seconds": self.seconds,
             **self.summary(),
         }
@@ -171,7 +171,7 @@ def train(
             with torch.no_grad():
                 loss = float(torch.nn.functional.cross_entropy(model(x), y))
             run.batch_sizes.append(len(batch))
-            run.loss.append(loss)
+            run.losses.append(loss)
             run.seconds.append(time.perf_counter() - began)
             if run.reached or len(run.batch_sizes) >= max_steps:
                 break
