@@ -12,6 +12,7 @@ Examples (shell)::
     thrifty bench diloco --methods ddp diloco streaming-fp4 --json
     thrifty demo hamming --quick --json
     thrifty demo coreset --quick
+    thrifty demo schedule --quick --json
 """
 
 from __future__ import annotations
@@ -31,13 +32,15 @@ import numpy as np
 from thrifty.errors import ThriftyError
 
 # core -> its demo module and the function that turns the result into text. Each module is
-# imported only when its demo runs: diloco and coreset need torch, which other users may lack.
+# imported only when its demo runs: diloco, coreset and schedule need torch, which other
+# users may lack.
 _DEMO_MODULES = {
     "steps": ("thrifty.steps.demo", "format_table"),
     "collective": ("thrifty.collective.demo", "format_report"),
     "diloco": ("thrifty.diloco.demo", "format_report"),
     "hamming": ("thrifty.hamming.demo", "format_report"),
     "coreset": ("thrifty.coreset.demo", "format_report"),
+    "schedule": ("thrifty.schedule.demo", "format_report"),
 }
 DEMOS = tuple(_DEMO_MODULES)
 
