@@ -4,18 +4,22 @@ The workload is :mod:`thrifty.optim.workload` (shared with ``thrifty demo schedu
 the same CNN, epochs, batches and seeds for :class:`thrifty.optim.Muon` plus AdamW and for
 :class:`thrifty.optim.DropMuon` (arXiv 2510.02239), which is exactly the baseline with
 ``s = 0`` at every step (``tests/optim/test_drop_muon.py`` checks that). The figure of
-merit, in ``extra_info``, is ``seconds_to_target``: the training time until the test
-accuracy first reaches the baseline's final one, the mean of its last ``FINAL_EVALS``
-evaluations (``speedup`` = Muon's over Drop-Muon's; the paper reports up to 1.4x).
+merit, in ``extra_info``, is ``seconds_to_target``: the training time until the running
+mean of ``FINAL_EVALS`` test accuracies first reaches the baseline's final one, the same
+mean over its last evaluations (``speedup`` = Muon's over Drop-Muon's; the paper reports up
+to 1.4x).
 
-Under ``--benchmark-disable`` (``make test``) each method trains 30 steps and the
+Under ``--benchmark-disable`` (``make test``) each method trains 4 steps on 480 images and the
 test checks that it learned (accuracy well above chance). Run as a script,
-``python benches/bench_optim.py [SEEDS]`` prints the comparison over several seeds.
+``python benches/bench_optim.py [SEEDS] [--first-seed S] [--sampler 3,2,1,1,1]`` prints
+the comparison over several seeds, Muon
+first on even seeds and second on odd ones, and the median speed-up.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import statistics
 from typing import Any
 
 import pytest
@@ -47,10 +51,11 @@ def test_drop_muon_vs_muon(benchmark: Any, method: str, request: pytest.FixtureR
     )
     run = runs[-1]
     _runs[method] = run
-    # 10 classes: chance is 0.1; after 30 steps both are well above it (measured 0.39-0.6).
+    # 10 classes: chance is 0.1; after 4 steps both are well above it.
     assert run.final_accuracy > 0.25
     if method == "drop-muon":
-        assert set(run.starts) == set(range(5))
+        assert len(run.starts) == run.steps[-1]
+        assert set(run.starts) <= set(range(5))
     info: dict[str, Any] = {
         "role": "baseline" if method == "muon" else "ours",
         "label": run.label,
@@ -67,8 +72,28 @@ def test_drop_muon_vs_muon(benchmark: Any, method: str, request: pytest.FixtureR
     benchmark.extra_info.update(info)
 
 
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Drop-Muon against Muon over several seeds")
+    parser.add_argument("seeds", nargs="?", type=int, default=5, help="seeds 0..N-1")
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument(
+        "--sampler",
+        default="uniform",
+        help='Drop-Muon\'s start-index weights, e.g. "3,2,1,1,1" (default: uniform)',
+    )
+    return parser.parse_args()
+
+
 if __name__ == "__main__":
     torch.set_num_threads(THREADS)
-    seeds = range(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
-    for seed in seeds:
-        print(workload.compare(seed), flush=True)
+    arguments = _arguments()
+    sampler: Any = arguments.sampler
+    if sampler != "uniform":
+        sampler = [float(w) for w in sampler.split(",")]
+    speedups = []
+    for seed in range(arguments.first_seed, arguments.first_seed + arguments.seeds):
+        result = workload.compare(seed, sampler=sampler)
+        print(result, flush=True)
+        # A run that never reaches Muon's final accuracy counts as no speed-up at all.
+        speedups.append(result["speedup"] or 0.0)
+    print({"median_speedup": statistics.median(speedups), "speedups": speedups})

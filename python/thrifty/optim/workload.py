@@ -1,16 +1,21 @@
 """Drop-Muon against Muon on a small CNN over scikit-learn's digits, on the CPU.
 
-Both train the same CNN (three convs, a hidden linear layer and the head, as five layers)
-on the 8x8 digits for the same epochs, batches and seeds. The baseline is
-:class:`~thrifty.optim.Muon` on every weight matrix plus ``torch.optim.AdamW`` on the
-biases: exactly :class:`~thrifty.optim.DropMuon` with ``s = 0`` at every step, so the only
-difference is that Drop-Muon (arXiv 2510.02239) trains a uniformly drawn suffix of the
-layers and backpropagates only through it.
+Both train the same CNN (three convs of the paper's widths, 64, 128 and 256 channels, a
+hidden linear layer and the head: five layers) on the 8x8 digits for the same epochs,
+batches and seeds, with the paper's learning rate (0.1) and the largest batch that still
+gives a few steps per epoch (256 of 1347 images; the paper's 8192 is more than the data).
+The baseline is :class:`~thrifty.optim.Muon` on every weight matrix plus
+``torch.optim.AdamW`` on the biases: exactly :class:`~thrifty.optim.DropMuon` with ``s = 0``
+at every step, so the only difference is that Drop-Muon (arXiv 2510.02239) trains a
+uniformly drawn suffix of the layers and backpropagates only through it.
 
-The clock runs during training only; the test loss and accuracy are taken every
-``EVAL_EVERY`` steps, and once at the end, with the clock stopped. The figure of merit is
-the training time until the test accuracy first reaches the baseline's final accuracy (the
-mean of its last ``FINAL_EVALS`` evaluations); the paper reports up to 1.4x.
+The clock runs during training only, after one untimed forward and backward pass that
+warms the allocator and thread pool for both alike; the test loss and accuracy are taken
+after every step with the clock stopped. The figure of merit is the training time until the
+running mean of ``FINAL_EVALS`` test accuracies first reaches the baseline's final one (the
+same mean over its last evaluations): one evaluation on 450 images moves by 0.2 % per
+image, and a single lucky evaluation would otherwise decide the time. The paper reports up
+to 1.4x. :func:`compare` alternates which method trains first, seed by seed.
 
 This is the workload of ``benches/bench_optim.py`` and of ``thrifty demo schedule``. The
 digits ship inside scikit-learn (``thrifty[datasets]``): nothing is downloaded.
@@ -18,9 +23,9 @@ digits ship inside scikit-learn (``thrifty[datasets]``): nothing is downloaded.
 Examples
 --------
 >>> from thrifty.optim import workload
->>> run = workload.train("drop-muon", seed=0, epochs=1, limit=64)
+>>> run = workload.train("drop-muon", seed=0, epochs=1, limit=300)
 >>> run.steps, len(run.seconds) == len(run.accuracy) == len(run.loss)
-([2], True)
+([1, 2], True)
 >>> set(run.starts) <= set(range(len(workload.network(0)[1])))
 True
 """
@@ -40,10 +45,12 @@ from thrifty.errors import InvalidArgumentError  # noqa: E402
 from thrifty.optim._drop_muon import DropMuon, Sampler  # noqa: E402
 from thrifty.optim._muon import Muon  # noqa: E402
 
-EPOCHS = 8
-BATCH = 32
-EVAL_EVERY = 10  # steps
-LR, ADAMW_LR = 0.02, 3e-3
+EPOCHS = 6
+BATCH = 256
+EVAL_EVERY = 1  # steps
+LR, ADAMW_LR = 0.1, 3e-3  # Muon's is the paper's (arXiv 2510.02239, MNIST)
+WIDTHS = (64, 128, 256)  # the paper's conv channels
+HIDDEN = 128
 #: Evaluations averaged into the final accuracy: one test point of 450 images is noisy.
 FINAL_EVALS = 3
 METHODS = ("muon", "drop-muon")
@@ -84,10 +91,12 @@ class Run:
         return self.layers - sum(self.starts) / len(self.starts)
 
     def seconds_to(self, accuracy: float) -> float | None:
-        """Training seconds until the test accuracy first reached ``accuracy``, if it did."""
-        return next(
-            (t for t, a in zip(self.seconds, self.accuracy, strict=True) if a >= accuracy), None
-        )
+        """Training seconds until the running mean of ``FINAL_EVALS`` test accuracies first
+        reached ``accuracy`` (the window :attr:`final_accuracy` averages), if it did."""
+        for last in range(FINAL_EVALS, len(self.accuracy) + 1):
+            if sum(self.accuracy[last - FINAL_EVALS : last]) / FINAL_EVALS >= accuracy:
+                return self.seconds[last - 1]
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -121,12 +130,13 @@ def digits(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.T
 def network(seed: int) -> tuple[torch.nn.Module, list[torch.nn.Module]]:
     """The CNN, and its five layers in forward order (Drop-Muon's unit of dropping)."""
     torch.manual_seed(seed)
+    first, second, third = WIDTHS
     layers: list[torch.nn.Module] = [
-        torch.nn.Conv2d(1, 16, 3, padding=1),
-        torch.nn.Conv2d(16, 32, 3, padding=1),
-        torch.nn.Conv2d(32, 32, 3, padding=1),
-        torch.nn.Linear(32 * 4 * 4, 64),
-        torch.nn.Linear(64, 10),
+        torch.nn.Conv2d(1, first, 3, padding=1),
+        torch.nn.Conv2d(first, second, 3, padding=1),
+        torch.nn.Conv2d(second, third, 3, padding=1),
+        torch.nn.Linear(third * 4 * 4, HIDDEN),
+        torch.nn.Linear(HIDDEN, 10),
     ]
     relu = torch.nn.ReLU
     model = torch.nn.Sequential(
@@ -187,6 +197,9 @@ def train(
         run.loss.append(loss)
         run.accuracy.append(accuracy)
 
+    warm_up = torch.nn.functional.cross_entropy(model(train_x[:BATCH]), train_y[:BATCH])
+    warm_up.backward()  # type: ignore[no-untyped-call]
+    model.zero_grad(set_to_none=True)
     batches = torch.Generator().manual_seed(seed + 1)
     clock, step = 0.0, 0
     for _ in range(epochs):
@@ -206,7 +219,8 @@ def train(
             step += 1
             if step % EVAL_EVERY == 0:
                 record(clock, step)
-    record(clock, step)
+    if step % EVAL_EVERY:
+        record(clock, step)
     return run
 
 
@@ -229,8 +243,12 @@ def summary(muon: Run, drop: Run) -> dict[str, Any]:
     }
 
 
-def compare(seed: int, epochs: int = EPOCHS) -> dict[str, Any]:
-    """Muon, then Drop-Muon, with the same ``seed`` and ``epochs``: the :func:`summary`."""
-    muon = train("muon", seed=seed, epochs=epochs)
-    drop = train("drop-muon", seed=seed, epochs=epochs)
-    return {"seed": seed, **summary(muon, drop)}
+def compare(seed: int, epochs: int = EPOCHS, sampler: Sampler = "uniform") -> dict[str, Any]:
+    """Both methods with the same ``seed`` and ``epochs``: the :func:`summary`.
+
+    Muon trains first on even seeds and second on odd ones, so that whatever the first run
+    of a process pays (page faults, cold caches) does not always fall on the same side.
+    """
+    order = METHODS if seed % 2 == 0 else METHODS[::-1]
+    runs = {method: train(method, seed=seed, epochs=epochs, sampler=sampler) for method in order}
+    return {"seed": seed, **summary(runs["muon"], runs["drop-muon"])}
