@@ -8,8 +8,8 @@ Entries of one group:
 - **AdAdaGrad norm** / **AdAdaGrad augmented**: batches from
   :class:`thrifty.schedule.AdaptiveBatchSampler`, sized by
   :class:`thrifty.schedule.AdaptiveBatchSize` (paper defaults, from ``min_batch`` 16 up to
-  1024), each batch run as 8 micro-batches of gradient accumulation read by
-  :meth:`~thrifty.schedule.AdaptiveBatchSize.accumulate`;
+  1024), each batch cut into 8 micro-batches whose gradients come from one vectorised
+  ``torch.func`` pass and go to :meth:`~thrifty.schedule.AdaptiveBatchSize.update`;
 - **fixed batch 16** and **fixed batch 256**: plain AdaGrad, one backward pass a batch.
 
 Every run is seeded (model, sampler), so steps and samples are the same each round;
