@@ -20,6 +20,22 @@ STREAMING = {"sync_every": 10, "fragments": 2, "overlap_steps": 2}
 NOLOCO = {"sync_every": 10, "outer_lr": 0.7, "beta": 0.5}
 
 
+def _lgreco_options(every: int) -> dict[str, Any]:
+    """Streaming DiLoCo whose fragments choose a format per layer, re-planned every
+    ``every`` syncs (twice the default fp4's error allowed, so the levels do move)."""
+    from thrifty.diloco.compressors import BlockQuantizer, LGreCo
+
+    formats = [
+        BlockQuantizer("fp4", block=64),
+        BlockQuantizer("fp4", block=8),
+        BlockQuantizer("int8", block=8),
+    ]
+    return STREAMING | {"quantize": LGreCo(formats, default=1, budget=2.0, every=every)}
+
+
+LGRECO = _lgreco_options(every=2)
+
+
 # --- transports -------------------------------------------------------------------------
 
 
@@ -61,7 +77,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize(("options", "world"), [(STREAMING, 3), (NOLOCO, 4)])
+@pytest.mark.parametrize(("options", "world"), [(STREAMING, 3), (NOLOCO, 4), (LGRECO, 3)])
 def test_thrifty_and_gloo_give_bit_equal_parameters(options: dict[str, Any], world: int) -> None:
     ours = run_peers(world, _thrifty_worker, options)
     results = CONTEXT.Queue()
@@ -213,7 +229,12 @@ def _member(comm: Any, events: Any, until: int, options: dict[str, Any]) -> dict
     losses = train(model, optimizer, outer, worker=comm.id, until=until, pause_s=0.01, on_step=note)
     outer.close()
     history = [(r.step, r.world_size, r.contributors) for r in outer.stats.history]
-    return {"losses": losses, "global": _global_hash(outer), "history": history}
+    return {
+        "losses": losses,
+        "global": _global_hash(outer),
+        "history": history,
+        "levels": outer.state_dict()["levels"],
+    }
 
 
 def _newcomer(comm: Any, until: int, options: dict[str, Any]) -> dict[str, Any]:
@@ -222,6 +243,7 @@ def _newcomer(comm: Any, until: int, options: dict[str, Any]) -> dict[str, Any]:
     comm.update_topology()  # admitted at the members' next vote
     model, optimizer, outer = start(comm, **options)
     joined_at = outer.inner_steps
+    joined_levels = outer.state_dict()["levels"]
     losses = train(model, optimizer, outer, worker=comm.id, until=until)
     outer.close()
     history = [(r.step, r.world_size, r.contributors) for r in outer.stats.history]
@@ -230,13 +252,18 @@ def _newcomer(comm: Any, until: int, options: dict[str, Any]) -> dict[str, Any]:
         "global": _global_hash(outer),
         "history": history,
         "joined_at": joined_at,
+        "joined_levels": joined_levels,
+        "levels": outer.state_dict()["levels"],
     }
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("config", [*CONFIGS, "lgreco"])
 def test_a_worker_joining_mid_run_gets_the_state_and_contributes(config: str) -> None:
-    options = CONFIGS[config]
+    # With L-GreCo the levels are shared state too: a newcomer on the default levels would
+    # send payloads of another size, and the exchange would fail. Planned only at each
+    # fragment's first sync, so the newcomer always joins between plans.
+    options = _lgreco_options(every=10**6) if config == "lgreco" else CONFIGS[config]
     until = 400
     with World() as world:
         for _ in range(3):
@@ -260,3 +287,6 @@ def test_a_worker_joining_mid_run_gets_the_state_and_contributes(config: str) ->
         assert _falls(m["losses"])
     assert len({r.value["global"] for r in results}) == 1
     assert all(math.isfinite(x) for x in newcomer["losses"])
+    assert len({str(r.value["levels"]) for r in results}) == 1
+    if config == "lgreco":  # it took the members' levels over, not its own defaults
+        assert any(level != 1 for f in newcomer["joined_levels"] for level in f)

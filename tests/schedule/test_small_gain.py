@@ -116,6 +116,79 @@ def test_random_block_games_contract_at_the_certified_rate(seed: int, dims: list
         assert after <= certificate.rate * before * (1 + 1e-9) + 1e-300
 
 
+def weighted_operator_norm(matrix: Any, blocks: list[slice], weights: Any) -> float:
+    """||W^1/2 matrix W^-1/2||_2 with W repeating each block's weight over its coordinates."""
+    scale = np.concatenate(
+        [np.full(b.stop - b.start, np.sqrt(w)) for b, w in zip(blocks, weights, strict=True)]
+    )
+    return float(np.linalg.norm(scale[:, None] * matrix / scale[None, :], 2))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.lists(st.integers(1, 3), min_size=2, max_size=4))
+def test_the_certified_euler_steps_contract_in_the_weighted_norm(
+    seed: int, dims: list[int]
+) -> None:
+    # One Euclidean Lipschitz bound, the case whose weighted constant is derived here.
+    a, blocks, (mu, coupling, _), _ = random_block_game(seed, dims)
+    certificate = schedule.small_gain_certificate(mu, coupling, lipschitz=np.linalg.norm(a, 2))
+    assert certificate.certified, certificate.reason
+    # The true Lipschitz constant in the metric is within the certified one.
+    identity = np.eye(len(a))
+    true_lipschitz = weighted_operator_norm(a, blocks, certificate.weights)
+    assert true_lipschitz <= certificate.lipschitz_weighted * (1 + 1e-9)
+    for fraction in (0.1, 0.5, 0.99):
+        h = fraction * certificate.max_step_euler
+        # For a linear game the Euler map's Lipschitz constant is this operator norm: every
+        # pair of points, not just the path to the equilibrium, comes closer by the factor.
+        contraction = weighted_operator_norm(identity - h * a, blocks, certificate.weights)
+        assert contraction <= certificate.euler_factor(h) * (1 + 1e-9)
+        assert certificate.euler_factor(h) < 1
+
+
+def test_one_euclidean_bound_gives_steps_through_the_blocks() -> None:
+    lipschitz = float(np.linalg.norm(A, 2))
+    certificate = schedule.small_gain_certificate(MU, COUPLING, lipschitz=lipschitz)
+    w = certificate.weights
+    by_norms = lipschitz * np.sqrt(w.max() / w.min())
+    k = COUPLING + lipschitz * np.eye(2)
+    by_blocks = np.linalg.norm(np.sqrt(w)[:, None] * k / np.sqrt(w)[None, :], 2)
+    assert certificate.lipschitz_weighted == pytest.approx(min(by_norms, by_blocks), rel=1e-9)
+    # Here the blocks' bound wins: steps several times longer than the norm change allows.
+    assert certificate.lipschitz_weighted < 0.5 * by_norms
+
+
+def test_rk4_at_the_certified_step_contracts_a_nonlinear_game() -> None:
+    """F(x) = A x - b + c sin(x): the Jacobian A + c diag(cos x) keeps each block's curvature
+    above mu_i - c and its own-block Lipschitz constant below l_i + c, and leaves the
+    couplings alone, so the bounds hold everywhere; RK4 must contract every pair."""
+    a, blocks, (mu, coupling, own), b = random_block_game(7, [2, 1, 2])
+    c = 0.2 * float(mu.min())
+    certificate = schedule.small_gain_certificate(mu - c, coupling, lipschitz=own + c)
+    assert certificate.certified, certificate.reason
+
+    def field(y: Any) -> Any:
+        return a @ y - b + c * np.sin(3.0 * y) / 3.0
+
+    def rk4(y: Any, h: float) -> Any:
+        k1 = field(y)
+        k2 = field(y - h / 2 * k1)
+        k3 = field(y - h / 2 * k2)
+        k4 = field(y - h * k3)
+        return y - h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+    h = 0.99 * certificate.max_step_rk4
+    factor = certificate.rk4_factor(h)
+    assert h > 0
+    assert factor < 1
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        x, y = rng.normal(scale=3.0, size=(2, len(b)))
+        before = weighted_norm(x - y, blocks, certificate.weights)
+        after = weighted_norm(rk4(x, h) - rk4(y, h), blocks, certificate.weights)
+        assert after <= factor * before * (1 + 1e-12)
+
+
 def test_strong_coupling_is_refused_with_the_reason() -> None:
     certificate = schedule.small_gain_certificate(MU, [[0.0, 4.0], [1.0, 0.0]], lipschitz=5.0)
     assert not certificate.certified

@@ -7,7 +7,8 @@ Over :mod:`thrifty.collective` (fault-tolerant, elastic) or ``torch.distributed`
   compute, in fp32, block-quantized (fp4, fp8, int8) or compressed with error feedback;
 * :class:`NoLoCo` -- NoLoCo (arXiv 2506.10911): gossip with one random partner instead of
   any all-reduce;
-* :mod:`~thrifty.diloco.compressors` -- top-k, random-k and block quantizers, with
+* :mod:`~thrifty.diloco.compressors` -- top-k, random-k and block quantizers, a level per
+  layer by :class:`~thrifty.diloco.compressors.LGreCo` (arXiv 2210.17357), with
   :class:`~thrifty.diloco.compressors.ErrorFeedback` and
   :class:`~thrifty.diloco.compressors.EControl` (arXiv 2311.05645), also for plain DDP
   through :func:`ddp_comm_hook`;

@@ -139,7 +139,10 @@ class DiLoCo:
         ``None`` (fp32), ``"int8"``, ``"fp8"`` or ``"fp4"`` (block quantization; over
         thrifty's transport its quantized all-reduce, over torch.distributed an
         all-gather of block-quantized payloads), or any
-        :class:`~thrifty.diloco.compressors.Compressor` such as ``TopK(0.01)``.
+        :class:`~thrifty.diloco.compressors.Compressor` such as ``TopK(0.01)``, or an
+        :class:`~thrifty.diloco.compressors.LGreCo` choosing among several per layer
+        (bound to each fragment's parameters; its levels are shared state, checkpointed
+        and handed to newcomers).
     error_feedback
         :class:`~thrifty.diloco.compressors.ErrorFeedback` or
         :class:`~thrifty.diloco.compressors.EControl`, each wrapping its own compressor
@@ -215,7 +218,12 @@ class DiLoCo:
         self.inner_optimizer = inner_optimizer
         self.transport = as_transport(transport)
         self.fragments: list[Fragment] = plan_fragments(model, fragments, fragment_pattern)
-        self._exchange = Exchange(self.transport, quantize, error_feedback)
+        self._exchange = Exchange(
+            self.transport,
+            quantize,
+            error_feedback,
+            [[int(p.numel()) for p in fr.params] for fr in self.fragments],
+        )
         self._feedback = error_feedback
         count = len(self.fragments)
         self._offsets = [(f * self.sync_every) // count for f in range(count)]
@@ -316,11 +324,17 @@ class DiLoCo:
         delta = self._global[f] - local if contributing else torch.zeros_like(local)
         seed = self._seed(f, launched)
         state = self._feedback_state[f]
+        # The fragment's exchanges counted from 0, from the shared step count alone, so a
+        # newcomer counts like the others (an LGreCo re-plans on some of them).
+        first = self._apply_step(f, 1)
+        exchange_index = (launched + self.overlap_steps - first) // self.sync_every
 
         def job() -> tuple[Exchanged, int, float]:
             started = time.perf_counter()
             flags = self.transport.all_gather_scalars([1.0 if contributing else 0.0])
-            result = self._exchange.run(self.transport, delta, seed, state)
+            result = self._exchange.run(
+                self.transport, delta, seed, state, part=f, exchange_index=exchange_index
+            )
             return result, round(float(np.sum(flags))), time.perf_counter() - started
 
         self._flights[f] = _Flight(launched, job, self._executor.submit(job), delta)
@@ -474,13 +488,26 @@ class DiLoCo:
             arrays[f"f{f}.incoming"] = self._incoming[f]
             if "h_mean" in self._feedback_state[f]:
                 arrays[f"f{f}.h_mean"] = self._feedback_state[f]["h_mean"]
+            levels = self._levels(f)
+            if levels is not None:
+                arrays[f"f{f}.levels"] = torch.from_numpy(levels.copy())
         return arrays
+
+    def _levels(self, f: int) -> Any:
+        """Fragment ``f``'s L-GreCo levels (shared by every worker), or ``None``."""
+        from thrifty.diloco.compressors import LGreCo
+
+        compressor = self._exchange.compressors[f]
+        return compressor.levels if isinstance(compressor, LGreCo) else None
 
     def _sync_state(self, outstanding: list[int]) -> Any:
         arrays = self._shared_arrays(outstanding)
         report = self.transport.sync_state(arrays)  # at the next revision
         clock = arrays["clock"]
         count = len(self.fragments)
+        for f in range(count):
+            if f"f{f}.levels" in arrays:
+                self._exchange.compressors[f].set_levels(arrays[f"f{f}.levels"].numpy())
         self._step = int(clock[0])
         self._ready = [bool(clock[1 + f]) for f in range(count)]
         return report, [f for f in range(count) if clock[1 + count + f]]
@@ -508,7 +535,8 @@ class DiLoCo:
     # --- checkpoints ------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Global parameters, outer momentum, staged updates, error feedback, counters.
+        """Global parameters, outer momentum, staged updates, error feedback, L-GreCo levels,
+        counters.
 
         Exchanges still in flight are waited for first, so nothing is lost. Save the model
         and the inner optimizer beside it; all three restore the run exactly.
@@ -524,6 +552,10 @@ class DiLoCo:
             "snapshot": [None if s is None else s.clone() for s in self._snapshot],
             "feedback": [{k: v.clone() for k, v in s.items()} for s in self._feedback_state],
             "fragments": [list(fr.names) for fr in self.fragments],
+            "levels": [
+                None if (levels := self._levels(f)) is None else levels.tolist()
+                for f in range(len(self.fragments))
+            ],
             "stats": self.stats.as_dict(),
         }
 
@@ -547,6 +579,9 @@ class DiLoCo:
         for f, saved in enumerate(state["feedback"]):
             for key, value in saved.items():
                 self._feedback_state[f][key].copy_(value)
+        for f, levels in enumerate(state.get("levels", [])):  # absent before L-GreCo
+            if levels is not None and self._levels(f) is not None:
+                self._exchange.compressors[f].set_levels(levels)
         self.stats = CommStats.from_dict(state["stats"])
 
     def close(self) -> None:

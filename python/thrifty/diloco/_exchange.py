@@ -10,6 +10,10 @@
 
 Every exchange returns a *sum*; the caller divides by the number of contributors, which
 a newly joined worker (sending zeros) is not among.
+
+An :class:`~thrifty.diloco.compressors.LGreCo` compressor is bound once per part (DiLoCo's
+fragments), and on its planning rounds the workers first sum their error tables, so that
+they all choose the same levels before any payload is encoded.
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ class Exchanged:
 class Exchange:
     """The wire format chosen by DiLoCo's ``quantize`` and ``error_feedback``."""
 
-    def __init__(self, transport: Any, quantize: Any, feedback: Any) -> None:
-        from thrifty.diloco.compressors import BlockQuantizer
+    def __init__(
+        self, transport: Any, quantize: Any, feedback: Any, layouts: list[list[int]]
+    ) -> None:
+        from thrifty.diloco.compressors import BlockQuantizer, LGreCo
 
         self.feedback = feedback
         self.native: str | None = None
@@ -50,6 +56,13 @@ class Exchange:
                 self.compressor = BlockQuantizer(quantize)
         else:
             self.compressor = quantize
+        # One compressor per part: an LGreCo's levels belong to one layout.
+        self.compressors: list[Any] = [
+            self.compressor.for_layers(layout)
+            if isinstance(self.compressor, LGreCo)
+            else self.compressor
+            for layout in layouts
+        ]
 
     @property
     def name(self) -> str:
@@ -61,26 +74,62 @@ class Exchange:
             return str(self.compressor.name)
         return "all_reduce/fp32"
 
-    def run(self, transport: Any, vector: Any, seed: int, feedback_state: Any) -> Exchanged:
+    def run(
+        self,
+        transport: Any,
+        vector: Any,
+        seed: int,
+        feedback_state: Any,
+        *,
+        part: int = 0,
+        exchange_index: int = 0,
+    ) -> Exchanged:
         """Sum ``vector`` (or, with error feedback, its corrected message) over workers.
 
-        Leaves ``vector`` and ``feedback_state`` untouched, so a failed exchange can be
-        run again; the caller commits the feedback state once it succeeded.
+        ``part`` picks the compressor (DiLoCo's fragment) and ``exchange_index`` counts
+        that part's exchanges from 0, the same on every worker (an LGreCo re-plans on some
+        of them). Leaves ``vector`` and ``feedback_state`` untouched, so a failed exchange can be
+        run again; the caller commits the feedback state once it succeeded. An LGreCo
+        re-plan is redone by the rerun too, from the same message, so a retry with a
+        smaller world still agrees.
         """
         if self.compressor is None:
             buffer = vector.clone()
             transport.all_reduce(buffer, op="sum", quantize=self.native)
             estimate = ring_bytes(buffer.numel() * 4, transport.world_size)
             return Exchanged(buffer, vector, wire_bytes(transport, estimate))
-        return self._gathered(transport, vector, seed, feedback_state)
+        return self._gathered(transport, vector, seed, feedback_state, part, exchange_index)
 
-    def _gathered(self, transport: Any, vector: Any, seed: int, feedback_state: Any) -> Exchanged:
+    def _gathered(
+        self,
+        transport: Any,
+        vector: Any,
+        seed: int,
+        feedback_state: Any,
+        part: int,
+        exchange_index: int,
+    ) -> Exchanged:
+        from thrifty.diloco.compressors import LGreCo
+
         torch = require("torch")
         message = (
             vector if self.feedback is None else self.feedback.outgoing(vector, feedback_state)
         )
+        compressor = self.compressors[part]
+        planning_bytes = 0
+        if isinstance(compressor, LGreCo) and compressor.due(exchange_index):
+            errors = torch.from_numpy(compressor.measure(message, seed=seed))
+            rows = transport.all_gather(errors.reshape(-1).view(torch.int32))
+            planning_bytes = wire_bytes(
+                transport, (transport.world_size - 1) * errors.numel() * errors.element_size()
+            )
+            tables = rows.reshape(transport.world_size, -1).contiguous().view(torch.float64).cpu()
+            total_errors = tables[0].clone()
+            for table in tables[1:]:  # rank order: every worker adds the same way
+                total_errors += table
+            compressor.choose(total_errors.reshape(errors.shape).numpy())
         numel = int(vector.numel())
-        payload = self.compressor.encode(message, seed=seed)
+        payload = compressor.encode(message, seed=seed)
         length = int(payload.numel())
         # thrifty's all-gather moves whole int32 words: pad to a multiple of four bytes.
         padded = torch.zeros(-(-length // 4) * 4, dtype=torch.uint8, device=payload.device)
@@ -89,7 +138,7 @@ class Exchange:
         rows = gathered.view(torch.uint8).reshape(transport.world_size, -1)
         total = torch.zeros(numel, dtype=torch.float32, device=vector.device)
         for row in rows:  # rank order: the same additions on every worker
-            total += self.compressor.decode(row[:length].to(vector.device), numel, seed=seed)
-        sent = self.compressor.decode(payload, numel, seed=seed)
+            total += compressor.decode(row[:length].to(vector.device), numel, seed=seed)
+        sent = compressor.decode(payload, numel, seed=seed)
         estimate = (transport.world_size - 1) * int(padded.numel())
-        return Exchanged(total, sent, wire_bytes(transport, estimate))
+        return Exchanged(total, sent, planning_bytes + wire_bytes(transport, estimate))

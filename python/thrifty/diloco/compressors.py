@@ -10,6 +10,9 @@ with one all-gather. Three compressors are provided:
 - :class:`BlockQuantizer`: int8, fp8 (E4M3) or fp4 (E2M1) codes with one float32 scale per
   block of values, for a vector of any length (the last block may be partial).
 
+:class:`LGreCo` (arXiv 2210.17357) picks one of several compressors per layer, the fewest
+bytes within the error of a uniform default, re-planned every few exchanges.
+
 All three are *contractive*: ``||C(x) - x||^2 <= (1 - delta) ||x||^2`` for some ``delta`` in
 ``(0, 1]`` (for :class:`RandomK`, in expectation over the seed). Contractive compressors are
 biased, and averaging biased compressed gradients stalls away from the optimum; the two error
@@ -42,11 +45,15 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from thrifty._extras import require
 from thrifty.errors import DTypeError, InvalidArgumentError, ShapeError
@@ -60,9 +67,13 @@ __all__ = [
     "EControl",
     "ErrorFeedback",
     "Feedback",
+    "LGreCo",
     "RandomK",
     "TopK",
 ]
+
+Int64Array = np.ndarray[Any, np.dtype[np.int64]]
+Float64Array = np.ndarray[Any, np.dtype[np.float64]]
 
 _FORMATS = ("int8", "fp8", "fp4")
 # The largest code magnitude of each format: a block's absmax maps onto it.
@@ -632,6 +643,361 @@ class BlockQuantizer(Compressor):
         values = self._values(payload[4 * blocks : 4 * blocks + code_bytes], numel)
         per_value = scale.repeat_interleave(self.block)[:numel]
         return values * per_value
+
+
+def _mix_seed(seed: int, layer: int) -> int:
+    # Each layer gets its own draw (RandomK would otherwise pick the same offsets in every
+    # layer); an odd multiplier keeps distinct layers distinct modulo 2**64.
+    return (seed + (layer + 1) * 0x9E3779B97F4A7C15) & _SEED_MASK
+
+
+class LGreCo(Compressor):
+    """L-GreCo: a compression level per layer, the smallest payload within an error budget.
+
+    Markov, Alimohammadi, Frantar and Alistarh (arXiv 2210.17357) give each layer its own
+    level out of ``candidates`` (bit widths, top-k fractions, ...), chosen by
+    :func:`thrifty.schedule.lgreco`: the total payload is minimised subject to the summed
+    squared error ``sum_l ||g_l - C_l(g_l)||^2`` staying within ``budget`` times the error of
+    compressing every layer with the uniform ``default`` level. Layers whose values compress
+    well give up bytes; layers that suffer get more.
+
+    The flat vector is cut into ``layers`` (their sizes, in order); DiLoCo binds one copy per
+    fragment from the fragment's parameters, and :func:`~thrifty.diloco.ddp_comm_hook` one
+    per gradient bucket, both through :meth:`for_layers`. Before any choice every layer uses
+    ``default``. Every ``every`` exchanges (DiLoCo: outer steps of a fragment; DDP: backward
+    passes) each worker measures its own errors with :meth:`measure`, the workers sum the
+    ``(layers, candidates)`` tables (one small all-gather, added in rank order so every worker
+    gets the same bits), and :meth:`choose` re-plans; every worker reaches the same levels,
+    so payloads keep one size and decode everywhere. Between choices the levels are fixed,
+    which amortises the measuring (one compression per candidate and layer).
+
+    A payload is the layers' payloads one after the other, each in its level's format; layer
+    ``l`` is compressed with a seed derived from ``seed`` and ``l``. ``delta`` is the least
+    over layers and candidates, so it holds whatever the levels become.
+
+    Parameters
+    ----------
+    candidates
+        The levels to choose from, each a :class:`Compressor` (not an ``LGreCo``), e.g.
+        ``[TopK(0.01), BlockQuantizer("fp4"), BlockQuantizer("int8")]``.
+    default
+        Index in ``candidates`` of the uniform level the budget is measured against (the
+        paper's "default compression parameters", e.g. the 4-bit format).
+    budget
+        The error allowed, as a multiple of the uniform ``default``'s summed error, finite
+        and > 0; the paper constrains to that error, ``1.0``. Above 1 trades error for
+        bytes. Below 1, when no choice meets it, every layer takes its least-error level.
+    every
+        Exchanges between two choices, >= 1 (10: our choice; the paper re-plans
+        periodically, in its DDP setting every few thousand steps, and DiLoCo's outer steps
+        are much rarer).
+    layers
+        The sizes of the layers of the flat vector, in order; ``None`` leaves the compressor
+        unbound, for DiLoCo or the DDP hook to bind.
+    buckets
+        The discretisation of :func:`thrifty.schedule.lgreco` (its default when ``None``).
+        Rounding may only make the DP more careful; when the uniform ``default`` is then both
+        feasible and no larger, it is kept.
+
+    Attributes
+    ----------
+    levels : numpy.ndarray of int64 or None
+        The level of every layer, indices in ``candidates`` (``None`` when unbound).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from thrifty.diloco.compressors import BlockQuantizer, LGreCo, TopK
+    >>> c = LGreCo([TopK(0.03), BlockQuantizer("fp4"), BlockQuantizer("int8")], default=1,
+    ...            layers=[256, 256])
+    >>> spiky = torch.zeros(256); spiky[::32] = 1.0     # all its energy in 8 entries
+    >>> x = torch.cat([spiky, torch.linspace(-1, 1, 256)])
+    >>> c.levels.tolist(), c.payload_bytes(512)         # uniform fp4: 144 bytes a layer
+    ([1, 1], 288)
+    >>> c.choose(c.measure(x)).tolist()                 # top-8 is exact on the spikes
+    [0, 1]
+    >>> c.payload_bytes(512), torch.equal(c.compress(x, seed=0)[:256], spiky)
+    (208, True)
+    """
+
+    shared_support = False
+
+    def __init__(
+        self,
+        candidates: Sequence[Compressor],
+        *,
+        default: int,
+        budget: float = 1.0,
+        every: int = 10,
+        layers: Sequence[int] | None = None,
+        buckets: int | None = None,
+    ) -> None:
+        super().__init__()
+        if (
+            isinstance(candidates, (str, bytes))
+            or not isinstance(candidates, Sequence)
+            or not candidates
+            or not all(isinstance(c, Compressor) and not isinstance(c, LGreCo) for c in candidates)
+        ):
+            raise InvalidArgumentError(
+                "candidates must be a non-empty sequence of Compressor (not LGreCo), "
+                f"got {candidates!r}",
+                "candidates",
+            )
+        self.candidates: tuple[Compressor, ...] = tuple(candidates)
+        if (
+            isinstance(default, bool)
+            or not isinstance(default, int)
+            or not 0 <= default < len(self.candidates)
+        ):
+            raise InvalidArgumentError(
+                f"default must be an index in 0..{len(self.candidates) - 1} of candidates, "
+                f"got {default!r}",
+                "default",
+            )
+        self.default = default
+        if (
+            isinstance(budget, bool)
+            or not isinstance(budget, int | float)
+            or not math.isfinite(budget)
+            or budget <= 0
+        ):
+            raise InvalidArgumentError(f"budget must be finite and > 0, got {budget!r}", "budget")
+        self.budget = float(budget)
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise InvalidArgumentError(f"every must be an int >= 1, got {every!r}", "every")
+        self.every = every
+        if buckets is not None and (
+            isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1
+        ):
+            raise InvalidArgumentError(
+                f"buckets must be None or an int >= 1, got {buckets!r}", "buckets"
+            )
+        self.buckets = buckets
+        self.layers: tuple[int, ...] | None = None
+        self.levels: Int64Array | None = None
+        if layers is not None:
+            if (
+                isinstance(layers, (str, bytes))
+                or not isinstance(layers, Sequence)
+                or not layers
+                or not all(
+                    not isinstance(n, bool) and isinstance(n, int) and n >= 1 for n in layers
+                )
+            ):
+                raise InvalidArgumentError(
+                    f"layers must be a non-empty sequence of ints >= 1, got {layers!r}",
+                    "layers",
+                )
+            self.layers = tuple(int(n) for n in layers)
+            self.levels = np.full(len(self.layers), self.default, dtype=np.int64)
+        names = "|".join(c.name for c in self.candidates)
+        self.name = f"lgreco({names}, default={default}, budget={self.budget:g}, every={every})"
+
+    def for_layers(self, layers: Sequence[int]) -> LGreCo:
+        """A copy with the same settings bound to ``layers``, every level at ``default``.
+
+        Examples
+        --------
+        >>> from thrifty.diloco.compressors import LGreCo, TopK
+        >>> LGreCo([TopK(0.1), TopK(0.5)], default=0).for_layers([3, 4]).levels.tolist()
+        [0, 0]
+        """
+        return LGreCo(
+            self.candidates,
+            default=self.default,
+            budget=self.budget,
+            every=self.every,
+            layers=layers,
+            buckets=self.buckets,
+        )
+
+    def due(self, exchange_index: int) -> bool:
+        """Whether exchange ``exchange_index`` (from 0, the same on every worker) re-plans.
+
+        Examples
+        --------
+        >>> from thrifty.diloco.compressors import LGreCo, TopK
+        >>> c = LGreCo([TopK(0.1)], default=0, every=3)
+        >>> [i for i in range(7) if c.due(i)]
+        [0, 3, 6]
+        """
+        return exchange_index % self.every == 0
+
+    def _bound(self, numel: int) -> tuple[tuple[int, ...], Int64Array]:
+        if self.layers is None or self.levels is None:
+            raise InvalidArgumentError(
+                "this LGreCo has no layers: pass layers=..., or use it through DiLoCo or "
+                "ddp_comm_hook, which bind one per fragment or bucket",
+                "layers",
+            )
+        if numel != sum(self.layers):
+            raise InvalidArgumentError(
+                f"numel must be the layers' total {sum(self.layers)}, got {numel}", "numel"
+            )
+        return self.layers, self.levels
+
+    def _payload_sizes(self, numel: int) -> list[int]:
+        layers, levels = self._bound(numel)
+        return [
+            self.candidates[int(level)].payload_bytes(size)
+            for size, level in zip(layers, levels, strict=True)
+        ]
+
+    def payload_bytes(self, numel: int) -> int:
+        return sum(self._payload_sizes(_check_numel(numel)))
+
+    def delta(self, numel: int) -> float:
+        layers, _ = self._bound(_check_numel(numel))
+        return min(c.delta(size) for size in layers for c in self.candidates)
+
+    def sizes(self) -> Float64Array:
+        """The ``(layers, candidates)`` table of payload bytes (the same on every worker).
+
+        Examples
+        --------
+        >>> from thrifty.diloco.compressors import BlockQuantizer, LGreCo, TopK
+        >>> LGreCo([TopK(0.5), BlockQuantizer("int8")], default=1, layers=[64]).sizes()
+        array([[256.,  68.]])
+        """
+        layers, _ = self._bound(sum(self.layers or ()))
+        return np.array(
+            [[float(c.payload_bytes(size)) for c in self.candidates] for size in layers]
+        )
+
+    def measure(self, x: torch.Tensor, *, seed: int = 0) -> Float64Array:
+        """This worker's ``(layers, candidates)`` table of squared errors ``||x_l - C(x_l)||^2``.
+
+        Non-finite values give NaN entries, which :meth:`choose` skips.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from thrifty.diloco.compressors import LGreCo, TopK
+        >>> c = LGreCo([TopK(0.5), TopK(1.0)], default=0, layers=[2, 2])
+        >>> c.measure(torch.tensor([3.0, 1.0, 2.0, 2.0])).tolist()
+        [[1.0, 0.0], [4.0, 0.0]]
+        """
+        import torch
+
+        _check_x(x)
+        layers, _ = self._bound(x.numel())
+        # Filled on x's device and copied once: no host sync per entry.
+        table = torch.zeros(len(layers), len(self.candidates), dtype=torch.float64, device=x.device)
+        pieces = torch.split(x, list(layers))
+        for layer, piece in enumerate(pieces):
+            layer_seed = _mix_seed(seed, layer)
+            for level, compressor in enumerate(self.candidates):
+                residual = compressor.compress(piece, seed=layer_seed) - piece
+                table[layer, level] = residual.double().square().sum()
+        errors: Float64Array = table.cpu().numpy()
+        return errors
+
+    def choose(self, errors: Any) -> Int64Array:
+        """Re-plan from a ``(layers, candidates)`` error table (summed over workers).
+
+        The budget is ``budget * errors[:, default].sum()``. The levels are kept when the
+        table holds a NaN or an infinity (a skipped step). Returns a copy of the new levels.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from thrifty.diloco.compressors import LGreCo, TopK
+        >>> c = LGreCo([TopK(0.1), TopK(0.5), TopK(1.0)], default=1, layers=[10, 100])
+        >>> c.sizes().tolist()
+        [[8.0, 40.0, 80.0], [80.0, 400.0, 800.0]]
+        >>> c.choose(np.array([[9.0, 4.0, 0.0], [1.0, 0.5, 0.0]])).tolist()  # 160 bytes, not 440
+        [2, 0]
+        """
+        from thrifty.schedule._lgreco import lgreco
+
+        layers, levels = self._bound(sum(self.layers or ()))
+        table = np.asarray(errors, dtype=np.float64)
+        shape = (len(layers), len(self.candidates))
+        if table.shape != shape:
+            raise ShapeError(f"errors must have shape {shape}, got {table.shape}", "errors")
+        if not np.isfinite(table).all():
+            kept: Int64Array = levels.copy()
+            return kept
+        if (table < 0).any():
+            raise InvalidArgumentError("errors must be >= 0", "errors")
+        sizes = self.sizes()
+        rows = np.arange(len(layers))
+        allowed = self.budget * float(table[:, self.default].sum())
+        options: list[Int64Array] = []
+        # Rounding may leave no choice feasible for the DP (or its table may be too large for
+        # the buckets asked); the uniform default may still be.
+        with contextlib.suppress(InvalidArgumentError):
+            options.append(lgreco(table, sizes, allowed, buckets=self.buckets))
+        uniform = np.full(len(layers), self.default, dtype=np.int64)
+        if float(table[rows, uniform].sum()) <= allowed:
+            options.append(uniform)
+        if options:
+            chosen = min(
+                options,
+                key=lambda o: (float(sizes[rows, o].sum()), float(table[rows, o].sum())),
+            )
+        else:
+            # Nothing meets a budget below the default's: come as close to it as possible.
+            chosen = np.lexsort((sizes, table), axis=1)[:, 0].astype(np.int64)
+        levels[:] = chosen
+        new: Int64Array = levels.copy()
+        return new
+
+    def set_levels(self, levels: Any) -> None:
+        """Adopt levels chosen elsewhere (a checkpoint, or a newcomer syncing its state).
+
+        Examples
+        --------
+        >>> from thrifty.diloco.compressors import LGreCo, TopK
+        >>> c = LGreCo([TopK(0.1), TopK(0.5)], default=0, layers=[3, 4])
+        >>> c.set_levels([1, 0]); c.levels.tolist()
+        [1, 0]
+        """
+        layers, current = self._bound(sum(self.layers or ()))
+        new = np.asarray(levels)
+        if new.shape != current.shape or new.dtype.kind not in "iu":
+            raise ShapeError(
+                f"levels must be {len(layers)} integers, got {new.dtype} of shape {new.shape}",
+                "levels",
+            )
+        if ((new < 0) | (new >= len(self.candidates))).any():
+            raise InvalidArgumentError(
+                f"levels must be indices in 0..{len(self.candidates) - 1}, got {new.tolist()}",
+                "levels",
+            )
+        current[:] = new
+
+    def encode(self, x: torch.Tensor, *, seed: int) -> torch.Tensor:
+        import torch
+
+        _check_x(x)
+        _check_seed(seed)
+        layers, levels = self._bound(x.numel())
+        parts = [
+            self.candidates[int(level)].encode(piece, seed=_mix_seed(seed, layer))
+            for layer, (piece, level) in enumerate(
+                zip(torch.split(x, list(layers)), levels, strict=True)
+            )
+        ]
+        return torch.cat(parts)
+
+    def decode(self, payload: torch.Tensor, numel: int, *, seed: int) -> torch.Tensor:
+        import torch
+
+        _check_seed(seed)
+        sizes = self._payload_sizes(_check_numel(numel))
+        _check_payload(payload, sum(sizes))
+        layers, levels = self._bound(numel)
+        pieces = torch.split(payload, sizes)
+        return torch.cat(
+            [
+                self.candidates[int(level)].decode(piece, size, seed=_mix_seed(seed, layer))
+                for layer, (piece, size, level) in enumerate(
+                    zip(pieces, layers, levels, strict=True)
+                )
+            ]
+        )
 
 
 class Feedback(ABC):

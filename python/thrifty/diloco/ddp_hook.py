@@ -8,7 +8,10 @@ own ``powerSGD_hook`` (torch/distributed/algorithms/ddp_comm_hooks).
 
 For each gradient bucket, every rank encodes its bucket to a fixed-size payload, the payloads
 are all-gathered, and every rank decodes all of them and averages them in rank order, so all
-ranks write bit-identical gradients and the replicas stay in step.
+ranks write bit-identical gradients and the replicas stay in step. An
+:class:`~thrifty.diloco.compressors.LGreCo` is bound to each bucket's parameters (its
+layers); on its planning iterations the ranks first all-gather their error tables (one
+small blocking call) so that all choose the same levels.
 
 Examples
 --------
@@ -31,7 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from thrifty._extras import require
-from thrifty.diloco.compressors import Compressor, Feedback
+from thrifty.diloco.compressors import Compressor, Feedback, LGreCo
 from thrifty.errors import InternalError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -87,7 +90,8 @@ class CompressedHookState:
     Attributes
     ----------
     compressor : Compressor
-        What encodes each bucket.
+        What encodes each bucket (for an LGreCo, the unbound original each bucket's copy
+        is made from).
     feedback : Feedback or None
         The error feedback wrapper, if one was given.
     process_group : ProcessGroup or None
@@ -128,6 +132,8 @@ class CompressedHookState:
         # Which parameters each bucket's state belongs to: DDP rebuilds its buckets after the
         # first iteration, and a state must not follow an index onto other parameters.
         self._owners: dict[int, tuple[int, ...]] = {}
+        # An LGreCo bound to each bucket's parameters, with its exchanges counted.
+        self._layerwise: dict[int, tuple[tuple[int, ...], LGreCo, list[int]]] = {}
 
     def __repr__(self) -> str:
         name = self.compressor.name if self.feedback is None else self.feedback.name
@@ -150,6 +156,58 @@ class CompressedHookState:
             self.buckets[index] = state
             self._owners[index] = owners
         return state
+
+    def _bucket_compressor(self, bucket: GradBucket, g: torch.Tensor) -> tuple[Compressor, int]:
+        """The compressor of this bucket and the index of this exchange of it (from 0).
+
+        Only an :class:`LGreCo` is per bucket: bound to the bucket's parameters, in the
+        buffer's order, and rebound (levels back at its default) when DDP rebuilds buckets.
+        """
+        if not isinstance(self.compressor, LGreCo):
+            return self.compressor, 0
+        index = bucket.index()
+        owners = (g.numel(), *(id(p) for p in bucket.parameters()))
+        entry = self._layerwise.get(index)
+        if entry is None or entry[0] != owners:
+            layers = [int(p.numel()) for p in bucket.parameters()]
+            if sum(layers) != g.numel():
+                raise InternalError(
+                    f"bucket {index} holds {g.numel()} gradients but its parameters "
+                    f"{sum(layers)}: the buffer is not their concatenation"
+                )
+            entry = (owners, self.compressor.for_layers(layers), [0])
+            self._layerwise[index] = entry
+        _, bound, count = entry
+        count[0] += 1
+        return bound, count[0] - 1
+
+
+def _plan(
+    compressor: LGreCo,
+    outgoing: torch.Tensor,
+    seed: int,
+    group: ProcessGroup | None,
+    world: int,
+) -> int:
+    """Re-plan ``compressor`` from every rank's error table; the bytes this rank sent.
+
+    A blocking all-gather of ``layers x candidates`` float64 values, rare (every
+    ``compressor.every`` exchanges) and small beside a gradient bucket; the tables are added
+    in rank order, so every rank chooses the same levels.
+    """
+    import torch
+    import torch.distributed as dist
+
+    errors = torch.from_numpy(compressor.measure(outgoing, seed=seed)).to(outgoing.device)
+    flat = errors.reshape(-1)
+    tables = flat.new_empty(world * flat.numel())
+    dist.all_gather_into_tensor(tables, flat, group=group)
+    rows = tables.view(world, -1).cpu()
+    total = rows[0].clone()
+    for row in rows[1:]:
+        total += row
+    compressor.choose(total.view(errors.shape).numpy())
+    return int(flat.numel() * flat.element_size())
 
 
 def compressed_hook(
@@ -190,7 +248,7 @@ def compressed_hook(
     group = state.process_group if state.process_group is not None else dist.group.WORLD
     world = dist.get_world_size(group)
     rank = dist.get_rank(group)
-    compressor, feedback = state.compressor, state.feedback
+    feedback = state.feedback
 
     buffer = bucket.buffer()
     # `to` copies only when the dtype differs; an fp32 buffer is not written before commit.
@@ -206,6 +264,9 @@ def compressed_hook(
         if feedback is not None and feedback_state is not None
         else g
     )
+    compressor, exchange_index = state._bucket_compressor(bucket, g)
+    if isinstance(compressor, LGreCo) and compressor.due(exchange_index):
+        state.bytes_sent += _plan(compressor, outgoing, seed, group, world)
     payload = compressor.encode(outgoing, seed=seed)
     size = payload.numel()
     gathered = payload.new_empty(world * size)

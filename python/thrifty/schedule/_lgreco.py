@@ -38,7 +38,8 @@ def lgreco(errors: Any, sizes: Any, budget: float, *, buckets: int | None = None
     a top-k ``k``, a rank) costs ``sizes[l, c]`` bytes and adds ``errors[l, c]`` to the total
     error; the answer minimises ``sum_l sizes[l, level[l]]`` subject to
     ``sum_l errors[l, level[l]] <= budget``. It is solved exactly by dynamic programming over
-    a discretised budget.
+    a discretised budget. :class:`thrifty.diloco.compressors.LGreCo` uses it to compress
+    DiLoCo's pseudo-gradients and DDP's gradient buckets layer by layer.
 
     Parameters
     ----------

@@ -14,6 +14,8 @@ from thrifty.errors import ShapeError
 
 Float64Array = np.ndarray[Any, np.dtype[np.float64]]
 
+_RK4_WEIGHTS = (1.0 / 6.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 6.0)
+
 
 @dataclass(frozen=True)
 class Certificate:
@@ -65,14 +67,28 @@ class Certificate:
         return math.sqrt(max(0.0, 1.0 - 2.0 * h * m + h * h * lw * lw))
 
     def rk4_factor(self, step: float) -> float:
-        """Certified contraction factor of one RK4 step.
+        """Certified contraction factor of one RK4 step, for any (not only affine) game.
 
-        RK4 is Euler plus the stage corrections ``(h/6)(2(k2-k1) + 2(k3-k1) + (k4-k1))``;
-        with ``a = h L_w`` the Lipschitz bound caps them by ``(a^2/6)(3 + a + a^2/4)``,
-        added to :meth:`euler_factor` (our derivation; conservative for linear games).
+        With ``a = h L_w``, the stage points drift from the start by at most ``e_i`` times
+        the distance, ``e = (0, a/2, (a/2)(1 + a/2), a(1 + e_3))``, so each stage keeps
+        monotonicity up to ``-m (1 - e_i)^2 + L_w e_i (1 + e_i)``, and the factor is
+        ``sqrt(1 + 2h sum_i b_i (-m (1 - e_i)_+^2 + L_w e_i (1 + e_i))
+        + (a sum_i b_i (1 + e_i))^2)`` with RK4's weights ``b = (1, 2, 2, 1) / 6`` (our
+        derivation; the paper's code uses the linear-stability guideline ``h <= 2.5 / L_w``,
+        which certifies nothing for a nonlinear game).
         """
-        a = step * self.lipschitz_weighted
-        return self.euler_factor(step) + a * a / 6.0 * (3.0 + a + a * a / 4.0)
+        h, m, lw = step, self.margin, self.lipschitz_weighted
+        a = h * lw
+        e2 = a / 2.0
+        e3 = a / 2.0 * (1.0 + e2)
+        drifts = (0.0, e2, e3, a * (1.0 + e3))
+        inner = 0.0
+        reach = 0.0
+        for b, e in zip(_RK4_WEIGHTS, drifts, strict=True):
+            shrunk = max(0.0, 1.0 - e)
+            inner += b * (-m * shrunk * shrunk + lw * e * (1.0 + e))
+            reach += b * (1.0 + e)
+        return math.sqrt(max(0.0, 1.0 + 2.0 * h * inner + a * a * reach * reach))
 
 
 def small_gain_certificate(mu: Any, L: Any, *, lipschitz: Any) -> Certificate:  # noqa: N803 (the field's name)
@@ -103,10 +119,22 @@ def small_gain_certificate(mu: Any, L: Any, *, lipschitz: Any) -> Certificate:  
         Coupling bounds ``L_ij >= 0`` (player ``i``'s gradient in player ``j``'s block). The
         diagonal must be 0: a player's own curvature is ``mu``.
     lipschitz : float or array_like of shape (n,)
-        A float: the Euclidean Lipschitz bound ``l`` of ``F`` (``>= max(mu)``); in the
-        ``w``-metric it is ``l sqrt(max w / min w)``. An array: per-player bounds ``l_i``
+        A float: the Euclidean Lipschitz bound ``l`` of ``F`` (``>= max(mu)``). It also bounds
+        each player's gradient in its own block, so ``L_w`` is the smaller of
+        ``||W^1/2 (L + l I) W^-1/2||_2`` and ``l sqrt(max w / min w)`` (the latter alone
+        gives tiny steps when the weights are spread). An array: per-player bounds ``l_i``
         (``>= mu_i``) of ``F_i`` in its own block, combined with ``L`` into
-        ``K = L + diag(l)`` and ``L_w = ||W^1/2 K W^-1/2||_2``, usually much tighter.
+        ``K = L + diag(l)`` and ``L_w = ||W^1/2 K W^-1/2||_2``, usually tighter still.
+
+    Notes
+    -----
+    Checked against the paper's code companion (github.com/AashVed/SmallGainNash,
+    ``LQ_GAMES/compute_sgn_metrics.py``; the paper's text was not available to us): the
+    metric, the margin (its ``alpha_*(w)``), the small-gain condition and Euler's bound
+    ``2 m / L_w^2`` agree, with ``L_w`` (its ``beta``) the Lipschitz constant in the weighted
+    metric. Its RK4 step is the guideline ``h <= 2.5 / L_w`` from RK4's linear stability
+    region; ours (:meth:`Certificate.rk4_factor`) is a contraction bound for any game
+    meeting the bounds, of the order of Euler's.
 
     Returns
     -------

@@ -9,6 +9,15 @@
 //! `w`-metric with `m = lambda_min(W^-1/2 S(w) W^-1/2)`, the margin. A positive margin exists
 //! for some `w > 0` exactly when `M` is a nonsingular M-matrix, i.e. when the small-gain
 //! condition `rho(D_mu^-1 L) < 1` holds.
+//!
+//! Checked against the paper's code companion (github.com/AashVed/SmallGainNash,
+//! `LQ_GAMES/compute_sgn_metrics.py` and `markov/sgn_theory.py`; the paper's own text was not
+//! available to us): the metric `diag(w_i I)`, the margin (its `alpha_*(w)`, half the least
+//! eigenvalue of `D^-1/2 C(w) D^-1/2` with `C_ii = 2 w_i mu_i`,
+//! `C_ij = -(w_i L_ij + w_j L_ji)`) and Euler's bound `2 m / L_w^2` agree, and it too takes
+//! the Lipschitz constant `L_w` ("beta") in the weighted metric. The RK4 bound is ours: the
+//! companion uses the linear-stability guideline `h <= 2.5 / L_w`, which is no contraction
+//! certificate for a nonlinear (or non-normal) `F`.
 
 use thrifty_core::{CoreError, CoreResult};
 
@@ -17,8 +26,10 @@ use crate::symmetric::eigenvalues;
 /// The Lipschitz bound of the pseudo-gradient.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lipschitz {
-    /// One Euclidean bound `||F(x) - F(y)|| <= l ||x - y||`; in the `w`-metric it becomes
-    /// `l sqrt(max w / min w)`.
+    /// One Euclidean bound `||F(x) - F(y)|| <= l ||x - y||`. It also bounds each player's
+    /// gradient in its own block, so `K = L + l I` bounds the blocks as in
+    /// [`Lipschitz::Blocks`]; the `w`-metric constant is the smaller of
+    /// `||W^1/2 K W^-1/2||_2` and `l sqrt(max w / min w)`.
     Global(f64),
     /// Per-player bounds `l_i` of `F_i` in its own block; with the couplings `L_ij` they bound
     /// `||F_i(x) - F_i(y)|| <= sum_j K_ij d_j` with `K = L + diag(l)`, so the `w`-metric
@@ -58,15 +69,38 @@ pub fn euler_factor(step: f64, margin: f64, lipschitz: f64) -> f64 {
         .sqrt()
 }
 
-/// A contraction factor of one RK4 step. RK4's update is Euler's plus the stage
-/// corrections `(h/6)(2(k2 - k1) + 2(k3 - k1) + (k4 - k1))`; with `a = hL`, the Lipschitz bound
-/// gives `||Dk2 - Dk1|| <= (a/2) L d`, `||Dk3 - Dk1|| <= (a/2)(1 + a/2) L d` and
-/// `||Dk4 - Dk1|| <= a (1 + a/2 + a^2/4) L d`, so the factor is at most Euler's plus
-/// `(a^2 / 6)(3 + a + a^2/4)`. Both terms are convex in `h` and equal 1 at 0, so the steps
-/// that contract form one interval.
+/// RK4's weights `b_i`.
+const RK4_WEIGHTS: [f64; 4] = [1.0 / 6.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 6.0];
+
+/// A contraction factor of one RK4 step, valid for any `F` that is `margin`-strongly monotone
+/// and `lipschitz`-Lipschitz in the `w`-metric (not only for affine `F`, whose Taylor tail
+/// would give a tighter factor).
+///
+/// For two points at distance `d` let `D_i` be the difference of the stage points
+/// (`D_1 = D`, `D_2 = D + (h/2) g_1`, `D_3 = D + (h/2) g_2`, `D_4 = D + h g_3`) and `g_i` that
+/// of the stage values `-F`. With `a = hL`, the Lipschitz bound gives `||D_i - D|| <= e_i d`
+/// for `e_1 = 0`, `e_2 = a/2`, `e_3 = (a/2)(1 + e_2)`, `e_4 = a(1 + e_3)`, and
+/// `||g_i|| <= L (1 + e_i) d`. Monotonicity at the stage points gives
+/// `<D, g_i> = <D_i, g_i> - <D_i - D, g_i> <= (-m (1 - e_i)_+^2 + L e_i (1 + e_i)) d^2`, so
+/// the step `D + h sum_i b_i g_i` has squared length at most
+/// `(1 + 2h sum_i b_i (-m (1 - e_i)_+^2 + L e_i (1 + e_i)) + (a sum_i b_i (1 + e_i))^2) d^2`.
+/// That is `1 - 2hm + O(h^2)`, and its excess over 1 divided by `h` grows with `h`, so the
+/// contracting steps form one interval starting at 0.
 pub fn rk4_factor(step: f64, margin: f64, lipschitz: f64) -> f64 {
     let a = step * lipschitz;
-    euler_factor(step, margin, lipschitz) + a * a / 6.0 * (3.0 + a + a * a / 4.0)
+    let e2 = a / 2.0;
+    let e3 = a / 2.0 * (1.0 + e2);
+    let e4 = a * (1.0 + e3);
+    let mut inner = 0.0;
+    let mut reach = 0.0;
+    for (b, e) in RK4_WEIGHTS.iter().zip([0.0, e2, e3, e4]) {
+        let shrunk = (1.0 - e).max(0.0);
+        inner += b * (-margin * shrunk * shrunk + lipschitz * e * (1.0 + e));
+        reach += b * (1.0 + e);
+    }
+    (1.0 + 2.0 * step * inner + a * a * reach * reach)
+        .max(0.0)
+        .sqrt()
 }
 
 fn check_inputs(mu: &[f64], coupling: &[f64], lipschitz: &Lipschitz) -> CoreResult<usize> {
@@ -175,32 +209,43 @@ fn margin(weights: &[f64], mu: &[f64], coupling: &[f64]) -> f64 {
     eigenvalues(&s, n)[0]
 }
 
+/// `||W^1/2 K W^-1/2||_2` for the block bound matrix `K` with diagonal `own` and the couplings
+/// off it: the `w`-metric Lipschitz constant of an `F` whose blocks obey
+/// `||F_i(x) - F_i(y)|| <= sum_j K_ij d_j`.
+fn block_lipschitz(weights: &[f64], coupling: &[f64], own: &[f64]) -> f64 {
+    let n = weights.len();
+    // ||B||_2^2 = lambda_max(B^T B) with B = W^1/2 K W^-1/2.
+    let b: Vec<f64> = (0..n * n)
+        .map(|c| {
+            let (i, j) = (c / n, c % n);
+            let k = if i == j { own[i] } else { coupling[c] };
+            (weights[i] / weights[j]).sqrt() * k
+        })
+        .collect();
+    let gram: Vec<f64> = (0..n * n)
+        .map(|c| {
+            let (i, j) = (c / n, c % n);
+            (0..n).map(|r| b[r * n + i] * b[r * n + j]).sum()
+        })
+        .collect();
+    eigenvalues(&gram, n)[n - 1].max(0.0).sqrt()
+}
+
 /// The Lipschitz constant of `F` in the `w`-metric.
 fn weighted_lipschitz(weights: &[f64], coupling: &[f64], lipschitz: &Lipschitz) -> f64 {
-    let n = weights.len();
     match lipschitz {
         Lipschitz::Global(l) => {
+            // Both are valid bounds. The norm change alone costs sqrt(max w / min w), which
+            // for the spread weights a strong one-way coupling needs makes steps tiny; the
+            // block bound weighs each coupling by sqrt(w_i / w_j) instead, which the weights
+            // were chosen to keep small. Near-uniform weights can favour the first.
             let top = weights.iter().copied().fold(0.0, f64::max);
             let bottom = weights.iter().copied().fold(f64::INFINITY, f64::min);
-            l * (top / bottom).sqrt()
+            let by_norms = l * (top / bottom).sqrt();
+            let by_blocks = block_lipschitz(weights, coupling, &vec![*l; weights.len()]);
+            by_norms.min(by_blocks)
         }
-        Lipschitz::Blocks(l) => {
-            // ||B||_2^2 = lambda_max(B^T B) with B = W^1/2 K W^-1/2.
-            let b: Vec<f64> = (0..n * n)
-                .map(|c| {
-                    let (i, j) = (c / n, c % n);
-                    let k = if i == j { l[i] } else { coupling[c] };
-                    (weights[i] / weights[j]).sqrt() * k
-                })
-                .collect();
-            let gram: Vec<f64> = (0..n * n)
-                .map(|c| {
-                    let (i, j) = (c / n, c % n);
-                    (0..n).map(|r| b[r * n + i] * b[r * n + j]).sum()
-                })
-                .collect();
-            eigenvalues(&gram, n)[n - 1].max(0.0).sqrt()
-        }
+        Lipschitz::Blocks(l) => block_lipschitz(weights, coupling, l),
     }
 }
 
@@ -420,6 +465,31 @@ mod tests {
         assert!((c.small_gain - 0.5f64.sqrt()).abs() < 1e-9);
         assert!(c.margin > 0.0 && c.rate < 1.0 && c.max_step_rk4 > 0.0);
         assert!(c.max_step_rk4 <= c.max_step_euler);
+    }
+
+    #[test]
+    fn one_euclidean_bound_is_weighted_through_the_blocks() {
+        // Weights spread by the one-way coupling: the norm change alone would multiply l by
+        // sqrt(max w / min w); the block bound does not.
+        let coupling = [0.0, 10.0, 0.05, 0.0];
+        let c = small_gain_certificate(&[1.0, 1.0], &coupling, &Lipschitz::Global(10.1)).unwrap();
+        assert!(c.certified, "{}", c.reason);
+        let spread = c.weights.iter().copied().fold(0.0, f64::max)
+            / c.weights.iter().copied().fold(f64::INFINITY, f64::min);
+        let by_norms = 10.1 * spread.sqrt();
+        let by_blocks = block_lipschitz(&c.weights, &coupling, &[10.1, 10.1]);
+        assert!((c.lipschitz_weighted - by_norms.min(by_blocks)).abs() < 1e-12);
+        assert!(by_blocks < by_norms, "{by_blocks} {by_norms}");
+    }
+
+    #[test]
+    fn rk4_factor_is_one_at_zero_and_contracts_just_after() {
+        assert_eq!(rk4_factor(0.0, 0.5, 2.0), 1.0);
+        // 1 - 2hm + O(h^2): below 1 for a small step, above 1 at Euler's limit 2m/L^2.
+        assert!(rk4_factor(1e-3, 0.5, 2.0) < 1.0);
+        assert!(rk4_factor(2.0 * 0.5 / 4.0, 0.5, 2.0) > 1.0);
+        let limit = rk4_step_limit(0.5, 2.0);
+        assert!(limit > 0.0 && rk4_factor(0.99 * limit, 0.5, 2.0) < 1.0);
     }
 
     #[test]
