@@ -148,6 +148,8 @@ CASES = [
     ([5, 1, 1, 1, 1, 1], 1),
     ([1, 2, 4, 8, 16], 3),
     ([3, 0, 1], 2),
+    # n / m >= 64 takes the exponential jumps (A-ExpJ); the cases above draw every rank.
+    ([0 if i % 11 == 0 else 1 + (i % 7) * 3 for i in range(130)], 2),
 ]
 
 

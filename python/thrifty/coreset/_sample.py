@@ -74,7 +74,9 @@ def sample(
     * ``replace=False``: successive sampling (draw from ``p``, remove, renormalise, repeat),
       computed as the ``m`` smallest exponential ranks ``E_i / scores_i`` with the exponential
       jumps of Efraimidis and Spirakis (A-ExpJ, IPL 2006; arXiv 1012.0256), O(n) time and
-      random numbers for only about ``m log(n / m)`` items. Indices come in draw order.
+      random numbers for only about ``m log(n / m)`` items, where ``n / m >= 64``; below
+      that every item draws its rank and a parallel selection keeps the smallest, which is
+      then faster. Indices come in draw order.
       Weight ``1 / pi_i``, the Horvitz-Thompson weight under rank conditioning (Cohen and
       Kaplan, PODC 2007; Duffield, Lund and Thorup, JACM 2007): with ``tau`` the
       ``(m + 1)``-th smallest rank, ``pi_i = 1 - exp(-scores_i tau)`` is the probability that

@@ -30,13 +30,14 @@ fn scores(n: usize) -> Vec<f64> {
 
 #[test]
 fn samples_do_not_depend_on_the_thread_count() {
-    // Three chunks of the without-replacement scan and several chunks of draws.
+    // Three chunks of the without-replacement scan (m = 40 000) or 48 chunks of dense ranks
+    // (m = 200 000, n / m below 64), and several chunks of draws.
     let s = scores(3 << 20);
-    for replace in [true, false] {
-        let one = in_pool(1, || sample(&s, 40_000, replace, 5).unwrap());
-        let three = in_pool(3, || sample(&s, 40_000, replace, 5).unwrap());
+    for (replace, m) in [(true, 40_000), (false, 40_000), (false, 200_000)] {
+        let one = in_pool(1, || sample(&s, m, replace, 5).unwrap());
+        let three = in_pool(3, || sample(&s, m, replace, 5).unwrap());
         assert_eq!(one, three);
-        let other_seed = sample(&s, 40_000, replace, 6).unwrap();
+        let other_seed = sample(&s, m, replace, 6).unwrap();
         assert_ne!(one.indices, other_seed.indices);
     }
 }

@@ -11,6 +11,11 @@
 //! The scan runs over chunks whose size depends on `m` only, each with its own stream and
 //! reservoir, so the sample does not depend on the thread count; merging the reservoirs
 //! keeps the `m + 1` smallest ranks overall.
+//!
+//! When `m` is a sizeable fraction of `n` the jumps save little: the heap of `m + 1` ranks
+//! outgrows the cache and about `m log(n / m)` replacements each sift through it. There every
+//! item draws its rank, chunk by chunk in parallel, and a selection keeps the smallest
+//! (`dense_ranks`); the sample has the same law, from a different stream of numbers.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -104,6 +109,39 @@ fn scan(
     heap.into_vec()
 }
 
+/// The `keep` smallest ranks of `scores[start..end]`: [`scan`] or [`dense_ranks`].
+type ChunkRanks = fn(&[f64], usize, usize, usize, &mut ChaCha8Rng) -> Vec<Ranked>;
+
+/// Chunk size of the dense path: fixed, so that the sample does not depend on the threads.
+const DENSE_CHUNK: usize = 1 << 16;
+
+/// Above this `n / m` the jumps of [`scan`] beat drawing every rank. Measured on 2 cores:
+/// at n = 10^6 the two are equal near n / m = 100, and at n / m = 10 the jumps take 84 ms
+/// against 33; at n = 10^7, 268 ms against 339 at n / m = 100, 345 against 285 at 50.
+const DENSE_BELOW_RATIO: usize = 64;
+
+/// The `keep` smallest ranks of `scores[start..end]`, every positive item drawing its own.
+fn dense_ranks(
+    scores: &[f64],
+    start: usize,
+    end: usize,
+    keep: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Ranked> {
+    let mut ranked: Vec<Ranked> = (start..end)
+        .filter(|&i| scores[i] > 0.0)
+        .map(|i| Ranked {
+            rank: exponential(rng) / scores[i],
+            index: i as u64,
+        })
+        .collect();
+    if ranked.len() > keep {
+        ranked.select_nth_unstable(keep - 1);
+        ranked.truncate(keep);
+    }
+    ranked
+}
+
 /// The `m` items of smallest rank, in rank order (the order of successive sampling), and
 /// the `(m + 1)`-th smallest rank, or infinity when fewer than `m + 1` items are positive.
 ///
@@ -113,12 +151,17 @@ pub fn smallest_ranks(scores: &[f64], m: usize, seed: u64) -> (Vec<u64>, f64) {
         return (Vec::new(), f64::INFINITY);
     }
     let keep = m + 1;
-    let size = chunk_size(keep);
+    let dense = scores.len() < m.saturating_mul(DENSE_BELOW_RATIO);
+    let (size, ranks): (usize, ChunkRanks) = if dense {
+        (DENSE_CHUNK, dense_ranks)
+    } else {
+        (chunk_size(keep), scan)
+    };
     let chunks = scores.len().div_ceil(size);
     let parts = thrifty_core::parallel::map_indices(chunks, |c| {
         let mut rng = stream(seed, 0, Purpose::WithoutReplacement, c as u64);
         let start = c * size;
-        scan(
+        ranks(
             scores,
             start,
             scores.len().min(start + size),
