@@ -21,6 +21,7 @@ from thrifty.errors import InvalidArgumentError
 scipy_linalg = pytest.importorskip("scipy.linalg")
 
 _NUMPY_AS_CUPY = types.SimpleNamespace(
+    asnumpy=np.asarray,
     **{
         name: getattr(np, name)
         for name in (
@@ -100,3 +101,14 @@ def test_well_conditioned_matrix_takes_cholesky_qr2(monkeypatch: pytest.MonkeyPa
     q = _gpu._orthonormal_basis(a)
     np.testing.assert_allclose(q.T @ q, np.eye(12), atol=1e-13)
     np.testing.assert_allclose(_gpu.leverage_scores(a), coreset.leverage_scores(a), atol=1e-12)
+
+
+@pytest.mark.usefixtures("numpy_device")
+def test_columns_past_the_float64_range_of_their_squares_match_cpu() -> None:
+    # Scores do not depend on column scale; sums of squares of 1e200 or 1e-200 do.
+    a = coherent_matrix(11, 400, 5)
+    scaled = a * np.array([1e200, 1.0, 1e-200, 3.0, 1e-160])
+    expected = coreset.leverage_scores(a)
+    np.testing.assert_allclose(coreset.leverage_scores(scaled), expected, atol=1e-12)
+    with np.errstate(over="ignore"):  # NumPy warns where CuPy would not: the Gram overflows
+        np.testing.assert_allclose(_gpu.leverage_scores(scaled), expected, atol=1e-12)

@@ -12,6 +12,26 @@ pub struct Rows<'a> {
     column_scale: Vec<f64>,
 }
 
+/// `||A e_j||` as `m * ||A e_j / m||` with `m` the column's largest magnitude: no overflow
+/// or underflow whatever the entries' scale. Zero for an all-zero column.
+fn scaled_column_norm(data: &[f64], d: usize, j: usize) -> f64 {
+    let largest = data
+        .iter()
+        .skip(j)
+        .step_by(d)
+        .fold(0.0f64, |m, v| m.max(v.abs()));
+    if largest == 0.0 {
+        return 0.0;
+    }
+    let sum: f64 = data
+        .iter()
+        .skip(j)
+        .step_by(d)
+        .map(|v| (v / largest) * (v / largest))
+        .sum();
+    largest * sum.sqrt()
+}
+
 impl<'a> Rows<'a> {
     /// Check `data` as an `n x d` matrix named `argument` in errors.
     pub fn new(data: &'a [f64], n: usize, d: usize, argument: &'static str) -> CoreResult<Self> {
@@ -55,13 +75,26 @@ impl<'a> Rows<'a> {
                 *s += v * v;
             }
         }
-        if let Some(j) = squares.iter().position(|&s| s == 0.0) {
+        // A sum of squares past the float64 range (entries beyond about 1e154, or below
+        // 1e-154) says nothing about the norm; those columns are summed again, scaled.
+        let norms: Vec<f64> = squares
+            .iter()
+            .enumerate()
+            .map(|(j, &s)| {
+                if s.is_finite() && s >= f64::MIN_POSITIVE {
+                    s.sqrt()
+                } else {
+                    scaled_column_norm(data, d, j)
+                }
+            })
+            .collect();
+        if let Some(j) = norms.iter().position(|&norm| norm == 0.0) {
             return Err(CoreError::invalid(
                 argument,
                 format!("is rank-deficient: column {j} is all zeros"),
             ));
         }
-        let column_scale = squares.iter().map(|s| 1.0 / s.sqrt()).collect();
+        let column_scale = norms.iter().map(|norm| 1.0 / norm).collect();
         Ok(Self {
             data,
             n,
