@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from thrifty.errors import InvalidArgumentError
+from thrifty.optim._muon import closure_loss
 
 __all__ = ["AdaGradNorm"]
 
@@ -104,10 +105,7 @@ class AdaGradNorm(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """Take one step; ``closure`` re-evaluates the loss when given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss: float | None = closure_loss(closure)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:

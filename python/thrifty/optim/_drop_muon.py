@@ -13,7 +13,7 @@ import torch  # noqa: E402
 
 from thrifty.diloco._diloco import check_count, check_number, check_positive  # noqa: E402
 from thrifty.errors import InvalidArgumentError, ShapeError  # noqa: E402
-from thrifty.optim._muon import check_options, muon_update  # noqa: E402
+from thrifty.optim._muon import check_options, closure_loss, muon_update  # noqa: E402
 
 Distribution = Sequence[float] | torch.Tensor
 Sampler = str | Distribution | Callable[[int], Distribution]
@@ -187,10 +187,7 @@ class DropMuon(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update ``layers[s:]`` (all layers without :meth:`begin_step`), then unfreeze."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         start = 0 if self.start is None else self.start
         for group in self.param_groups:
             if group["layer"] < start:

@@ -52,6 +52,14 @@ def check_options(
     }
 
 
+def closure_loss(closure: Callable[[], Any] | None) -> Any:
+    """``closure()`` with gradients on (``step`` itself runs under ``no_grad``), or None."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 def check_matrix(param: Any, argument: str) -> None:
     if param.ndim < 2:
         raise ShapeError(
@@ -180,10 +188,7 @@ class Muon(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient; returns ``closure()`` if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             buffers = []

@@ -135,11 +135,16 @@ fn dense_ranks(
             index: i as u64,
         })
         .collect();
+    keep_smallest(&mut ranked, keep);
+    ranked
+}
+
+/// Cut `ranked` down to its `keep` smallest entries, in no particular order.
+fn keep_smallest(ranked: &mut Vec<Ranked>, keep: usize) {
     if ranked.len() > keep {
         ranked.select_nth_unstable(keep - 1);
         ranked.truncate(keep);
     }
-    ranked
 }
 
 /// The `m` items of smallest rank, in rank order (the order of successive sampling), and
@@ -170,10 +175,7 @@ pub fn smallest_ranks(scores: &[f64], m: usize, seed: u64) -> (Vec<u64>, f64) {
         )
     });
     let mut candidates = parts.concat();
-    if candidates.len() > keep {
-        candidates.select_nth_unstable(keep - 1);
-        candidates.truncate(keep);
-    }
+    keep_smallest(&mut candidates, keep);
     candidates.sort_unstable();
     let threshold = if candidates.len() == keep {
         candidates[m].rank
