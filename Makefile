@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(BIN)):$(PATH)
+# torch's CUDA wheels are about 4 GB; a pip cache would hold a second copy on a disk that
+# CI has already seen fill up.
+export PIP_NO_CACHE_DIR := 1
 # Benchmarks double as tests: run once each, untimed, under `make test`.
 PYTEST_FLAGS ?= -q
 RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml
