@@ -138,6 +138,61 @@ def test_for_layers_copies_the_settings_with_fresh_levels() -> None:
     assert [i for i in range(7) if bound.due(i)] == [0, 3, 6]
 
 
+def test_the_digest_tells_every_setting_apart_and_survives_for_layers() -> None:
+    base = {"default": 1, "budget": 2.0, "every": 3, "buckets": 500, "layers": [4, 5]}
+    digest = LGreCo(candidates(), **base).digest()
+    assert LGreCo(candidates(), **base).digest() == digest  # settings, not identity
+    assert LGreCo(candidates(), **base | {"layers": None}).for_layers([4, 5]).digest() == digest
+    changed = [
+        LGreCo(candidates()[:3], **base),
+        LGreCo([*candidates()[:3], BlockQuantizer("int8", block=32)], **base),
+        *(
+            LGreCo(candidates(), **base | {key: value})
+            for key, value in [
+                ("default", 0),
+                ("budget", 2.5),
+                ("every", 4),
+                ("buckets", None),
+                ("layers", [5, 4]),
+            ]
+        ),
+    ]
+    assert len({c.digest() for c in changed} | {digest}) == len(changed) + 1
+    for half in digest:  # 32 bits in a float64: exact through any float all-gather
+        assert half == int(half)
+        assert 0 <= half < 2**32
+
+
+def test_check_digests_names_the_argument_and_the_ranks_that_differ() -> None:
+    c = LGreCo(candidates(), default=1, layers=[4])
+    other = LGreCo(candidates(), default=2, layers=[4])
+    c.check_digests(np.array([c.digest()] * 3), "quantize")
+    with pytest.raises(InvalidArgumentError) as caught:
+        c.check_digests([c.digest(), other.digest(), c.digest(), other.digest()], "compressor")
+    assert caught.value.argument == "compressor"
+    assert "ranks [1, 3]" in str(caught.value)
+
+
+def test_plan_sums_the_workers_tables_in_rank_order_and_chooses() -> None:
+    rng = np.random.default_rng(3)
+    layers = [64, 32, 16]
+    tables = [
+        LGreCo(candidates(), default=2, layers=layers).measure(
+            torch.from_numpy(rng.standard_normal(sum(layers)).astype(np.float32))
+        )
+        for _ in range(3)
+    ]
+    planned = LGreCo(candidates(), default=2, layers=layers)
+    chosen = LGreCo(candidates(), default=2, layers=layers)
+    levels = planned.plan(np.stack([t.reshape(-1) for t in tables]))
+    assert levels.tolist() == chosen.choose(tables[0] + tables[1] + tables[2]).tolist()
+    assert planned.levels is not None
+    assert planned.levels.tolist() == levels.tolist()
+    with pytest.raises(ShapeError) as caught:
+        planned.plan(np.zeros((3, 5)))
+    assert caught.value.argument == "tables"
+
+
 @pytest.mark.parametrize(
     ("make", "argument"),
     [

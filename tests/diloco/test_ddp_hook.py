@@ -20,6 +20,7 @@ from thrifty.diloco.compressors import (  # noqa: E402 (after the torch skip)
     BlockQuantizer,
     EControl,
     ErrorFeedback,
+    LGreCo,
     RandomK,
     TopK,
 )
@@ -257,3 +258,38 @@ def test_econtrol_topk_trains(ddp_runs: list[dict[str, Any]]) -> None:
     assert bf16["params"].dtype == torch.bfloat16
     assert bf16["losses"][-1] < 0.1 * bf16["losses"][0]
     assert bf16["bytes_sent"] <= STEPS * (4 * 0.25 * bf16["numel"] + 4 * 10)
+
+
+# --- two Gloo processes whose LGreCo settings differ -----------------------------------------
+
+
+def _misconfigured_worker(rank: int, world: int, port: int, directory: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    outcome = "nothing raised"
+    try:
+        torch.manual_seed(0)
+        ddp = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(8, 4))
+        budget = 2.0 if rank == 1 else 1.0
+        levels = [TopK(0.25), BlockQuantizer("int8")]
+        hook, state = ddp_comm_hook(LGreCo(levels, default=1, budget=budget, every=1))
+        ddp.register_comm_hook(state, hook)
+        try:
+            ddp(torch.randn(16, 8)).square().mean().backward()
+        except Exception as error:  # DDP may wrap the hook's error: the message must survive
+            outcome = f"{type(error).__name__}: {error}"
+    finally:
+        dist.destroy_process_group()
+    (Path(directory) / f"rank{rank}.txt").write_text(outcome)
+
+
+@pytest.mark.timeout(120)
+def test_ranks_with_different_lgreco_settings_fail_naming_them(tmp_path: Path) -> None:
+    torch.multiprocessing.spawn(
+        _misconfigured_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True
+    )
+    for rank in range(2):
+        outcome = (tmp_path / f"rank{rank}.txt").read_text()
+        assert "compressor: the workers' LGreCo settings differ" in outcome, outcome
+        assert f"ranks [{1 - rank}]" in outcome, outcome

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from thrifty import collective, diloco
+from thrifty.diloco._transport import MAX_RETRIES
 from thrifty.diloco.compressors import EControl, TopK
-from thrifty.errors import InvalidArgumentError, ThriftyError
+from thrifty.errors import CollectiveAborted, InvalidArgumentError, PeerLost, ThriftyError
 
 torch = pytest.importorskip("torch")
 
@@ -226,6 +227,34 @@ def test_the_exchange_runs_in_the_background(comm: Any) -> None:
     _inner_step(model, inner, 5)
     outer.step()
     assert outer.stats.syncs == 1
+
+
+class Refusing:
+    """A transport whose every all-reduce fails the same way, retried or not."""
+
+    def __init__(self, comm: Any) -> None:
+        self._comm = comm
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._comm, name)
+
+    def all_reduce(self, array: Any, **kwargs: Any) -> None:
+        self.calls += 1
+        raise CollectiveAborted("collectives differ: rank 0 called `all_reduce f32[7]`")
+
+
+def test_giving_up_after_the_retries_says_what_kept_failing(comm: Any) -> None:
+    refusing = Refusing(comm)
+    model, inner, outer = _setup(refusing, sync_every=2)
+    _inner_step(model, inner, 0)
+    outer.step()
+    _inner_step(model, inner, 1)
+    with pytest.raises(PeerLost) as caught:
+        outer.step()
+    assert refusing.calls == 1 + MAX_RETRIES
+    assert "the last failure: collectives differ" in str(caught.value)
+    assert isinstance(caught.value.__cause__, CollectiveAborted)
 
 
 def test_quantized_and_compressed_exchanges_take_any_shape(comm: Any) -> None:

@@ -20,17 +20,19 @@ STREAMING = {"sync_every": 10, "fragments": 2, "overlap_steps": 2}
 NOLOCO = {"sync_every": 10, "outer_lr": 0.7, "beta": 0.5}
 
 
-def _lgreco_options(every: int) -> dict[str, Any]:
-    """Streaming DiLoCo whose fragments choose a format per layer, re-planned every
-    ``every`` syncs (twice the default fp4's error allowed, so the levels do move)."""
+def _lgreco_options(every: int, levels: int = 3, **changes: Any) -> dict[str, Any]:
+    """Streaming DiLoCo whose fragments choose a format per layer (the first ``levels`` of
+    three), re-planned every ``every`` syncs (twice the default fp4's error allowed, so the
+    levels do move); ``changes`` override the LGreCo's other settings."""
     from thrifty.diloco.compressors import BlockQuantizer, LGreCo
 
     formats = [
         BlockQuantizer("fp4", block=64),
         BlockQuantizer("fp4", block=8),
         BlockQuantizer("int8", block=8),
-    ]
-    return STREAMING | {"quantize": LGreCo(formats, default=1, budget=2.0, every=every)}
+    ][:levels]
+    settings: dict[str, Any] = {"default": 1, "budget": 2.0, "every": every} | changes
+    return STREAMING | {"quantize": LGreCo(formats, **settings)}
 
 
 LGRECO = _lgreco_options(every=2)
@@ -98,6 +100,33 @@ def test_thrifty_and_gloo_give_bit_equal_parameters(options: dict[str, Any], wor
         assert gloo[rank][0] == ours[rank][0], f"rank {rank}: the parameters differ"
     # Workers train on different data between syncs: equal hashes are not trivial.
     assert len({h for h, _ in ours}) == world
+
+
+def _misconfigured_worker(comm: Any, changes: dict[str, Any]) -> tuple[str, str | None, str]:
+    """Rank 1's LGreCo differs from the others' in ``changes``: how the first sync fails."""
+    from diloco_harness import start, train
+
+    mine = changes if comm.rank == 1 else {}
+    model, optimizer, outer = start(comm, **_lgreco_options(**({"every": 2} | mine)))
+    try:
+        train(model, optimizer, outer, worker=comm.rank, until=40)
+        outer.close()  # streaming DiLoCo may raise only here, for the syncs still in flight
+    except Exception as error:  # the test compares what each rank raised
+        return type(error).__name__, getattr(error, "argument", None), str(error)
+    return "nothing", None, ""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("changes", [{"every": 3}, {"budget": 1.0}, {"levels": 2}])
+def test_workers_with_different_lgreco_settings_fail_at_once_naming_them(
+    changes: dict[str, Any],
+) -> None:
+    results = run_peers(2, _misconfigured_worker, changes)
+    for rank, (kind, argument, message) in enumerate(results):
+        # Not a peer lost after eight retries: the first sync names the cause and the rank.
+        assert (kind, argument) == ("InvalidArgumentError", "quantize"), (rank, message)
+        assert "LGreCo settings differ" in message, message
+        assert f"ranks [{1 - rank}]" in message, message
 
 
 # --- checkpoints ------------------------------------------------------------------------

@@ -365,20 +365,26 @@ class DiLoCo:
         """Every launched exchange from ``first`` on failed or may have: settle them all,
         agree on the new world, then redo the failed ones in launch order."""
         failed: list[int] = []
+        last: Exception | None = None
         for g in self._in_launch_order():
             flight = self._flights[g]
             assert flight.future is not None
             try:
                 outcome = flight.future.result()
-            except _LOST:
+            except _LOST as error:
                 failed.append(g)
+                last = error
                 continue
             del self._flights[g]
             self._absorb(g, flight, outcome, retries=0)
         retries = 1
         while failed:
             if retries > MAX_RETRIES:
-                raise PeerLost(f"gave up on fragment {failed[0]} after {MAX_RETRIES} retries")
+                # A failure that every retry meets is rarely a lost peer: say what it was.
+                raise PeerLost(
+                    f"gave up on fragment {failed[0]} after {MAX_RETRIES} retries; the last "
+                    f"failure: {last}"
+                ) from last
             before = epoch(self.transport)
             recover(self.transport)
             try:
@@ -389,8 +395,9 @@ class DiLoCo:
                     outcome = self._flights[g].job()
                     self._absorb(g, self._flights.pop(g), outcome, retries=retries)
                     failed.pop(0)
-            except _LOST:
+            except _LOST as error:
                 retries += 1
+                last = error
 
     def _absorb(
         self,

@@ -118,16 +118,15 @@ class Exchange:
         compressor = self.compressors[part]
         planning_bytes = 0
         if isinstance(compressor, LGreCo) and compressor.due(exchange_index):
+            # Every worker plans on the first exchange, so settings that differ fail there.
+            compressor.check_digests(transport.all_gather_scalars(compressor.digest()), "quantize")
             errors = torch.from_numpy(compressor.measure(message, seed=seed))
             rows = transport.all_gather(errors.reshape(-1).view(torch.int32))
             planning_bytes = wire_bytes(
                 transport, (transport.world_size - 1) * errors.numel() * errors.element_size()
             )
-            tables = rows.reshape(transport.world_size, -1).contiguous().view(torch.float64).cpu()
-            total_errors = tables[0].clone()
-            for table in tables[1:]:  # rank order: every worker adds the same way
-                total_errors += table
-            compressor.choose(total_errors.reshape(errors.shape).numpy())
+            tables = rows.reshape(transport.world_size, -1).contiguous().view(torch.float64)
+            compressor.plan(tables.cpu().numpy())
         numel = int(vector.numel())
         payload = compressor.encode(message, seed=seed)
         length = int(payload.numel())

@@ -46,6 +46,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import math
 from abc import ABC, abstractmethod
@@ -823,6 +824,85 @@ class LGreCo(Compressor):
         [0, 3, 6]
         """
         return exchange_index % self.every == 0
+
+    def digest(self) -> tuple[float, float]:
+        """These settings, hashed, for the workers to compare before they plan.
+
+        Workers whose settings differ would choose different levels and send payloads the
+        others cannot decode; the collective would see only frames of the wrong length. The
+        hash covers the candidates, ``default``, ``budget``, ``every``, ``buckets`` and the
+        bound layer sizes, as two float64 values that hold 32 bits each exactly (so any
+        transport's float all-gather carries them unchanged).
+
+        Examples
+        --------
+        >>> from thrifty.diloco.compressors import LGreCo, TopK
+        >>> a = LGreCo([TopK(0.1), TopK(0.5)], default=0, layers=[3, 4])
+        >>> a.digest() == LGreCo([TopK(0.1), TopK(0.5)], default=0, layers=[3, 4]).digest()
+        True
+        >>> a.digest() == LGreCo([TopK(0.1), TopK(0.5)], default=1, layers=[3, 4]).digest()
+        False
+        """
+        settings = repr((self.name, self.buckets, self.layers)).encode()
+        word = int.from_bytes(hashlib.blake2b(settings, digest_size=8).digest(), "little")
+        return float(word >> 32), float(word & 0xFFFF_FFFF)
+
+    def check_digests(self, digests: Any, argument: str) -> None:
+        """Raise unless every worker's :meth:`digest` (``(workers, 2)``, by rank) is this one's.
+
+        ``argument`` is the parameter the caller took the compressor as, to name in the error.
+
+        Examples
+        --------
+        >>> from thrifty.diloco.compressors import LGreCo, TopK
+        >>> a = LGreCo([TopK(0.1)], default=0, every=2)
+        >>> a.check_digests([a.digest(), a.digest()], "quantize")  # the same: nothing raised
+        >>> b = LGreCo([TopK(0.1)], default=0, every=3)
+        >>> a.check_digests([a.digest(), b.digest()], "quantize")
+        Traceback (most recent call last):
+        ...
+        thrifty.errors.InvalidArgumentError: quantize: the workers' LGreCo settings differ ...
+        """
+        rows = np.asarray(digests, dtype=np.float64).reshape(-1, 2)
+        mine = np.asarray(self.digest())
+        others = [rank for rank, row in enumerate(rows) if not np.array_equal(row, mine)]
+        if others:
+            raise InvalidArgumentError(
+                f"{argument}: the workers' LGreCo settings differ (candidates, default, budget, "
+                f"every, buckets or layer sizes): ranks {others} hold other settings than this "
+                f"worker's {self.name}, buckets={self.buckets}, layers={self.layers}. Every "
+                "worker must pass the same compressor",
+                argument,
+            )
+
+    def plan(self, tables: Any) -> Int64Array:
+        """Re-plan from every worker's :meth:`measure` table, flattened, one row per rank.
+
+        The rows are added in rank order, so every worker gets the same bits and chooses
+        the same levels. Returns a copy of the new levels, as :meth:`choose`.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from thrifty.diloco.compressors import LGreCo, TopK
+        >>> c = LGreCo([TopK(0.5), TopK(1.0)], default=0, layers=[2, 2])
+        >>> mine = c.measure(torch.tensor([3.0, 1.0, 2.0, 2.0])).reshape(-1)
+        >>> c.plan([mine, mine]).tolist()
+        [0, 0]
+        """
+        rows = np.asarray(tables, dtype=np.float64)
+        layers, _ = self._bound(sum(self.layers or ()))
+        shape = (len(layers), len(self.candidates))
+        if rows.ndim != 2 or rows.shape[0] < 1 or rows.shape[1] != shape[0] * shape[1]:
+            raise ShapeError(
+                f"tables must have one row of {shape[0] * shape[1]} errors per worker, "
+                f"got shape {rows.shape}",
+                "tables",
+            )
+        total = rows[0].copy()
+        for row in rows[1:]:
+            total += row
+        return self.choose(total.reshape(shape))
 
     def _bound(self, numel: int) -> tuple[tuple[int, ...], Int64Array]:
         if self.layers is None or self.levels is None:

@@ -191,23 +191,25 @@ def _plan(
 ) -> int:
     """Re-plan ``compressor`` from every rank's error table; the bytes this rank sent.
 
-    A blocking all-gather of ``layers x candidates`` float64 values, rare (every
-    ``compressor.every`` exchanges) and small beside a gradient bucket; the tables are added
-    in rank order, so every rank chooses the same levels.
+    Two blocking all-gathers, rare (every ``compressor.every`` exchanges) and small beside a
+    gradient bucket: the settings' digests, so that ranks configured differently fail with
+    a clear error instead of exchanging payloads of different sizes, then the ``layers x
+    candidates`` float64 error tables, added in rank order so every rank chooses the same
+    levels.
     """
     import torch
     import torch.distributed as dist
 
+    digest = torch.tensor(compressor.digest(), dtype=torch.float64, device=outgoing.device)
+    digests = digest.new_empty(world * digest.numel())
+    dist.all_gather_into_tensor(digests, digest, group=group)
+    compressor.check_digests(digests.view(world, -1).cpu().numpy(), "compressor")
     errors = torch.from_numpy(compressor.measure(outgoing, seed=seed)).to(outgoing.device)
     flat = errors.reshape(-1)
     tables = flat.new_empty(world * flat.numel())
     dist.all_gather_into_tensor(tables, flat, group=group)
-    rows = tables.view(world, -1).cpu()
-    total = rows[0].clone()
-    for row in rows[1:]:
-        total += row
-    compressor.choose(total.view(errors.shape).numpy())
-    return int(flat.numel() * flat.element_size())
+    compressor.plan(tables.view(world, -1).cpu().numpy())
+    return int((flat.numel() + digest.numel()) * flat.element_size())
 
 
 def compressed_hook(
