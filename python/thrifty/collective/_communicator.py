@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from thrifty import _native
+from thrifty._checks import check_int, check_positive
 from thrifty.collective._buffers import FLOAT_DTYPES, Buffer, intake, like
-from thrifty.collective._coordinator import Coordinator, check_seconds, check_text
+from thrifty.collective._coordinator import Coordinator, check_text
 from thrifty.collective._staging import PinnedPool
 from thrifty.errors import InvalidArgumentError, PeerLost
 
@@ -67,18 +68,6 @@ class SyncReport:
 
 def _stats(raw: tuple[int, int, float]) -> OpStats:
     return OpStats(bytes_sent=int(raw[0]), bytes_received=int(raw[1]), seconds=float(raw[2]))
-
-
-def _check_int(value: Any, argument: str, *, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidArgumentError(
-            f"{argument} must be an integer, got {type(value).__name__}", argument
-        )
-    number = int(value)
-    if number < minimum or (maximum is not None and number > maximum):
-        bound = f"in {minimum}..={maximum}" if maximum is not None else f">= {minimum}"
-        raise InvalidArgumentError(f"{argument} must be {bound}, got {number}", argument)
-    return number
 
 
 def _check_choice(value: Any, argument: str, choices: tuple[str, ...]) -> str:
@@ -216,9 +205,9 @@ class Communicator:
         check_text(secret, "secret", optional=True)
         check_text(bind_host, "bind_host")
         check_text(advertise_host, "advertise_host", optional=True)
-        connections = _check_int(connections, "connections", minimum=1, maximum=64)
-        timeout = check_seconds(timeout_s, "timeout_s")
-        port = _check_int(bind_port, "bind_port", minimum=0, maximum=65535)
+        connections = check_int(connections, "connections", minimum=1, maximum=64)
+        timeout = check_positive(timeout_s, "timeout_s")
+        port = check_int(bind_port, "bind_port", minimum=0, maximum=65535)
         self._native = _native.Communicator(
             ",".join(texts), secret, connections, timeout, bind_host, port, advertise_host
         )
@@ -289,7 +278,7 @@ class Communicator:
         _check_choice(op, "op", OPS)
         if quantize is not None:
             _check_choice(quantize, "quantize", QUANTIZATIONS)
-        _check_int(block, "block", minimum=1)
+        check_int(block, "block", minimum=1)
         buffer = intake(array, "array", writable=True, staging=self._staging)
         if quantize is not None and buffer.dtype not in FLOAT_DTYPES:
             buffer.done(False)
@@ -345,7 +334,7 @@ class Communicator:
         """Copy rank ``root``'s ``array`` into every member's ``array``, in place."""
         self._require_topology()
         world = self.world_size
-        root = _check_int(root, "root", minimum=0, maximum=world - 1 if world > 0 else None)
+        root = check_int(root, "root", minimum=0, maximum=world - 1 if world > 0 else None)
         buffer = intake(array, "array", writable=True, staging=self._staging)
         try:
             raw = self._native.broadcast(buffer.host, buffer.dtype, root)
@@ -406,8 +395,8 @@ class Communicator:
         collective. Returns the ranks of this peer's group, sorted. Every member calls it
         with the same ``step`` and ``group_size``.
         """
-        step = _check_int(step, "step", minimum=0)
-        group_size = _check_int(group_size, "group_size", minimum=2)
+        step = check_int(step, "step", minimum=0)
+        group_size = check_int(group_size, "group_size", minimum=2)
         self._require_topology()
         buffer = intake(array, "array", writable=True, staging=self._staging)
         try:
@@ -442,7 +431,7 @@ class Communicator:
             )
         if revision is None:
             revision = 0 if self._revision is None else self._revision + 1
-        revision = _check_int(revision, "revision", minimum=0, maximum=2**64 - 1)
+        revision = check_int(revision, "revision", minimum=0, maximum=2**64 - 1)
         self._require_topology()
         buffers: dict[str, Buffer] = {}
         try:
@@ -500,9 +489,9 @@ def pairing_groups(world_size: int, step: int, group_size: int = 2) -> list[list
     >>> sorted(r for g in groups for r in g), sorted(len(g) for g in groups)
     ([0, 1, 2, 3, 4], [2, 3])
     """
-    world_size = _check_int(world_size, "world_size", minimum=0)
-    step = _check_int(step, "step", minimum=0)
-    group_size = _check_int(group_size, "group_size", minimum=2)
+    world_size = check_int(world_size, "world_size", minimum=0)
+    step = check_int(step, "step", minimum=0)
+    group_size = check_int(group_size, "group_size", minimum=2)
     return [list(g) for g in _native.pairing_groups(world_size, step, group_size)]
 
 

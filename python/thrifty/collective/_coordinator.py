@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from thrifty import _native
+from thrifty._checks import check_positive
 from thrifty.errors import InvalidArgumentError
-
-
-def check_seconds(value: Any, argument: str) -> float:
-    """A positive, finite number of seconds, or an error naming ``argument``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidArgumentError(
-            f"{argument} must be a number of seconds, got {type(value).__name__}", argument
-        )
-    if not (math.isfinite(value) and value > 0):
-        raise InvalidArgumentError(
-            f"{argument} must be a positive, finite number of seconds, got {value}", argument
-        )
-    return float(value)
 
 
 def check_text(value: Any, argument: str, *, optional: bool = False) -> None:
@@ -108,8 +95,8 @@ class Coordinator:
         for fellow in fellows:
             check_text(fellow, "fellows")
         check_text(secret, "secret", optional=True)
-        interval = check_seconds(heartbeat_interval_s, "heartbeat_interval_s")
-        timeout = check_seconds(heartbeat_timeout_s, "heartbeat_timeout_s")
+        interval = check_positive(heartbeat_interval_s, "heartbeat_interval_s")
+        timeout = check_positive(heartbeat_timeout_s, "heartbeat_timeout_s")
         if timeout <= interval:
             raise InvalidArgumentError(
                 f"heartbeat_timeout_s must exceed heartbeat_interval_s ({interval}), got {timeout}",

@@ -11,7 +11,6 @@ steps before it is applied so communication hides behind compute, merges with
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from thrifty._checks import check_int, check_positive, check_real
 from thrifty._extras import require
 from thrifty.diloco._exchange import QUANTIZATIONS, Exchange, Exchanged
 from thrifty.diloco._flat import flatten, write_back
@@ -37,30 +37,6 @@ from thrifty.errors import CollectiveAborted, InvalidArgumentError, PeerLost
 _LOST = (PeerLost, CollectiveAborted)
 
 
-def check_number(value: Any, argument: str, *, low: float, high: float, closed: bool) -> float:
-    """A finite real in ``[low, high)`` (or ``[low, high]`` when ``closed``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InvalidArgumentError(
-            f"{argument} must be a number, got {type(value).__name__}", argument
-        )
-    number = float(value)
-    inside = low <= number <= high if closed else low <= number < high
-    if not math.isfinite(number) or not inside:
-        bracket = "]" if closed else ")"
-        raise InvalidArgumentError(
-            f"{argument} must be in [{low}, {high}{bracket}, got {value}", argument
-        )
-    return number
-
-
-def check_positive(value: Any, argument: str) -> float:
-    """A finite real > 0."""
-    number = check_number(value, argument, low=0.0, high=math.inf, closed=False)
-    if number <= 0:
-        raise InvalidArgumentError(f"{argument} must be > 0, got {value}", argument)
-    return number
-
-
 def check_training_loop(model: Any, inner_optimizer: Any) -> None:
     """What DiLoCo and NoLoCo wrap: a torch module and its optimizer."""
     torch = require("torch")
@@ -74,16 +50,6 @@ def check_training_loop(model: Any, inner_optimizer: Any) -> None:
             f"{type(inner_optimizer).__name__}",
             "inner_optimizer",
         )
-
-
-def check_count(value: Any, argument: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidArgumentError(
-            f"{argument} must be an integer, got {type(value).__name__}", argument
-        )
-    if int(value) < minimum:
-        raise InvalidArgumentError(f"{argument} must be >= {minimum}, got {value}", argument)
-    return int(value)
 
 
 @dataclass
@@ -196,23 +162,23 @@ class DiLoCo:
     ) -> None:
         torch = require("torch")
         check_training_loop(model, inner_optimizer)
-        self.sync_every = check_count(sync_every, "sync_every", minimum=1)
+        self.sync_every = check_int(sync_every, "sync_every", minimum=1)
         self.outer_lr = check_positive(outer_lr, "outer_lr")
-        self.outer_momentum = check_number(
-            outer_momentum, "outer_momentum", low=0.0, high=1.0, closed=False
+        self.outer_momentum = check_real(
+            outer_momentum, "outer_momentum", low=0.0, high=1.0, high_open=True
         )
         if not isinstance(nesterov, bool):
             raise InvalidArgumentError(
                 f"nesterov must be a bool, got {type(nesterov).__name__}", "nesterov"
             )
         self.nesterov = nesterov
-        self.overlap_steps = check_count(overlap_steps, "overlap_steps", minimum=0)
+        self.overlap_steps = check_int(overlap_steps, "overlap_steps", minimum=0)
         if self.overlap_steps >= self.sync_every:
             raise InvalidArgumentError(
                 f"overlap_steps must be < sync_every ({self.sync_every}), got {overlap_steps}",
                 "overlap_steps",
             )
-        self.mix = check_number(mix, "mix", low=0.0, high=1.0, closed=True)
+        self.mix = check_real(mix, "mix", low=0.0, high=1.0)
         self._check_compression(quantize, error_feedback)
         self.model = model
         self.inner_optimizer = inner_optimizer

@@ -12,13 +12,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from thrifty._checks import check_int, check_positive, check_real
 from thrifty._extras import require
-from thrifty.diloco._diloco import (
-    check_count,
-    check_number,
-    check_positive,
-    check_training_loop,
-)
+from thrifty.diloco._diloco import check_training_loop
 from thrifty.diloco._flat import flatten, write_back
 from thrifty.diloco._stats import CommStats, SyncRecord
 from thrifty.diloco._transport import as_transport, wire_bytes, with_retries
@@ -85,10 +81,10 @@ class NoLoCo:
     ) -> None:
         torch = require("torch")
         check_training_loop(model, inner_optimizer)
-        self.sync_every = check_count(sync_every, "sync_every", minimum=1)
+        self.sync_every = check_int(sync_every, "sync_every", minimum=1)
         self.outer_lr = check_positive(outer_lr, "outer_lr")
-        self.beta = check_number(beta, "beta", low=0.0, high=1.0, closed=False)
-        self.group_size = check_count(group_size, "group_size", minimum=2)
+        self.beta = check_real(beta, "beta", low=0.0, high=1.0, high_open=True)
+        self.group_size = check_int(group_size, "group_size", minimum=2)
         self.model = model
         self.inner_optimizer = inner_optimizer
         self.transport = as_transport(transport)

@@ -57,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from thrifty._checks import check_int
 from thrifty.errors import InternalError, InvalidArgumentError
 
 METHODS = ("ddp", "diloco", "streaming-fp32", "streaming-fp4", "noloco", "spsa")
@@ -113,14 +114,6 @@ def _check_methods(methods: Sequence[str]) -> tuple[str, ...]:
         )
     # Run in the canonical order, DDP first, each once.
     return tuple(m for m in METHODS if m in methods)
-
-
-def _check_positive_int(value: Any, argument: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidArgumentError(
-            f"{argument} must be an integer >= {minimum}, got {value!r}", argument
-        )
-    return value
 
 
 # ---------------------------------------------------------------------------------------
@@ -459,7 +452,7 @@ class WorkerPool:
     def __init__(self, world: int, *, timeout_s: float = 900.0, progress: bool = False) -> None:
         from thrifty._progress import progress_bar
 
-        self.world = _check_positive_int(world, "world", minimum=2)
+        self.world = check_int(world, "world", minimum=2)
         self.timeout_s = timeout_s
         context = mp.get_context("spawn")
         self._conns: dict[int, Any] = {}
@@ -693,9 +686,9 @@ def settings(
 
     config = workload.WorkloadConfig()
     steps = (QUICK_STEPS if quick else config.steps) if steps is None else steps
-    steps = _check_positive_int(steps, "steps")
+    steps = check_int(steps, "steps", minimum=1)
     sync_every = (QUICK_SYNC_EVERY if quick else SYNC_EVERY) if sync_every is None else sync_every
-    sync_every = _check_positive_int(sync_every, "sync_every", minimum=OVERLAP_STEPS + 1)
+    sync_every = check_int(sync_every, "sync_every", minimum=OVERLAP_STEPS + 1)
     if sync_every > steps:
         raise InvalidArgumentError(
             f"steps must be at least sync_every ({sync_every}) so that every method syncs, "
@@ -746,7 +739,7 @@ def run(
     from thrifty.diloco import workload
 
     methods = _check_methods(methods)
-    world = _check_positive_int(world, "world", minimum=2)
+    world = check_int(world, "world", minimum=2)
     config, steps, sync_every, eval_every = settings(
         steps=steps, sync_every=sync_every, quick=quick
     )

@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from thrifty._checks import check_int, check_positive, check_real
 from thrifty._extras import require
 from thrifty.errors import DTypeError, InvalidArgumentError, ShapeError
 
@@ -92,12 +93,6 @@ def _check_seed(seed: object) -> None:
         raise InvalidArgumentError(f"seed must be an int, got {type(seed).__name__}", "seed")
 
 
-def _check_numel(numel: object) -> int:
-    if isinstance(numel, bool) or not isinstance(numel, int) or numel < 0:
-        raise InvalidArgumentError(f"numel must be an int >= 0, got {numel!r}", "numel")
-    return numel
-
-
 def _check_x(x: object) -> None:
     import torch
 
@@ -131,17 +126,6 @@ def _reinterpret(data: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     if data.storage_offset() % itemsize or not data.is_contiguous():
         data = data.clone()
     return data.view(dtype)
-
-
-def _fraction_check(fraction: object) -> float:
-    if (
-        isinstance(fraction, bool)
-        or not isinstance(fraction, int | float)
-        or not math.isfinite(fraction)
-        or not 0 < fraction <= 1
-    ):
-        raise InvalidArgumentError(f"fraction must be in (0, 1], got {fraction!r}", "fraction")
-    return float(fraction)
 
 
 def _count(fraction: float, numel: int) -> int:
@@ -270,7 +254,7 @@ class Compressor(ABC):
         >>> TopK(0.01).delta(1000)
         0.01
         """
-        _check_numel(numel)
+        check_int(numel, "numel", minimum=0)
         return 0.0
 
     def compress(self, x: torch.Tensor, *, seed: int) -> torch.Tensor:
@@ -314,7 +298,7 @@ class TopK(Compressor):
 
     def __init__(self, fraction: float) -> None:
         super().__init__()
-        self.fraction = _fraction_check(fraction)
+        self.fraction = check_real(fraction, "fraction", low=0.0, high=1.0, low_open=True)
         self.name = f"topk({self.fraction:g})"
 
     def _k(self, numel: int) -> int:
@@ -326,10 +310,10 @@ class TopK(Compressor):
         return _count(self.fraction, numel)
 
     def payload_bytes(self, numel: int) -> int:
-        return 8 * self._k(_check_numel(numel))
+        return 8 * self._k(check_int(numel, "numel", minimum=0))
 
     def delta(self, numel: int) -> float:
-        return self._k(_check_numel(numel)) / numel if numel else 1.0
+        return self._k(check_int(numel, "numel", minimum=0)) / numel if numel else 1.0
 
     def encode(self, x: torch.Tensor, *, seed: int) -> torch.Tensor:
         import torch
@@ -357,7 +341,7 @@ class TopK(Compressor):
         import torch
 
         _check_seed(seed)
-        k = self._k(_check_numel(numel))
+        k = self._k(check_int(numel, "numel", minimum=0))
         _check_payload(payload, 8 * k)
         indices = _reinterpret(payload[: 4 * k], torch.int32).long()
         values = _reinterpret(payload[4 * k :], torch.float32)
@@ -399,16 +383,16 @@ class RandomK(Compressor):
 
     def __init__(self, fraction: float) -> None:
         super().__init__()
-        self.fraction = _fraction_check(fraction)
+        self.fraction = check_real(fraction, "fraction", low=0.0, high=1.0, low_open=True)
         self.name = f"randomk({self.fraction:g})"
         # decode runs once per worker's payload with the same seed: draw the indices once.
         self._cached: tuple[tuple[int, int, str], torch.Tensor] | None = None
 
     def payload_bytes(self, numel: int) -> int:
-        return 4 * _count(self.fraction, _check_numel(numel))
+        return 4 * _count(self.fraction, check_int(numel, "numel", minimum=0))
 
     def delta(self, numel: int) -> float:
-        return _count(self.fraction, _check_numel(numel)) / numel if numel else 1.0
+        return _count(self.fraction, check_int(numel, "numel", minimum=0)) / numel if numel else 1.0
 
     def _indices(self, numel: int, seed: int, device: torch.device) -> torch.Tensor:
         import torch
@@ -557,11 +541,11 @@ class BlockQuantizer(Compressor):
         return blocks, code_bytes
 
     def payload_bytes(self, numel: int) -> int:
-        blocks, code_bytes = self._layout(_check_numel(numel))
+        blocks, code_bytes = self._layout(check_int(numel, "numel", minimum=0))
         return _pad4(4 * blocks + code_bytes)
 
     def delta(self, numel: int) -> float:
-        others = min(self.block, _check_numel(numel)) - 1
+        others = min(self.block, check_int(numel, "numel", minimum=0)) - 1
         if others <= 0:
             return 1.0
         if self.format == "int8":
@@ -757,24 +741,9 @@ class LGreCo(Compressor):
                 "default",
             )
         self.default = default
-        if (
-            isinstance(budget, bool)
-            or not isinstance(budget, int | float)
-            or not math.isfinite(budget)
-            or budget <= 0
-        ):
-            raise InvalidArgumentError(f"budget must be finite and > 0, got {budget!r}", "budget")
-        self.budget = float(budget)
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise InvalidArgumentError(f"every must be an int >= 1, got {every!r}", "every")
-        self.every = every
-        if buckets is not None and (
-            isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1
-        ):
-            raise InvalidArgumentError(
-                f"buckets must be None or an int >= 1, got {buckets!r}", "buckets"
-            )
-        self.buckets = buckets
+        self.budget = check_positive(budget, "budget")
+        self.every = check_int(every, "every", minimum=1)
+        self.buckets = None if buckets is None else check_int(buckets, "buckets", minimum=1)
         self.layers: tuple[int, ...] | None = None
         self.levels: Int64Array | None = None
         if layers is not None:
@@ -925,10 +894,10 @@ class LGreCo(Compressor):
         ]
 
     def payload_bytes(self, numel: int) -> int:
-        return sum(self._payload_sizes(_check_numel(numel)))
+        return sum(self._payload_sizes(check_int(numel, "numel", minimum=0)))
 
     def delta(self, numel: int) -> float:
-        layers, _ = self._bound(_check_numel(numel))
+        layers, _ = self._bound(check_int(numel, "numel", minimum=0))
         return min(c.delta(size) for size in layers for c in self.candidates)
 
     def sizes(self) -> Float64Array:
@@ -1066,7 +1035,7 @@ class LGreCo(Compressor):
         import torch
 
         _check_seed(seed)
-        sizes = self._payload_sizes(_check_numel(numel))
+        sizes = self._payload_sizes(check_int(numel, "numel", minimum=0))
         _check_payload(payload, sum(sizes))
         layers, levels = self._bound(numel)
         pieces = torch.split(payload, sizes)
@@ -1238,7 +1207,7 @@ class ErrorFeedback(Feedback):
     def init_state(self, numel: int, device: torch.device | str) -> dict[str, torch.Tensor]:
         import torch
 
-        _check_numel(numel)
+        check_int(numel, "numel", minimum=0)
         return {"error": torch.zeros(numel, dtype=torch.float32, device=device)}
 
     def outgoing(self, g: torch.Tensor, state: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -1293,14 +1262,7 @@ class EControl(Feedback):
 
     def __init__(self, compressor: Compressor, eta: float) -> None:
         super().__init__(compressor)
-        if (
-            isinstance(eta, bool)
-            or not isinstance(eta, int | float)
-            or not math.isfinite(eta)
-            or eta <= 0
-        ):
-            raise InvalidArgumentError(f"eta must be finite and > 0, got {eta!r}", "eta")
-        self.eta = float(eta)
+        self.eta = check_positive(eta, "eta")
         self.name = f"econtrol({compressor.name}, eta={self.eta:g})"
 
     _KEYS = ("error", "h_local", "h_mean")
@@ -1308,7 +1270,7 @@ class EControl(Feedback):
     def init_state(self, numel: int, device: torch.device | str) -> dict[str, torch.Tensor]:
         import torch
 
-        _check_numel(numel)
+        check_int(numel, "numel", minimum=0)
         return {key: torch.zeros(numel, dtype=torch.float32, device=device) for key in self._KEYS}
 
     def outgoing(self, g: torch.Tensor, state: dict[str, torch.Tensor]) -> torch.Tensor:

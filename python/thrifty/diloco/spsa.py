@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from thrifty._checks import check_int, check_positive
 from thrifty._extras import require
 from thrifty.errors import InternalError, InvalidArgumentError, NonFiniteError, PeerLost
 
@@ -96,32 +97,6 @@ def _quantize(value: float, scale: float, uniform: float) -> int:
 
 def _dequantize(code: int, scale: float) -> float:
     return code * scale / CODE_MAX
-
-
-def _check_positive(value: Any, argument: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InvalidArgumentError(
-            f"{argument} must be a positive finite number, got {type(value).__name__}", argument
-        )
-    number = float(value)
-    if not math.isfinite(number) or number <= 0:
-        raise InvalidArgumentError(
-            f"{argument} must be a positive finite number, got {number}", argument
-        )
-    return number
-
-
-def _check_int(value: Any, argument: str, *, minimum: int, maximum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidArgumentError(
-            f"{argument} must be an integer, got {type(value).__name__}", argument
-        )
-    number = int(value)
-    if not minimum <= number <= maximum:
-        raise InvalidArgumentError(
-            f"{argument} must be in {minimum}..={maximum}, got {number}", argument
-        )
-    return number
 
 
 def _loss_value(value: Any) -> float:
@@ -294,16 +269,16 @@ class SharedSeedSPSA:
                 f"(it lacks {', '.join(missing)}), got {type(transport).__name__}",
                 "transport",
             )
-        self._eps = _check_positive(eps, "eps")
-        self._lr = _check_positive(lr, "lr")
-        self._seed = _check_int(seed, "seed", minimum=0, maximum=_MASK64)
+        self._eps = check_positive(eps, "eps")
+        self._lr = check_positive(lr, "lr")
+        self._seed = check_int(seed, "seed", minimum=0, maximum=_MASK64)
         # Bounded so a step's values stay a tiny payload of the commit vote.
-        self._samples = _check_int(samples, "samples", minimum=1, maximum=64)
-        initial = _check_positive(initial_scale, "initial_scale")
+        self._samples = check_int(samples, "samples", minimum=1, maximum=64)
+        initial = check_positive(initial_scale, "initial_scale")
         self._fixed_id = (
             None
             if worker_id is None
-            else _check_int(worker_id, "worker_id", minimum=0, maximum=_MASK64)
+            else check_int(worker_id, "worker_id", minimum=0, maximum=_MASK64)
         )
         self._named = list(model.named_parameters())
         for name, p in self._named:
@@ -412,8 +387,8 @@ class SharedSeedSPSA:
                 f"{keys if keys is not None else type(state_dict).__name__}",
                 "state_dict",
             )
-        step = _check_int(state_dict["step"], "state_dict", minimum=0, maximum=2**63 - 1)
-        mean_square = _check_positive(state_dict["mean_square"], "state_dict")
+        step = check_int(state_dict["step"], "state_dict", minimum=0, maximum=2**63 - 1)
+        mean_square = check_positive(state_dict["mean_square"], "state_dict")
         self._step = step
         self._mean_square = mean_square
 

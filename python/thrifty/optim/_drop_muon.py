@@ -6,12 +6,12 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from thrifty._checks import check_int, check_positive, check_real
 from thrifty._extras import require
 
 require("torch")  # without torch, the error names the extra that installs it
 import torch  # noqa: E402
 
-from thrifty.diloco._diloco import check_count, check_number, check_positive  # noqa: E402
 from thrifty.errors import InvalidArgumentError, ShapeError  # noqa: E402
 from thrifty.optim._muon import check_options, closure_loss, muon_update  # noqa: E402
 
@@ -155,7 +155,7 @@ class DropMuon(torch.optim.Optimizer):
         )
         defaults.update(check_adamw(adamw_lr, adamw_betas, adamw_eps, adamw_weight_decay))
         self.sampler = check_sampler(sampler, len(modules))
-        self.generator = torch.Generator().manual_seed(check_count(seed, "seed", minimum=0))
+        self.generator = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
         self.layers = modules
         self.start: int | None = None
         self.steps = 0
@@ -276,12 +276,10 @@ def check_adamw(lr: Any, betas: Any, eps: Any, weight_decay: Any) -> dict[str, A
     return {
         "adamw_lr": check_positive(lr, "adamw_lr"),
         "adamw_betas": tuple(
-            check_number(b, "adamw_betas", low=0.0, high=1.0, closed=False) for b in betas
+            check_real(b, "adamw_betas", low=0.0, high=1.0, high_open=True) for b in betas
         ),
         "adamw_eps": check_positive(eps, "adamw_eps"),
-        "adamw_weight_decay": check_number(
-            weight_decay, "adamw_weight_decay", low=0.0, high=math.inf, closed=False
-        ),
+        "adamw_weight_decay": check_real(weight_decay, "adamw_weight_decay", low=0.0),
     }
 
 

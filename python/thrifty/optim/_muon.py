@@ -7,12 +7,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from thrifty._checks import check_int, check_positive, check_real
 from thrifty._extras import require
 
 require("torch")  # without torch, the error names the extra that installs it
 import torch  # noqa: E402
 
-from thrifty.diloco._diloco import check_count, check_number, check_positive  # noqa: E402
 from thrifty.errors import InvalidArgumentError, ShapeError  # noqa: E402
 from thrifty.optim._newton_schulz import COEFFICIENTS, EPS, newton_schulz  # noqa: E402
 
@@ -42,12 +42,10 @@ def check_options(
         )
     return {
         "lr": check_positive(lr, "lr"),
-        "momentum": check_number(momentum, "momentum", low=0.0, high=1.0, closed=False),
+        "momentum": check_real(momentum, "momentum", low=0.0, high=1.0, high_open=True),
         "nesterov": nesterov,
-        "ns_steps": check_count(ns_steps, "ns_steps", minimum=1),
-        "weight_decay": check_number(
-            weight_decay, "weight_decay", low=0.0, high=math.inf, closed=False
-        ),
+        "ns_steps": check_int(ns_steps, "ns_steps", minimum=1),
+        "weight_decay": check_real(weight_decay, "weight_decay", low=0.0),
         "adjust_lr": adjust_lr,
     }
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
+from thrifty._checks import check_positive, check_real
 from thrifty._extras import require
 
 require("torch")  # without torch, the error names the extra that installs it
 import torch  # noqa: E402
 
-from thrifty.diloco._diloco import check_number, check_positive  # noqa: E402
 from thrifty.errors import InvalidArgumentError  # noqa: E402
 from thrifty.optim._drop_muon import check_adamw  # noqa: E402
 
@@ -91,9 +90,7 @@ def muon_param_groups(
         )
     muon_options = {
         "lr": check_positive(lr, "lr"),
-        "weight_decay": check_number(
-            weight_decay, "weight_decay", low=0.0, high=math.inf, closed=False
-        ),
+        "weight_decay": check_real(weight_decay, "weight_decay", low=0.0),
     }
     adamw = check_adamw(adamw_lr, adamw_betas, adamw_eps, adamw_weight_decay)
     adamw_options = {
