@@ -38,6 +38,18 @@ def check_int(value: Any, argument: str, *, minimum: int, maximum: int | None = 
     return number
 
 
+def check_seed(value: Any, argument: str = "seed") -> int:
+    """A seed for the Rust cores' generators: an integer in ``[0, 2**64)``.
+
+    Examples
+    --------
+    >>> from thrifty._checks import check_seed
+    >>> check_seed(2**64 - 1)
+    18446744073709551615
+    """
+    return check_int(value, argument, minimum=0, maximum=2**64 - 1)
+
+
 def check_real(
     value: Any,
     argument: str,

@@ -174,13 +174,13 @@ def test_numpy_codes_are_used_without_copying() -> None:
             lambda: hamming.topk(np.zeros((2, 8), np.uint8), np.zeros((2, 8), np.uint8), 0),
             "k",
             thrifty.InvalidArgumentError,
-            "k must be >= 1",
+            "k must be an integer >= 1",
         ),
         (
             lambda: hamming.radius(np.zeros((2, 8), np.uint8), np.zeros((2, 8), np.uint8), -1),
             "r",
             thrifty.InvalidArgumentError,
-            "r must be >= 0",
+            "r must be an integer >= 0",
         ),
         (
             lambda: hamming.pack(np.zeros(8, np.uint8)),

@@ -6,13 +6,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from thrifty._checks import check_int, check_positive, check_seed
 from thrifty.coreset._coreset import Coreset
 from thrifty.coreset._lewis import lewis_weights
-from thrifty.coreset._sample import checked_seed, sample
+from thrifty.coreset._sample import sample
 from thrifty.coreset._scores import (
     Float64Array,
     checked_matrix,
-    checked_p,
     leverage_scores,
     root_leverage_scores,
 )
@@ -21,13 +21,6 @@ from thrifty.errors import InvalidArgumentError
 
 Method = Literal["lewis", "leverage", "root_leverage", "sensitivity", "uniform"]
 METHODS = ("lewis", "leverage", "root_leverage", "sensitivity", "uniform")
-
-
-def checked_m(m: Any) -> int:
-    """``m`` as a positive int, or an error naming ``m``."""
-    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m <= 0:
-        raise InvalidArgumentError(f"m must be a positive integer, got {m!r}", "m")
-    return int(m)
 
 
 def scores_for(array: Float64Array, p: float, method: str) -> Float64Array:
@@ -94,9 +87,9 @@ def subspace_embedding(
     True
     """
     array = checked_matrix(A)
-    value = checked_p(p)
-    draws = checked_m(m)
-    seed = checked_seed(seed)
+    value = check_positive(p, "p")
+    draws = check_int(m, "m", minimum=1)
+    seed = check_seed(seed)
     scores = scores_for(array, value, method)
     indices, weights = sample(scores, draws, replace=bool(replace), seed=seed)
     return Coreset(indices, weights, p=value, method=method)

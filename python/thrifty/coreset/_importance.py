@@ -16,13 +16,12 @@ from torch.utils.data import Sampler
 
 from thrifty import _native
 from thrifty._arrays import host_array
+from thrifty._checks import check_int, check_real, check_seed
 from thrifty.coreset._rs2 import checked_replicas
 from thrifty.coreset._sample import (
     Float64Array,
     Int64Array,
-    checked_count,
     checked_scores,
-    checked_seed,
     draw,
 )
 from thrifty.errors import InvalidArgumentError, NonFiniteError, ShapeError
@@ -119,19 +118,15 @@ class ImportanceSampler(Sampler[int]):
         rank: int = 0,
         mix: float = 0.0,
     ) -> None:
-        self.num_samples = checked_count(num_samples, "num_samples")
+        self.num_samples = check_int(num_samples, "num_samples", minimum=0)
         if not isinstance(replacement, (bool, np.bool_)):
             raise InvalidArgumentError(
                 f"replacement must be a bool, got {replacement!r}", "replacement"
             )
         self.replacement = bool(replacement)
-        self.seed = checked_seed(seed)
+        self.seed = check_seed(seed)
         self.num_replicas, self.rank = checked_replicas(num_replicas, rank)
-        if isinstance(mix, bool) or not isinstance(mix, (int, float, np.floating)):
-            raise InvalidArgumentError(f"mix must be a number, got {mix!r}", "mix")
-        if not 0.0 <= float(mix) <= 1.0:
-            raise InvalidArgumentError(f"mix must be in [0, 1], got {mix}", "mix")
-        self.mix = float(mix)
+        self.mix = check_real(mix, "mix", low=0.0, high=1.0)
         self.epoch = 0
         self._scores, self._total = self._checked(scores, None)
         self._draw: _Draw | None = None
@@ -167,7 +162,7 @@ class ImportanceSampler(Sampler[int]):
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch; its draw depends on ``seed``, ``epoch`` and the scores."""
-        self.epoch = checked_count(epoch, "epoch")
+        self.epoch = check_int(epoch, "epoch", minimum=0)
 
     def update_scores(self, scores: Any) -> None:
         """Replace the scores (same length); the next ``iter()`` draws from them."""

@@ -8,15 +8,15 @@ import numpy as np
 
 from thrifty import _native
 from thrifty._arrays import host_array
+from thrifty._checks import check_int, check_seed
 from thrifty.coreset._coreset import Coreset
-from thrifty.coreset._embedding import checked_m
-from thrifty.coreset._sample import checked_count, checked_seed, sample
+from thrifty.coreset._sample import sample
 from thrifty.coreset._scores import Float64Array
 from thrifty.errors import InvalidArgumentError, ShapeError
 
 
 def _checked_k(k: Any, n: int) -> int:
-    value = checked_count(k, "k")
+    value = check_int(k, "k", minimum=0)
     if not 1 <= value <= n:
         raise InvalidArgumentError(f"k must be in [1, n = {n}], got {value}", "k")
     return value
@@ -59,7 +59,7 @@ def kmeans_sensitivities(X: Any, k: int, *, seed: int = 0) -> Float64Array:  # n
     """
     points = checked_points(X)
     scores, _, _ = _native.coreset_kmeans_sensitivities(
-        points, _checked_k(k, points.shape[0]), seed=checked_seed(seed)
+        points, _checked_k(k, points.shape[0]), seed=check_seed(seed)
     )
     return scores
 
@@ -94,8 +94,8 @@ def kmeans(X: Any, k: int, m: int, *, seed: int = 0) -> Coreset:  # noqa: N803 (
     True
     """
     points = checked_points(X)
-    draws = checked_m(m)
-    seed = checked_seed(seed)
+    draws = check_int(m, "m", minimum=1)
+    seed = check_seed(seed)
     # The seeding and the draw use different streams of the same seed.
     scores, _, _ = _native.coreset_kmeans_sensitivities(
         points, _checked_k(k, points.shape[0]), seed=seed

@@ -6,9 +6,9 @@ from typing import Any
 
 from thrifty import _native
 from thrifty._arrays import is_gpu_array
+from thrifty._checks import check_int, check_positive
 from thrifty.coreset import _gpu
-from thrifty.coreset._sample import checked_count
-from thrifty.coreset._scores import Float64Array, checked_matrix, checked_p
+from thrifty.coreset._scores import Float64Array, checked_matrix
 from thrifty.errors import InvalidArgumentError
 
 
@@ -67,17 +67,17 @@ def lewis_weights(A: Any, p: float, *, iters: int = 1000, tol: float = 1e-6) -> 
     """
     if is_gpu_array(A):
         return _gpu.lewis_weights(  # type: ignore[no-any-return]
-            A, checked_p(p), _checked_iters(iters), checked_tol(tol)
+            A, check_positive(p, "p"), _checked_iters(iters), checked_tol(tol)
         )
     array = checked_matrix(A)
     weights, _, _ = _native.coreset_lewis_weights(
-        array, checked_p(p), iters=_checked_iters(iters), tol=checked_tol(tol)
+        array, check_positive(p, "p"), iters=_checked_iters(iters), tol=checked_tol(tol)
     )
     return weights
 
 
 def _checked_iters(iters: Any) -> int:
-    value = checked_count(iters, "iters")
+    value = check_int(iters, "iters", minimum=0)
     if value == 0:
         raise InvalidArgumentError("iters must be at least 1, got 0", "iters")
     return value

@@ -8,11 +8,12 @@ import numpy as np
 
 from thrifty import _native
 from thrifty._arrays import host_array
+from thrifty._checks import check_int, check_positive, check_seed
 from thrifty.coreset._coreset import Coreset
-from thrifty.coreset._embedding import Method, checked_m, scores_for
+from thrifty.coreset._embedding import Method, scores_for
 from thrifty.coreset._lewis import _checked_iters, checked_tol
-from thrifty.coreset._sample import checked_seed, sample
-from thrifty.coreset._scores import Float64Array, checked_matrix, checked_p, leverage_scores
+from thrifty.coreset._sample import sample
+from thrifty.coreset._scores import Float64Array, checked_matrix, leverage_scores
 from thrifty.errors import InvalidArgumentError, ShapeError
 
 
@@ -129,11 +130,11 @@ def regression(
     """
     array = checked_matrix(A)
     target = checked_target(b, array.shape[0])
-    value = checked_p(p)
+    value = check_positive(p, "p")
     if value < 1:
         raise InvalidArgumentError(f"p must be >= 1 for regression, got {p}", "p")
-    draws = checked_m(m)
-    seed = checked_seed(seed)
+    draws = check_int(m, "m", minimum=1)
+    seed = check_seed(seed)
     augmented = np.ascontiguousarray(np.column_stack([array, target]))
     try:
         scores = scores_for(augmented, value, method)

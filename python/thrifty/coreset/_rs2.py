@@ -14,18 +14,18 @@ import numpy as np
 from torch.utils.data import Sampler
 
 from thrifty import _native
-from thrifty.coreset._sample import checked_count, checked_seed
+from thrifty._checks import check_int, check_real, check_seed
 from thrifty.errors import InvalidArgumentError
 
 
 def checked_replicas(num_replicas: Any, rank: Any) -> tuple[int, int]:
     """``num_replicas >= 1`` and ``0 <= rank < num_replicas``, naming the bad one."""
-    replicas = checked_count(num_replicas, "num_replicas")
+    replicas = check_int(num_replicas, "num_replicas", minimum=0)
     if replicas < 1:
         raise InvalidArgumentError(
             f"num_replicas must be at least 1, got {replicas}", "num_replicas"
         )
-    index = checked_count(rank, "rank")
+    index = check_int(rank, "rank", minimum=0)
     if index >= replicas:
         raise InvalidArgumentError(
             f"rank must be in [0, num_replicas) = [0, {replicas}), got {index}", "rank"
@@ -94,16 +94,12 @@ class RS2Sampler(Sampler[int]):
         rank: int = 0,
         drop_last: bool = False,
     ) -> None:
-        size = checked_count(n, "n")
+        size = check_int(n, "n", minimum=0)
         if size < 1:
             raise InvalidArgumentError(f"n must be at least 1, got {size}", "n")
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)):
-            raise InvalidArgumentError(f"fraction must be a number, got {fraction!r}", "fraction")
-        if not 0.0 < float(fraction) <= 1.0:
-            raise InvalidArgumentError(f"fraction must be in (0, 1], got {fraction}", "fraction")
         self.n = size
-        self.fraction = float(fraction)
-        self.seed = checked_seed(seed)
+        self.fraction = check_real(fraction, "fraction", low=0.0, high=1.0, low_open=True)
+        self.seed = check_seed(seed)
         self.num_replicas, self.rank = checked_replicas(num_replicas, rank)
         self.drop_last = bool(drop_last)
         wanted = math.ceil(self.fraction * size)
@@ -130,7 +126,7 @@ class RS2Sampler(Sampler[int]):
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch; its slice depends on ``seed`` and ``epoch`` only."""
-        self.epoch = checked_count(epoch, "epoch")
+        self.epoch = check_int(epoch, "epoch", minimum=0)
 
     def __len__(self) -> int:
         return self.slice_length // self.num_replicas
@@ -190,7 +186,7 @@ class RS2Sampler(Sampler[int]):
 
     def epoch_slice(self, epoch: int | None = None) -> np.ndarray[Any, Any]:
         """The whole slice of ``epoch`` (default: the current one), before sharding."""
-        e = self.epoch if epoch is None else checked_count(epoch, "epoch")
+        e = self.epoch if epoch is None else check_int(epoch, "epoch", minimum=0)
         start = e * self.slice_length
         stop = start + self.slice_length
         first, last = start // self.n, (stop - 1) // self.n

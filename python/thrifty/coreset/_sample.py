@@ -8,32 +8,12 @@ import numpy as np
 
 from thrifty import _native
 from thrifty._arrays import host_array
+from thrifty._checks import check_int, check_seed
 from thrifty.errors import InvalidArgumentError
 
 Int64Array = np.ndarray[Any, np.dtype[np.int64]]
 Float64Array = np.ndarray[Any, np.dtype[np.float64]]
 
-_U64_MAX = 2**64 - 1
-
-
-def checked_count(value: Any, argument: str) -> int:
-    """A non-negative Python int, or an error naming ``argument``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidArgumentError(
-            f"{argument} must be a non-negative integer, got {value!r}", argument
-        )
-    if value < 0:
-        raise InvalidArgumentError(f"{argument} must be non-negative, got {value}", argument)
-    return int(value)
-
-
-def checked_seed(seed: Any) -> int:
-    """A seed in ``[0, 2**64)``."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InvalidArgumentError(f"seed must be an integer, got {seed!r}", "seed")
-    if not 0 <= seed <= _U64_MAX:
-        raise InvalidArgumentError(f"seed must be in [0, 2**64), got {seed}", "seed")
-    return int(seed)
 
 
 def checked_scores(scores: Any, argument: str = "scores") -> Float64Array:
@@ -131,8 +111,8 @@ def sample(
     """
     if not isinstance(replace, (bool, np.bool_)):
         raise InvalidArgumentError(f"replace must be a bool, got {replace!r}", "replace")
-    count = checked_count(m, "m")
-    seed = checked_seed(seed)
+    count = check_int(m, "m", minimum=0)
+    seed = check_seed(seed)
     checked = checked_scores(scores)
     indices, weights, _ = draw(checked, count, bool(replace), seed)
     return indices, weights

@@ -8,8 +8,8 @@ import numpy as np
 
 from thrifty import _native
 from thrifty._arrays import host_array, is_gpu_array
+from thrifty._checks import check_seed
 from thrifty.coreset import _gpu
-from thrifty.coreset._sample import checked_seed
 from thrifty.errors import InvalidArgumentError
 
 Float64Array = np.ndarray[Any, np.dtype[np.float64]]
@@ -29,16 +29,6 @@ def checked_matrix(A: Any, argument: str = "A") -> Float64Array:  # noqa: N803 (
         ndim=2,
         gpu_hint="the CUDA path of thrifty.coreset is not available yet; use A.cpu()",
     )
-
-
-def checked_p(p: Any) -> float:
-    """``p`` as a float > 0, or an error naming ``p``."""
-    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
-        raise InvalidArgumentError(f"p must be a number > 0, got {p!r}", "p")
-    value = float(p)
-    if not (np.isfinite(value) and value > 0):
-        raise InvalidArgumentError(f"p must be a finite number > 0, got {p}", "p")
-    return value
 
 
 def leverage_scores(
@@ -98,7 +88,7 @@ def leverage_scores(
         return _gpu.leverage_scores(A)  # type: ignore[no-any-return]
     array = checked_matrix(A)
     return _native.coreset_leverage_scores(
-        array, method=method, seed=checked_seed(seed), eps=float(eps)
+        array, method=method, seed=check_seed(seed), eps=float(eps)
     )
 
 

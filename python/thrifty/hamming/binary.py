@@ -8,6 +8,7 @@ import numpy as np
 
 from thrifty import _native
 from thrifty._arrays import host_array, is_gpu_array
+from thrifty._checks import check_int
 from thrifty.errors import InvalidArgumentError
 from thrifty.hamming._inputs import UInt8Array, codes, same_width
 
@@ -15,14 +16,6 @@ Int32Array = np.ndarray[Any, np.dtype[np.int32]]
 Int64Array = np.ndarray[Any, np.dtype[np.int64]]
 
 _INT32_MAX = 2**31 - 1
-
-
-def _count(value: Any, argument: str, *, at_least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidArgumentError(f"{argument} must be an integer, got {value!r}", argument)
-    if value < at_least:
-        raise InvalidArgumentError(f"{argument} must be >= {at_least}, got {value}", argument)
-    return int(value)
 
 
 def pack(bits: Any) -> UInt8Array:
@@ -119,7 +112,7 @@ def topk(queries: Any, db: Any, k: int) -> tuple[Any, Any]:
     >>> distances.tolist(), indices.tolist()
     ([[1, 1, 2]], [[1, 3, 0]])
     """
-    kept = _count(k, "k", at_least=1)
+    kept = check_int(k, "k", minimum=1)
     if is_gpu_array(queries) or is_gpu_array(db):
         from thrifty.hamming._gpu import topk_gpu
 
@@ -136,7 +129,7 @@ def radius_csr(queries: Any, db: Any, r: int) -> tuple[Int64Array, Int64Array, I
     Query ``i``'s hits are ``indices[offsets[i]:offsets[i + 1]]``, ordered by (distance,
     index); ``offsets`` has ``nq + 1`` entries. This is the layout to use for many queries.
     """
-    bound = _count(r, "r", at_least=0)
+    bound = check_int(r, "r", minimum=0)
     if bound > _INT32_MAX:
         raise InvalidArgumentError(f"r must be at most {_INT32_MAX}, got {bound}", "r")
     q_codes, db_codes = codes(queries, "queries"), codes(db, "db")

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from thrifty._arrays import is_cupy_array, is_gpu_array
-from thrifty.errors import InvalidArgumentError
+from thrifty._checks import check_int
 from thrifty.hamming._inputs import codes as as_codes
 from thrifty.hamming.binary import radius_csr
 
@@ -86,10 +86,7 @@ def near_duplicates(codes: Any, radius: int) -> list[list[int]]:
     >>> hamming.near_duplicates(codes, 1)
     [[0, 2, 5], [1, 3]]
     """
-    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
-        raise InvalidArgumentError(
-            f"radius must be a non-negative integer, got {radius!r}", "radius"
-        )
+    radius = check_int(radius, "radius", minimum=0)
     if is_gpu_array(codes):
         codes = codes.get() if is_cupy_array(codes) else codes.detach().cpu()
     db = as_codes(codes, "codes")

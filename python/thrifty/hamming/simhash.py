@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 
 from thrifty._arrays import host_array, is_cupy_array, is_gpu_array
+from thrifty._checks import check_int
 from thrifty._extras import require
-from thrifty.errors import DTypeError, InvalidArgumentError, NonFiniteError, ShapeError
+from thrifty.errors import DTypeError, NonFiniteError, ShapeError
 from thrifty.hamming._inputs import UInt8Array
 from thrifty.hamming.binary import pack
 
@@ -24,10 +25,8 @@ def hyperplanes(dim: int, bits: int, seed: int) -> np.ndarray[Any, np.dtype[np.f
 
 
 def _check(bits: Any, seed: Any) -> tuple[int, int]:
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits < 1:
-        raise InvalidArgumentError(f"bits must be a positive integer, got {bits!r}", "bits")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidArgumentError(f"seed must be a non-negative integer, got {seed!r}", "seed")
+    bits = check_int(bits, "bits", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
     return int(bits), int(seed)
 
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import numpy as np
 
 from thrifty import _native
+from thrifty._checks import check_int, check_real, check_seed
 from thrifty.errors import DTypeError, InvalidArgumentError
 from thrifty.hamming._inputs import text_and_patterns
 
@@ -15,7 +16,6 @@ Method = Literal["auto", "naive", "fft", "abrahamson", "kangaroo", "approx"]
 Int32Array = np.ndarray[Any, np.dtype[np.int32]]
 
 _U32_MAX = 2**32 - 1
-_U64_MAX = 2**64 - 1
 
 
 def _options(
@@ -24,24 +24,10 @@ def _options(
     if not isinstance(method, str):
         raise InvalidArgumentError(f"method must be a string, got {method!r}", "method")
     if k is not None:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise InvalidArgumentError(f"k must be an integer or None, got {k!r}", "k")
-        if not 0 <= k <= _U32_MAX:
-            raise InvalidArgumentError(f"k must be in [0, 2**32), got {k}", "k")
-        k = int(k)
+        k = check_int(k, "k", minimum=0, maximum=_U32_MAX)
     if eps is not None:
-        if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)):
-            raise InvalidArgumentError(f"eps must be a number or None, got {eps!r}", "eps")
-        eps = float(eps)
-        if not 0.0 < eps < 1.0:
-            raise InvalidArgumentError(f"eps must be in (0, 1), got {eps}", "eps")
-    if seed is None:
-        seed = 0
-    elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InvalidArgumentError(f"seed must be an integer or None, got {seed!r}", "seed")
-    elif not 0 <= seed <= _U64_MAX:
-        raise InvalidArgumentError(f"seed must be in [0, 2**64), got {seed}", "seed")
-    return method, k, eps, int(seed)
+        eps = check_real(eps, "eps", low=0.0, high=1.0, low_open=True, high_open=True)
+    return method, k, eps, 0 if seed is None else check_seed(seed)
 
 
 def text_to_pattern(

@@ -8,19 +8,11 @@ from typing import Any
 
 import torch
 
+from thrifty._checks import check_positive, check_real
 from thrifty.errors import InvalidArgumentError
 from thrifty.optim._muon import closure_loss
 
 __all__ = ["AdaGradNorm"]
-
-
-def _nonnegative(name: str, value: float, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidArgumentError(f"{name} must be a number, got {type(value).__name__}", name)
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        kind = "positive" if positive else "non-negative"
-        raise InvalidArgumentError(f"{name} must be {kind} and finite, got {value}", name)
-    return float(value)
 
 
 class AdaGradNorm(torch.optim.Optimizer):
@@ -78,12 +70,12 @@ class AdaGradNorm(torch.optim.Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         defaults = {
-            "lr": _nonnegative("lr", lr, positive=True),
-            "initial_accumulator_value": _nonnegative(
-                "initial_accumulator_value", initial_accumulator_value
+            "lr": check_positive(lr, "lr"),
+            "initial_accumulator_value": check_real(
+                initial_accumulator_value, "initial_accumulator_value", low=0.0
             ),
-            "eps": _nonnegative("eps", eps),
-            "weight_decay": _nonnegative("weight_decay", weight_decay),
+            "eps": check_real(eps, "eps", low=0.0),
+            "weight_decay": check_real(weight_decay, "weight_decay", low=0.0),
         }
         if isinstance(params, torch.Tensor):
             raise InvalidArgumentError(
@@ -92,8 +84,9 @@ class AdaGradNorm(torch.optim.Optimizer):
             )
         super().__init__(params, defaults)
         for group in self.param_groups:
-            for name in ("lr", "initial_accumulator_value", "eps", "weight_decay"):
-                _nonnegative(name, group[name], positive=name == "lr")
+            check_positive(group["lr"], "lr")
+            for name in ("initial_accumulator_value", "eps", "weight_decay"):
+                check_real(group[name], name, low=0.0)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)

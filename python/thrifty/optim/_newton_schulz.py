@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from thrifty._checks import check_int
 from thrifty._extras import require
 from thrifty.errors import InvalidArgumentError, ShapeError
 
@@ -70,8 +71,7 @@ def newton_schulz(
             f"matrices must have at least 2 dimensions, got shape {tuple(matrices.shape)}",
             "matrices",
         )
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise InvalidArgumentError(f"steps must be an integer >= 1, got {steps!r}", "steps")
+    steps = check_int(steps, "steps", minimum=1)
     a, b, c = coefficients
     work = torch.bfloat16 if matrices.is_cuda else torch.float32
     x = matrices.to(work)

@@ -60,6 +60,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from thrifty._checks import check_int, check_positive
 from thrifty._extras import require
 from thrifty.errors import DTypeError, InvalidArgumentError, NonFiniteError, ShapeError
 
@@ -81,22 +82,6 @@ _TESTS = ("norm", "inner_product", "augmented")
 DEFAULT_ETA = 0.1
 DEFAULT_THETA = 0.5
 DEFAULT_NU = 1.0
-
-
-def _positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidArgumentError(f"{name} must be a number, got {type(value).__name__}", name)
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidArgumentError(f"{name} must be positive and finite, got {value}", name)
-    return float(value)
-
-
-def _count(name: str, value: int, *, least: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentError(f"{name} must be an int, got {type(value).__name__}", name)
-    if value < least:
-        raise InvalidArgumentError(f"{name} must be at least {least}, got {value}", name)
-    return value
 
 
 def _flatten(gradient: Any, argument: str) -> torch.Tensor:
@@ -240,11 +225,11 @@ class AdaptiveBatchSize:
         if test not in _TESTS:
             raise InvalidArgumentError(f"test must be one of {_TESTS}, got {test!r}", "test")
         self.test: BatchSizeTest = test
-        self.eta = _positive("eta", eta)
-        self.theta = _positive("theta", theta)
-        self.nu = _positive("nu", nu)
-        self.min_batch = _count("min_batch", min_batch)
-        self.max_batch = _count("max_batch", max_batch)
+        self.eta = check_positive(eta, "eta")
+        self.theta = check_positive(theta, "theta")
+        self.nu = check_positive(nu, "nu")
+        self.min_batch = check_int(min_batch, "min_batch", minimum=1)
+        self.max_batch = check_int(max_batch, "max_batch", minimum=1)
         if self.max_batch < self.min_batch:
             raise InvalidArgumentError(
                 f"max_batch must be at least min_batch={min_batch}, got {max_batch}", "max_batch"
@@ -270,7 +255,7 @@ class AdaptiveBatchSize:
         this rank's gradients; :meth:`update` all-reduces the statistics.
         """
         torch = require("torch")
-        size = _count("micro_batch_size", micro_batch_size)
+        size = check_int(micro_batch_size, "micro_batch_size", minimum=1)
         if self._running.count and size != self._running.micro_batch_size:
             raise InvalidArgumentError(
                 f"micro_batch_size must stay {self._running.micro_batch_size} within a step, "
@@ -337,7 +322,7 @@ class AdaptiveBatchSize:
                 raise InvalidArgumentError(
                     "micro_batch_size is required with micro_batch_grads", "micro_batch_size"
                 )
-            size = _count("micro_batch_size", micro_batch_size)
+            size = check_int(micro_batch_size, "micro_batch_size", minimum=1)
             count, mean, squares, along, direction = self._from_list(micro_batch_grads)
         self._direction = direction
         self.last_estimate = self._estimate(count, size, mean, squares, along)
@@ -499,7 +484,7 @@ class AdaptiveBatchSize:
         missing = {"batch_size", "steps", "last_estimate", "direction"} - set(state)
         if missing:
             raise InvalidArgumentError(f"state misses keys {sorted(missing)}", "state")
-        batch_size = _count("state['batch_size']", state["batch_size"])
+        batch_size = check_int(state["batch_size"], "state['batch_size']", minimum=1)
         if not self.min_batch <= batch_size <= self.max_batch:
             raise InvalidArgumentError(
                 f"state['batch_size'] must lie in [{self.min_batch}, {self.max_batch}], "
@@ -507,7 +492,7 @@ class AdaptiveBatchSize:
                 "state",
             )
         self.batch_size = batch_size
-        self.steps = _count("state['steps']", state["steps"], least=0)
+        self.steps = check_int(state["steps"], "state['steps']", minimum=0)
         self.last_estimate = float(state["last_estimate"])
         direction = state["direction"]
         self._direction = None if direction is None else direction.clone()

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from thrifty._arrays import is_cupy_array, is_torch_tensor
-from thrifty.errors import DTypeError, InvalidArgumentError, ShapeError
+from thrifty._checks import check_int
+from thrifty.errors import DTypeError, ShapeError
 
 Velocity = Callable[[Any, Any], Any]
 
@@ -116,10 +117,4 @@ def batch_size_or(batch_size: int | None, samples: int, default: int) -> int:
     """A validated ``batch_size`` (``default`` when None), at most ``samples``."""
     if batch_size is None:
         return max(1, min(samples, default))
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise InvalidArgumentError(
-            f"batch_size must be an integer, got {batch_size!r}", "batch_size"
-        )
-    if batch_size < 1:
-        raise InvalidArgumentError(f"batch_size must be >= 1, got {batch_size}", "batch_size")
-    return min(int(batch_size), samples)
+    return min(check_int(batch_size, "batch_size", minimum=1), samples)

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from thrifty._arrays import is_cupy_array, is_torch_tensor
+from thrifty._checks import check_int
 from thrifty._extras import require
 from thrifty.errors import DTypeError, InvalidArgumentError, ShapeError
 from thrifty.steps._velocity import Velocity, check_state, evaluate, inference
@@ -398,8 +399,7 @@ def sample_bottleneck(
         raise ShapeError(f"noise must have shape (batch, C, H, W), got {tuple(x.shape)}", "noise")
     if solver not in ("euler", "heun"):
         raise InvalidArgumentError(f"solver must be 'euler' or 'heun', got {solver!r}", "solver")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidArgumentError(f"seed must be an integer >= 0, got {seed!r}", "seed")
+    check_int(seed, "seed", minimum=0)
     if resize is not None and not callable(resize):
         raise InvalidArgumentError(f"resize must be callable, got {resize!r}", "resize")
     if upsample not in ("nearest", "bilinear"):

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from thrifty._arrays import host_array
+from thrifty._checks import check_int, check_positive
 from thrifty.errors import InvalidArgumentError, NonFiniteError, ShapeError
 
 GridKind = Literal["uniform", "edm"]
@@ -58,10 +59,8 @@ def time_grid(
     >>> bool(g[0] == 0.0 and g[-1] == 1.0 and (g[1:] - g[:-1] > 0).all())
     True
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise InvalidArgumentError(f"n must be an integer >= 1, got {n!r}", "n")
-    if not np.isfinite(shift) or shift <= 0:
-        raise InvalidArgumentError(f"shift must be finite and > 0, got {shift!r}", "shift")
+    n = check_int(n, "n", minimum=1)
+    shift = check_positive(shift, "shift")
     position = np.arange(n + 1, dtype=np.float64) / n
     if kind == "uniform":
         t = position

@@ -8,7 +8,7 @@ import numpy as np
 
 from thrifty import _native
 from thrifty._arrays import host_array
-from thrifty.errors import InvalidArgumentError
+from thrifty._checks import check_int
 
 Strategy = Literal["auto", "full", "monge"]
 Int64Array = np.ndarray[Any, np.dtype[np.int64]]
@@ -16,14 +16,6 @@ Int64Array = np.ndarray[Any, np.dtype[np.int64]]
 
 def _cost(cost: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
     return host_array(cost, "cost", dtype=np.float64)
-
-
-def _budget(value: Any, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidArgumentError(f"{argument} must be an integer, got {value!r}", argument)
-    if value < 1:
-        raise InvalidArgumentError(f"{argument} must be >= 1, got {value}", argument)
-    return int(value)
 
 
 def optimal_path(
@@ -64,13 +56,17 @@ def optimal_path(
     >>> steps.optimal_path(cost, 2).tolist()
     [0, 2, 4]
     """
-    nodes, _ = _native.optimal_path(_cost(cost), _budget(k, "k"), future_weight, strategy)
+    nodes, _ = _native.optimal_path(
+        _cost(cost), check_int(k, "k", minimum=1), future_weight, strategy
+    )
     return nodes
 
 
 def optimal_path_cost(cost: Any, k: int, *, future_weight: float = 1.0) -> float:
     """The summed (weighted) cost of :func:`optimal_path`."""
-    _, total = _native.optimal_path(_cost(cost), _budget(k, "k"), future_weight, "auto")
+    _, total = _native.optimal_path(
+        _cost(cost), check_int(k, "k", minimum=1), future_weight, "auto"
+    )
     return total
 
 
@@ -86,7 +82,9 @@ def optimal_paths(cost: Any, k_max: int, *, future_weight: float = 1.0) -> dict[
     >>> {k: p.tolist() for k, p in paths.items()}[2]
     [0, 2, 4]
     """
-    paths = _native.optimal_paths(_cost(cost), _budget(k_max, "k_max"), future_weight, "auto")
+    paths = _native.optimal_paths(
+        _cost(cost), check_int(k_max, "k_max", minimum=1), future_weight, "auto"
+    )
     return {k: nodes for k, (nodes, _) in enumerate(paths, start=1)}
 
 

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from thrifty._arrays import is_torch_tensor
+from thrifty._checks import check_int
 from thrifty._extras import require
 from thrifty._progress import progress_bar
 from thrifty.errors import InvalidArgumentError, ShapeError
@@ -384,8 +385,7 @@ def schedule(
     >>> bool(best.validation_error <= uniform)
     True
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
-        raise InvalidArgumentError(f"k must be an integer in 1..n (n = {n}), got {k!r}", "k")
+    k = check_int(k, "k", minimum=1, maximum=n)
     if method not in ("auto", *CANDIDATES):
         raise InvalidArgumentError(
             f"method must be one of 'auto', {', '.join(map(repr, CANDIDATES))}; got {method!r}",

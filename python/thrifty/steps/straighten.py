@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from thrifty._arrays import host_array, is_cupy_array, is_torch_tensor
+from thrifty._checks import check_int
 from thrifty._extras import require
 from thrifty._progress import progress_bar
 from thrifty.errors import DTypeError, InvalidArgumentError, ShapeError
@@ -104,12 +105,7 @@ class StraighteningPairs:
         The order is a ``numpy.random.default_rng(seed)`` permutation when ``shuffle``, so
         NumPy and torch pairs are visited in the same order for the same seed.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-            raise InvalidArgumentError(
-                f"batch_size must be an integer, got {batch_size!r}", "batch_size"
-            )
-        if batch_size < 1:
-            raise InvalidArgumentError(f"batch_size must be >= 1, got {batch_size}", "batch_size")
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
         count = len(self)
         order = np.random.default_rng(seed).permutation(count) if shuffle else np.arange(count)
         for start in range(0, count, int(batch_size)):
