@@ -71,7 +71,7 @@ def test_bad_arguments_are_named() -> None:
         coreset.lewis_weights(a, 1.0, iters=2, tol=1e-12)
     assert info.value.argument == "iters"
     assert "did not reach" in str(info.value)
-    for tol in (0.0, -1.0, float("nan")):
+    for tol in (0.0, -1.0, float("nan"), "1e-6", None):  # a string once escaped as ValueError
         with pytest.raises(InvalidArgumentError) as info:
             coreset.lewis_weights(a, 1.0, tol=tol)
         assert info.value.argument == "tol"

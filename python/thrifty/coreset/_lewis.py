@@ -9,14 +9,6 @@ from thrifty._arrays import is_gpu_array
 from thrifty._checks import check_int, check_positive
 from thrifty.coreset import _gpu
 from thrifty.coreset._scores import Float64Array, checked_matrix
-from thrifty.errors import InvalidArgumentError
-
-
-def checked_tol(tol: Any) -> float:
-    value = float(tol)
-    if not (value > 0 and value < float("inf")):
-        raise InvalidArgumentError(f"tol must be a finite number > 0, got {tol}", "tol")
-    return value
 
 
 def lewis_weights(A: Any, p: float, *, iters: int = 1000, tol: float = 1e-6) -> Float64Array:  # noqa: N803 (the field's name)
@@ -67,17 +59,16 @@ def lewis_weights(A: Any, p: float, *, iters: int = 1000, tol: float = 1e-6) -> 
     """
     if is_gpu_array(A):
         return _gpu.lewis_weights(  # type: ignore[no-any-return]
-            A, check_positive(p, "p"), _checked_iters(iters), checked_tol(tol)
+            A,
+            check_positive(p, "p"),
+            check_int(iters, "iters", minimum=1),
+            check_positive(tol, "tol"),
         )
     array = checked_matrix(A)
     weights, _, _ = _native.coreset_lewis_weights(
-        array, check_positive(p, "p"), iters=_checked_iters(iters), tol=checked_tol(tol)
+        array,
+        check_positive(p, "p"),
+        iters=check_int(iters, "iters", minimum=1),
+        tol=check_positive(tol, "tol"),
     )
     return weights
-
-
-def _checked_iters(iters: Any) -> int:
-    value = check_int(iters, "iters", minimum=0)
-    if value == 0:
-        raise InvalidArgumentError("iters must be at least 1, got 0", "iters")
-    return value

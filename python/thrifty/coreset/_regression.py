@@ -11,7 +11,6 @@ from thrifty._arrays import host_array
 from thrifty._checks import check_int, check_positive, check_seed
 from thrifty.coreset._coreset import Coreset
 from thrifty.coreset._embedding import Method, scores_for
-from thrifty.coreset._lewis import _checked_iters, checked_tol
 from thrifty.coreset._sample import sample
 from thrifty.coreset._scores import Float64Array, checked_matrix, leverage_scores
 from thrifty.errors import InvalidArgumentError, ShapeError
@@ -70,8 +69,8 @@ def lp_regression(
         target,
         value,
         weights=row_weights,
-        iters=_checked_iters(iters),
-        tol=checked_tol(tol),
+        iters=check_int(iters, "iters", minimum=1),
+        tol=check_positive(tol, "tol"),
     )
     return x
 

@@ -15,7 +15,6 @@ Int64Array = np.ndarray[Any, np.dtype[np.int64]]
 Float64Array = np.ndarray[Any, np.dtype[np.float64]]
 
 
-
 def checked_scores(scores: Any, argument: str = "scores") -> Float64Array:
     """Scores as a contiguous 1-D float64 array (converted once, shared when already so)."""
     return host_array(

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from thrifty import _native
-from thrifty._checks import check_positive
-from thrifty.coreset._lewis import _checked_iters, checked_tol
+from thrifty._checks import check_int, check_positive
 from thrifty.coreset._scores import Float64Array, checked_matrix
 
 
@@ -47,5 +46,8 @@ def lp_sensitivities(A: Any, p: float, *, iters: int = 1000, tol: float = 1e-6) 
     """
     array = checked_matrix(A)
     return _native.coreset_lp_sensitivities(
-        array, check_positive(p, "p"), iters=_checked_iters(iters), tol=checked_tol(tol)
+        array,
+        check_positive(p, "p"),
+        iters=check_int(iters, "iters", minimum=1),
+        tol=check_positive(tol, "tol"),
     )

@@ -527,10 +527,8 @@ class BlockQuantizer(Compressor):
             raise InvalidArgumentError(
                 f"format must be one of {_FORMATS}, got {format!r}", "format"
             )
-        if isinstance(block, bool) or not isinstance(block, int) or block < 1:
-            raise InvalidArgumentError(f"block must be an int >= 1, got {block!r}", "block")
         self.format = format
-        self.block = block
+        self.block = check_int(block, "block", minimum=1)
         self.qmax = _QMAX[format]
         self.name = f"{format}(block={block})"
 

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from thrifty._checks import check_int
 from thrifty._extras import require
 from thrifty.errors import InvalidArgumentError
 
@@ -162,11 +163,7 @@ class WorkloadConfig:
             "steps",
             "eval_sequences",
         ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InvalidArgumentError(
-                    f"{name} must be a positive integer, got {value!r}", name
-                )
+            check_int(getattr(self, name), name, minimum=1)
         if self.vocab < 2:
             raise InvalidArgumentError(f"vocab must be at least 2, got {self.vocab}", "vocab")
         if self.support > self.vocab:
@@ -197,14 +194,8 @@ class WorkloadConfig:
 
 
 def _check_worker(worker: int, world_size: int) -> None:
-    if not isinstance(world_size, int) or isinstance(world_size, bool) or world_size < 1:
-        raise InvalidArgumentError(
-            f"world_size must be a positive integer, got {world_size!r}", "world_size"
-        )
-    if not isinstance(worker, int) or isinstance(worker, bool) or not 0 <= worker < world_size:
-        raise InvalidArgumentError(
-            f"worker must be an integer in [0, {world_size}), got {worker!r}", "worker"
-        )
+    check_int(world_size, "world_size", minimum=1)
+    check_int(worker, "worker", minimum=0, maximum=world_size - 1)
 
 
 def _check_heterogeneity(heterogeneity: float) -> float:

@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
+from thrifty._checks import check_int
 from thrifty.errors import InvalidArgumentError
 
 __all__ = ["AdaptiveBatchSampler"]
@@ -80,13 +81,9 @@ class AdaptiveBatchSampler:
                 f"controller must have a batch_size attribute, got {type(controller).__name__}",
                 "controller",
             )
-        if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 1:
-            raise InvalidArgumentError(
-                f"num_replicas must be a positive int, got {num_replicas!r}", "num_replicas"
-            )
         self.sampler = sampler
         self.controller = controller
-        self.num_replicas = num_replicas
+        self.num_replicas = check_int(num_replicas, "num_replicas", minimum=1)
         self.drop_last = bool(drop_last)
         self._consumed = 0  # indices of the current epoch handed out in batches
         self._skip = 0  # indices to pass over on the next iteration (a restored run)

@@ -9,6 +9,7 @@ import numpy as np
 
 from thrifty import _native
 from thrifty._arrays import host_array, is_torch_tensor
+from thrifty._checks import check_int
 from thrifty.errors import DTypeError, InvalidArgumentError, NonFiniteError
 
 if TYPE_CHECKING:
@@ -85,10 +86,8 @@ def lgreco(errors: Any, sizes: Any, budget: float, *, buckets: int | None = None
     error_table = host_array(errors, "errors", kinds="fiub", ndim=2)
     size_table = host_array(sizes, "sizes", kinds="fiub", ndim=2, dtype=np.float64)
     value = _checked_budget(budget)
-    if buckets is not None and (
-        isinstance(buckets, bool) or not isinstance(buckets, (int, np.integer)) or buckets < 1
-    ):
-        raise InvalidArgumentError(f"buckets must be an integer >= 1, got {buckets!r}", "buckets")
+    if buckets is not None:
+        buckets = check_int(buckets, "buckets", minimum=1)
     if buckets is None and error_table.dtype.kind == "f":
         buckets = DEFAULT_BUCKETS
     return _native.schedule_lgreco(
