@@ -195,6 +195,7 @@ fn kind_of(error: &CoreError) -> AbortKind {
     match error {
         CoreError::PeerLost(_) | CoreError::Authentication(_) => AbortKind::PeerLost,
         CoreError::Timeout(_) => AbortKind::Timeout,
+        CoreError::Mismatch(_) => AbortKind::Mismatch,
         _ => AbortKind::PeerError,
     }
 }
@@ -204,7 +205,8 @@ fn decision_error(decision: &Decision) -> CoreError {
     match decision.kind {
         AbortKind::PeerLost => CoreError::PeerLost(reason),
         AbortKind::Timeout => CoreError::Timeout(reason),
-        AbortKind::Mismatch | AbortKind::PeerError => CoreError::Aborted(reason),
+        AbortKind::Mismatch => CoreError::Mismatch(reason),
+        AbortKind::PeerError => CoreError::Aborted(reason),
     }
 }
 
@@ -550,6 +552,12 @@ impl Communicator {
         match (result, decided) {
             (Ok(traffic), Ok(decision)) if decision.commit => {
                 (schedule.commit().map(|()| (decision, traffic)), true)
+            }
+            // A rank whose link was dropped by a peer that found the shapes differ reports
+            // that cause, which the coordinator decided on first, not the dropped link.
+            (Err(_), Ok(decision)) if !decision.commit && decision.kind == AbortKind::Mismatch => {
+                schedule.restore();
+                (Err(decision_error(&decision)), false)
             }
             (Err(error), _) => {
                 schedule.restore();

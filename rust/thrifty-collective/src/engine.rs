@@ -82,7 +82,8 @@ fn abort_error(signal: &OpSignal) -> CoreError {
     match kind {
         AbortKind::PeerLost => CoreError::PeerLost(reason),
         AbortKind::Timeout => CoreError::Timeout(reason),
-        AbortKind::Mismatch | AbortKind::PeerError => CoreError::Aborted(reason),
+        AbortKind::Mismatch => CoreError::Mismatch(reason),
+        AbortKind::PeerError => CoreError::Aborted(reason),
     }
 }
 
@@ -285,6 +286,20 @@ fn check_header(mesh: &Mesh, link: LinkId, seq: u64, state: &RecvState) -> CoreR
     let header =
         FrameHeader::decode(&state.header, MAX_DATA_FRAME).map_err(|e| link_lost(mesh, link, e))?;
     let expected = data_tag(seq, state.incoming.index);
+    if header.kind == FrameKind::Data
+        && header.tag == expected
+        && header.len as usize != state.incoming.len
+    {
+        // The same part of the same collective, sized differently: the peer was called with
+        // another shape. Said so, not reported as a lost link, so that every rank can learn
+        // the cause (this vote reaches the coordinator before any link is dropped).
+        let peer = mesh.links[link].peer;
+        return Err(CoreError::Mismatch(format!(
+            "shapes differ: rank {peer} sent {} bytes for part {} of collective {seq}, where \
+             this rank's call gives {} bytes",
+            header.len, state.incoming.index, state.incoming.len
+        )));
+    }
     if header.kind != FrameKind::Data
         || header.tag != expected
         || header.len as usize != state.incoming.len

@@ -285,6 +285,48 @@ fn a_lost_peer_aborts_restores_and_the_survivors_go_on() {
     }
 }
 
+/// Every rank's error when the last rank calls `all_reduce` or `all_gather` with a
+/// different length (large enough that the ring sends several frames per peer).
+fn mismatched_collective(n: usize, gather: bool) -> Vec<CoreError> {
+    world(n, move |comm, rank| {
+        let len = if rank == n - 1 { 90_001 } else { 90_000 };
+        let mut x = input(rank, len);
+        let original = x.clone();
+        let result = if gather {
+            let mut out = vec![0f32; len * n];
+            comm.all_gather(bytemuck::cast_slice(&x), DType::F32, as_bytes(&mut out))
+        } else {
+            comm.all_reduce(as_bytes(&mut x), DType::F32, ReduceOp::Sum, None, 64)
+        };
+        assert_eq!(x, original, "rank {rank}: buffer not restored");
+        let error = result.expect_err("a mismatch cannot succeed");
+        // The world goes on after the abort.
+        comm.update_topology().expect("update_topology");
+        let mut y = vec![1f32; 10];
+        comm.all_reduce(as_bytes(&mut y), DType::F32, ReduceOp::Sum, None, 64)
+            .expect("all_reduce after the mismatch");
+        assert_eq!(y, vec![n as f32; 10]);
+        error
+    })
+}
+
+#[test]
+fn a_shape_mismatch_is_reported_as_such_on_every_rank() {
+    for (n, gather) in [(2, false), (4, false), (2, true), (3, true)] {
+        for (rank, error) in mismatched_collective(n, gather).into_iter().enumerate() {
+            // Not a lost link: the data phase sees frames of the wrong length, and every
+            // rank learns that cause from the coordinator.
+            let CoreError::Mismatch(message) = &error else {
+                panic!("world {n}, gather {gather}, rank {rank}: {error:?}");
+            };
+            assert!(
+                message.contains("differ"),
+                "world {n}, gather {gather}, rank {rank}: {message}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_wrong_secret_is_refused() {
     let coordinator =

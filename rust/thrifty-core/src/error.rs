@@ -34,10 +34,14 @@ pub enum CoreError {
     /// A connection failed authentication (wrong or missing shared secret).
     #[error("{0}")]
     Authentication(String),
-    /// A collective was aborted for a reason other than a lost peer: peers called different
-    /// collectives, or a peer rejected its own input. Retrying the same call will fail again.
+    /// A collective was aborted for a reason other than a lost peer: a peer rejected its own
+    /// input. Retrying the same call will fail again.
     #[error("{0}")]
     Aborted(String),
+    /// Peers called different collectives, or the same one with different shapes. Retrying
+    /// the same call will fail again.
+    #[error("{0}")]
+    Mismatch(String),
     /// A broken invariant inside thrifty itself; always a bug worth reporting.
     #[error("internal error: {0}")]
     Internal(String),
@@ -75,6 +79,7 @@ impl CoreError {
             | Self::Timeout(_)
             | Self::Authentication(_)
             | Self::Aborted(_)
+            | Self::Mismatch(_)
             | Self::Internal(_) => None,
         }
     }

@@ -31,7 +31,7 @@ pub fn core_error(py: Python<'_>, error: CoreError) -> PyErr {
         CoreError::PeerLost(_) => "PeerLost",
         CoreError::Timeout(_) => "CollectiveTimeout",
         CoreError::Authentication(_) => "AuthenticationError",
-        CoreError::Aborted(_) => "CollectiveAborted",
+        CoreError::Aborted(_) | CoreError::Mismatch(_) => "CollectiveAborted",
         CoreError::Internal(_) => "InternalError",
     };
     let argument = error.argument();
