@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+from thrifty._extras import require
 from thrifty.errors import MissingExtraError
 
 
@@ -20,3 +23,29 @@ def save_figure(draw: Callable[[str], None], path: Path) -> str | None:
     except MissingExtraError:
         return None
     return str(path)
+
+
+@contextlib.contextmanager
+def figure(
+    path: str | Path, rows: int = 1, columns: int = 1, *, size: tuple[float, float], dpi: int = 120
+) -> Iterator[Any]:
+    """The axes of a new figure (as ``Figure.subplots`` gives them), saved to ``path`` at the end.
+
+    Built on ``matplotlib.figure.Figure``, not pyplot: no global figure is left open and
+    the backend of the caller's session is not touched. Raises
+    :class:`~thrifty.errors.MissingExtraError` without matplotlib.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from thrifty._plot import figure
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "line.png"
+    >>> with figure(out, size=(3, 2)) as ax:
+    ...     _ = ax.plot([0, 1], [1, 0])
+    >>> out.stat().st_size > 0
+    True
+    """
+    fig = require("matplotlib.figure").Figure(figsize=size)
+    yield fig.subplots(rows, columns)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from thrifty._plot import figure
 from thrifty.errors import InvalidArgumentError
 
 BACKENDS = ("thrifty", "gloo")
@@ -263,29 +264,23 @@ def format_table(records: list[BenchRecord]) -> str:
 
 def plot(records: list[BenchRecord], path: str) -> None:
     """Bus bandwidth against size, one line per backend and quantization."""
-    from thrifty._extras import require
-
-    plt = require("matplotlib.pyplot")
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    keys = sorted({(r.backend, r.quantize or "fp32", r.world) for r in records})
-    for backend, quantize, world in keys:
-        rows = [
-            r
-            for r in records
-            if (r.backend, r.quantize or "fp32", r.world) == (backend, quantize, world)
-        ]
-        ax.plot(
-            [r.size_bytes / (1 << 20) for r in rows],
-            [r.busbw_gbps for r in rows],
-            marker="o",
-            label=f"{backend} {quantize} (n={world})",
-        )
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("array size (MiB of float32)")
-    ax.set_ylabel("bus bandwidth (GB/s, fp32 bytes)")
-    ax.set_title("all-reduce on 127.0.0.1")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, size=(7, 4.5)) as ax:
+        keys = sorted({(r.backend, r.quantize or "fp32", r.world) for r in records})
+        for backend, quantize, world in keys:
+            rows = [
+                r
+                for r in records
+                if (r.backend, r.quantize or "fp32", r.world) == (backend, quantize, world)
+            ]
+            ax.plot(
+                [r.size_bytes / (1 << 20) for r in rows],
+                [r.busbw_gbps for r in rows],
+                marker="o",
+                label=f"{backend} {quantize} (n={world})",
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("array size (MiB of float32)")
+        ax.set_ylabel("bus bandwidth (GB/s, fp32 bytes)")
+        ax.set_title("all-reduce on 127.0.0.1")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from thrifty import coreset
-from thrifty._plot import save_figure
+from thrifty._plot import figure, save_figure
 from thrifty._progress import progress_bar
 from thrifty.coreset import workload
 from thrifty.coreset._embedding import Method
@@ -195,32 +195,26 @@ def format_report(result: dict[str, Any]) -> str:
 
 def save_plot(result: dict[str, Any], path: str) -> None:
     """Distortion and excess cost against m (log-log); RS2 accuracy against seconds."""
-    from thrifty._extras import require
-
-    plt = require("matplotlib.pyplot")
     reg, rs2 = result["regression"], result["rs2"]
-    fig, (dist_ax, cost_ax, rs2_ax) = plt.subplots(1, 3, figsize=(16, 4.5))
-    for method in METHODS:
-        dist_ax.plot(reg["sizes"], reg["distortion"][method], marker="o", label=method)
-        # Clipped: a coreset solution can tie the optimum, and a log axis has no zero.
-        excess = [np.nan if v is None else max(v, 1e-6) for v in reg["excess_cost"][method]]
-        cost_ax.plot(reg["sizes"], excess, marker="o", label=method)
-    for ax, title in (
-        (dist_ax, "distortion of ||[A b] z||_1"),
-        (cost_ax, "excess l1 cost of the coreset solution"),
-    ):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("coreset size m")
-        ax.set_title(title)
-        ax.legend(fontsize=8)
-    for curve in (rs2["full"], rs2["rs2"]):
-        rs2_ax.plot(curve["seconds"], curve["accuracy"], marker=".", label=curve["name"])
-    rs2_ax.axhline(rs2["target"], color="red", linestyle=":", label="target")
-    rs2_ax.set_xlabel("training seconds")
-    rs2_ax.set_ylabel("test accuracy")
-    rs2_ax.set_title("RS2 against full data on digits")
-    rs2_ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, 1, 3, size=(16, 4.5)) as (dist_ax, cost_ax, rs2_ax):
+        for method in METHODS:
+            dist_ax.plot(reg["sizes"], reg["distortion"][method], marker="o", label=method)
+            # Clipped: a coreset solution can tie the optimum, and a log axis has no zero.
+            excess = [np.nan if v is None else max(v, 1e-6) for v in reg["excess_cost"][method]]
+            cost_ax.plot(reg["sizes"], excess, marker="o", label=method)
+        for ax, title in (
+            (dist_ax, "distortion of ||[A b] z||_1"),
+            (cost_ax, "excess l1 cost of the coreset solution"),
+        ):
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("coreset size m")
+            ax.set_title(title)
+            ax.legend(fontsize=8)
+        for curve in (rs2["full"], rs2["rs2"]):
+            rs2_ax.plot(curve["seconds"], curve["accuracy"], marker=".", label=curve["name"])
+        rs2_ax.axhline(rs2["target"], color="red", linestyle=":", label="target")
+        rs2_ax.set_xlabel("training seconds")
+        rs2_ax.set_ylabel("test accuracy")
+        rs2_ax.set_title("RS2 against full data on digits")
+        rs2_ax.legend(fontsize=8)

@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from thrifty._checks import check_int
+from thrifty._plot import figure
 from thrifty.errors import InternalError, InvalidArgumentError
 
 METHODS = ("ddp", "diloco", "streaming-fp32", "streaming-fp4", "noloco", "spsa")
@@ -827,38 +828,32 @@ def format_table(result: dict[str, Any]) -> str:
 
 def save_plot(result: dict[str, Any], path: str) -> None:
     """Held-out loss against inner step, and bytes per worker (log scale), per method."""
-    from thrifty._extras import require
-
-    plt = require("matplotlib.pyplot")
     rows = result["methods"]
-    fig, (curves, traffic) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for row in rows.values():
-        steps, losses = zip(*row["eval_curve"], strict=True)
-        curves.plot(steps, losses, marker="o", markersize=3, label=row["label"])
-    curves.axhline(result["entropy_floor"], color="gray", linestyle=":", label="entropy floor")
-    curves.set_xlabel("inner step")
-    curves.set_ylabel("held-out loss (nats/token)")
-    curves.set_title(f"{result['world']} workers, the same tokens")
-    curves.grid(True, alpha=0.3)
-    curves.legend(fontsize=7)
-    names = list(rows)
-    sent = [max(rows[n]["bytes_sent"], 1) for n in names]
-    bars = traffic.bar(range(len(names)), sent, color="tab:blue")
-    for bar, name in zip(bars, names, strict=True):
-        ratio = rows[name]["bytes_vs_ddp"]
-        if ratio is not None:
-            traffic.annotate(
-                f"{ratio:.3g}x",
-                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                ha="center",
-                va="bottom",
-                fontsize=8,
-            )
-    traffic.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
-    traffic.set_yscale("log")
-    traffic.set_ylabel("bytes sent per worker")
-    traffic.set_title("traffic (ratio to DDP above each bar)")
-    traffic.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, 1, 2, size=(12, 4.5)) as (curves, traffic):
+        for row in rows.values():
+            steps, losses = zip(*row["eval_curve"], strict=True)
+            curves.plot(steps, losses, marker="o", markersize=3, label=row["label"])
+        curves.axhline(result["entropy_floor"], color="gray", linestyle=":", label="entropy floor")
+        curves.set_xlabel("inner step")
+        curves.set_ylabel("held-out loss (nats/token)")
+        curves.set_title(f"{result['world']} workers, the same tokens")
+        curves.grid(True, alpha=0.3)
+        curves.legend(fontsize=7)
+        names = list(rows)
+        sent = [max(rows[n]["bytes_sent"], 1) for n in names]
+        bars = traffic.bar(range(len(names)), sent, color="tab:blue")
+        for bar, name in zip(bars, names, strict=True):
+            ratio = rows[name]["bytes_vs_ddp"]
+            if ratio is not None:
+                traffic.annotate(
+                    f"{ratio:.3g}x",
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                )
+        traffic.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
+        traffic.set_yscale("log")
+        traffic.set_ylabel("bytes sent per worker")
+        traffic.set_title("traffic (ratio to DDP above each bar)")
+        traffic.grid(True, axis="y", alpha=0.3)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from thrifty._plot import save_figure
+from thrifty._plot import figure, save_figure
 from thrifty.diloco import bench
 
 #: The rank that is killed, and when: the first sync at or after half of the steps.
@@ -172,43 +172,39 @@ def _smooth(values: list[float], width: int = 10) -> list[float]:
 
 def save_plot(result: dict[str, Any], path: str) -> None:
     """Each worker's training loss, and the held-out loss of DiLoCo and DDP, by step."""
-    from thrifty._extras import require
-
-    plt = require("matplotlib.pyplot")
     table = result["bench"]
     killed = result["killed"]
-    fig, (train, held_out) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for worker in sorted(result["workers"], key=lambda w: w["index"]):
-        losses = result["train_curves"][str(worker["index"])]
-        if not losses:
-            continue
-        label = f"worker {worker['index']} (rank {worker['rank_start']})"
-        (line,) = train.plot(range(1, len(losses) + 1), _smooth(losses), linewidth=1.2, label=label)
-        if not worker["finished"]:
-            train.plot([len(losses)], [_smooth(losses)[-1]], "x", color=line.get_color(), ms=10)
-    ddp_train = table["methods"]["ddp"]["train_loss"]
-    train.plot(
-        range(1, len(ddp_train) + 1),
-        _smooth(ddp_train),
-        "k--",
-        linewidth=1,
-        label="DDP (mean of the workers)",
-    )
-    for ax in (train, held_out):
-        ax.axvline(killed["died_in_sync_at_step"], color="red", alpha=0.4, linestyle=":")
-        ax.axhline(table["entropy_floor"], color="gray", linestyle=":", linewidth=1)
-        ax.set_xlabel("inner step")
-        ax.grid(True, alpha=0.3)
-    train.set_ylabel("training loss, running mean of 10 steps")
-    train.set_title(f"DiLoCo H={table['sync_every']}: rank {killed['rank']} killed (x)")
-    train.legend(fontsize=8)
-    for name in ("ddp", "diloco"):
-        row = table["methods"][name]
-        points, held = zip(*row["eval_curve"], strict=True)
-        held_out.plot(points, held, marker="o", markersize=3, label=row["label"])
-    held_out.set_ylabel("held-out loss (nats/token)")
-    held_out.set_title("the model each run produces (DiLoCo: global)")
-    held_out.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, 1, 2, size=(12, 4.5)) as (train, held_out):
+        for worker in sorted(result["workers"], key=lambda w: w["index"]):
+            losses = result["train_curves"][str(worker["index"])]
+            if not losses:
+                continue
+            label = f"worker {worker['index']} (rank {worker['rank_start']})"
+            (line,) = train.plot(
+                range(1, len(losses) + 1), _smooth(losses), linewidth=1.2, label=label
+            )
+            if not worker["finished"]:
+                train.plot([len(losses)], [_smooth(losses)[-1]], "x", color=line.get_color(), ms=10)
+        ddp_train = table["methods"]["ddp"]["train_loss"]
+        train.plot(
+            range(1, len(ddp_train) + 1),
+            _smooth(ddp_train),
+            "k--",
+            linewidth=1,
+            label="DDP (mean of the workers)",
+        )
+        for ax in (train, held_out):
+            ax.axvline(killed["died_in_sync_at_step"], color="red", alpha=0.4, linestyle=":")
+            ax.axhline(table["entropy_floor"], color="gray", linestyle=":", linewidth=1)
+            ax.set_xlabel("inner step")
+            ax.grid(True, alpha=0.3)
+        train.set_ylabel("training loss, running mean of 10 steps")
+        train.set_title(f"DiLoCo H={table['sync_every']}: rank {killed['rank']} killed (x)")
+        train.legend(fontsize=8)
+        for name in ("ddp", "diloco"):
+            row = table["methods"][name]
+            points, held = zip(*row["eval_curve"], strict=True)
+            held_out.plot(points, held, marker="o", markersize=3, label=row["label"])
+        held_out.set_ylabel("held-out loss (nats/token)")
+        held_out.set_title("the model each run produces (DiLoCo: global)")
+        held_out.legend(fontsize=8)

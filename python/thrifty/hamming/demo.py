@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from thrifty import hamming
-from thrifty._plot import save_figure
+from thrifty._plot import figure, save_figure
 from thrifty.errors import InvalidArgumentError
 
 SEED = 20260
@@ -283,29 +283,23 @@ def format_report(result: dict[str, Any]) -> str:
 
 def save_plot(result: dict[str, Any], path: str) -> None:
     """Histograms: code distances of planted and random pairs; the read's distances."""
-    from thrifty._extras import require
-
-    plt = require("matplotlib.pyplot")
     dup, gen = result["duplicates"], result["genome"]
-    fig, (codes_ax, genome_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
-    bins = np.arange(0, dup["bits"] + 2, 4)
-    codes_ax.hist(dup["planted_distances"], bins=bins, alpha=0.7, label="planted pairs")
-    codes_ax.hist(dup["random_distances"], bins=bins, alpha=0.7, label="random pairs")
-    codes_ax.axvline(dup["radius"], color="red", linestyle=":", label=f"radius {dup['radius']}")
-    codes_ax.set_xlabel(f"Hamming distance between {dup['bits']}-bit simhash codes")
-    codes_ax.set_ylabel("pairs")
-    codes_ax.set_title(
-        f"near duplicates: recall {dup['recall']:.3f}, precision {dup['pair_precision']:.3f}"
-    )
-    codes_ax.legend(fontsize=8)
-    counts = np.asarray(gen["distance_counts"])
-    genome_ax.bar(np.arange(len(counts)), counts, width=1.0)
-    genome_ax.axvline(gen["k"] + 0.5, color="red", linestyle=":", label=f"k = {gen['k']}")
-    genome_ax.set_yscale("log")
-    genome_ax.set_xlabel("mismatches between the read and a window of the genome")
-    genome_ax.set_ylabel("windows")
-    genome_ax.set_title(f"read of {gen['read_length']}: hits at {gen['found_positions']}")
-    genome_ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, 1, 2, size=(12, 4.5)) as (codes_ax, genome_ax):
+        bins = np.arange(0, dup["bits"] + 2, 4)
+        codes_ax.hist(dup["planted_distances"], bins=bins, alpha=0.7, label="planted pairs")
+        codes_ax.hist(dup["random_distances"], bins=bins, alpha=0.7, label="random pairs")
+        codes_ax.axvline(dup["radius"], color="red", linestyle=":", label=f"radius {dup['radius']}")
+        codes_ax.set_xlabel(f"Hamming distance between {dup['bits']}-bit simhash codes")
+        codes_ax.set_ylabel("pairs")
+        codes_ax.set_title(
+            f"near duplicates: recall {dup['recall']:.3f}, precision {dup['pair_precision']:.3f}"
+        )
+        codes_ax.legend(fontsize=8)
+        counts = np.asarray(gen["distance_counts"])
+        genome_ax.bar(np.arange(len(counts)), counts, width=1.0)
+        genome_ax.axvline(gen["k"] + 0.5, color="red", linestyle=":", label=f"k = {gen['k']}")
+        genome_ax.set_yscale("log")
+        genome_ax.set_xlabel("mismatches between the read and a window of the genome")
+        genome_ax.set_ylabel("windows")
+        genome_ax.set_title(f"read of {gen['read_length']}: hits at {gen['found_positions']}")
+        genome_ax.legend(fontsize=8)

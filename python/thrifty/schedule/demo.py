@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from thrifty._plot import save_figure
+from thrifty._plot import figure, save_figure
 from thrifty._progress import progress_bar
 from thrifty.errors import InvalidArgumentError
 
@@ -159,37 +159,33 @@ def format_report(result: dict[str, Any]) -> str:
 
 def save_plot(result: dict[str, Any], path: str) -> None:
     """Accuracy against training seconds; batch size and full-data loss against the step."""
-    from thrifty._extras import require
-
-    plt = require("matplotlib.pyplot")
     opt, batch = result["optim"], result["batch_size"]
-    fig, (accuracy_ax, size_ax, loss_ax) = plt.subplots(1, 3, figsize=(16, 4.5))
-    for key in ("muon", "drop_muon"):
-        run = opt[key]
-        accuracy_ax.plot(run["seconds"], run["accuracy"], marker=".", label=run["label"])
-    accuracy_ax.axhline(opt["target_accuracy"], color="red", linestyle=":", label="Muon's final")
-    accuracy_ax.set_xlabel("training seconds")
-    accuracy_ax.set_ylabel("test accuracy")
-    accuracy_ax.set_title("Drop-Muon against Muon, digits CNN")
-    accuracy_ax.legend(fontsize=8)
-    for solver, trajectory in batch["runs"].items():
-        steps = range(1, len(trajectory["batch_sizes"]) + 1)
-        # The running maximum: the schedule's size, without the short last batch of each
-        # epoch (a fixed run's only dips; the adaptive runs drop those and never shrink).
-        scheduled = np.maximum.accumulate(trajectory["batch_sizes"])
-        size_ax.step(steps, scheduled, where="post", label=solver)
-        loss_ax.plot(steps, trajectory["losses"], label=solver)
-    size_ax.set_yscale("log", base=2)
-    size_ax.set_xlabel("step")
-    size_ax.set_ylabel("batch size")
-    size_ax.set_title("batch size, AdAdaGrad against fixed")
-    size_ax.legend(fontsize=8)
-    loss_ax.axhline(batch["target"], color="red", linestyle=":", label="target")
-    loss_ax.set_yscale("log")
-    loss_ax.set_xlabel("step")
-    loss_ax.set_ylabel("full-data loss")
-    loss_ax.set_title("AdaGrad on digits, loss against step")
-    loss_ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, 1, 3, size=(16, 4.5)) as (accuracy_ax, size_ax, loss_ax):
+        for key in ("muon", "drop_muon"):
+            run = opt[key]
+            accuracy_ax.plot(run["seconds"], run["accuracy"], marker=".", label=run["label"])
+        accuracy_ax.axhline(
+            opt["target_accuracy"], color="red", linestyle=":", label="Muon's final"
+        )
+        accuracy_ax.set_xlabel("training seconds")
+        accuracy_ax.set_ylabel("test accuracy")
+        accuracy_ax.set_title("Drop-Muon against Muon, digits CNN")
+        accuracy_ax.legend(fontsize=8)
+        for solver, trajectory in batch["runs"].items():
+            steps = range(1, len(trajectory["batch_sizes"]) + 1)
+            # The running maximum: the schedule's size, without the short last batch of each
+            # epoch (a fixed run's only dips; the adaptive runs drop those and never shrink).
+            scheduled = np.maximum.accumulate(trajectory["batch_sizes"])
+            size_ax.step(steps, scheduled, where="post", label=solver)
+            loss_ax.plot(steps, trajectory["losses"], label=solver)
+        size_ax.set_yscale("log", base=2)
+        size_ax.set_xlabel("step")
+        size_ax.set_ylabel("batch size")
+        size_ax.set_title("batch size, AdAdaGrad against fixed")
+        size_ax.legend(fontsize=8)
+        loss_ax.axhline(batch["target"], color="red", linestyle=":", label="target")
+        loss_ax.set_yscale("log")
+        loss_ax.set_xlabel("step")
+        loss_ax.set_ylabel("full-data loss")
+        loss_ax.set_title("AdaGrad on digits, loss against step")
+        loss_ax.legend(fontsize=8)

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from thrifty._extras import require
+from thrifty._extras import available, require
+from thrifty._plot import figure
 from thrifty.steps.flows import GaussianMixtureFlow
 from thrifty.steps.sampling import sample
 from thrifty.steps.schedule import Schedule, schedule
@@ -102,42 +103,33 @@ def _plot(
     out_dir: Path,
     torch: Any,
 ) -> Path | None:
-    try:
-        require("matplotlib")
-    except ImportError:
+    if not available("matplotlib"):
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out_dir.mkdir(parents=True, exist_ok=True)
     noise = torch.as_tensor(
         np.random.default_rng(7).standard_normal((2000, 2)), dtype=torch.float32
     )
-    fig, axes = plt.subplots(2, len(chosen) + 1, figsize=(4 * (len(chosen) + 1), 8))
-    data = flow.sample_data(2000, seed=3)
-    axes[0, 0].scatter(data[:, 0], data[:, 1], s=1, c="k")
-    axes[0, 0].set_title("data")
-    for column, (k, best) in enumerate(chosen.items(), start=1):
-        for row, (name, times) in enumerate(
-            [("uniform", np.linspace(0, 1, k + 1)), (best.method, best.times)]
-        ):
-            x = sample(velocity, noise, times).numpy()
-            axes[row, column].scatter(x[:, 0], x[:, 1], s=1)
-            axes[row, column].set_title(f"K={k} {name}")
-            axes[row, column].set_xlim(-3.2, 3.2)
-            axes[row, column].set_ylim(-3.2, 3.2)
-    ax = axes[1, 0]
-    for row, (k, best) in enumerate(chosen.items()):
-        ax.plot(best.times, np.full(best.times.size, row), "o-", label=f"K={k} {best.method}")
-    ax.set_yticks(range(len(chosen)), [f"K={k}" for k in chosen])
-    ax.set_xlabel("t (0 = noise, 1 = data)")
-    ax.set_title("chosen knots")
-    fig.tight_layout()
     path = out_dir / "steps_demo.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    size = (4 * (len(chosen) + 1), 8)
+    with figure(path, 2, len(chosen) + 1, size=size, dpi=100) as axes:
+        data = flow.sample_data(2000, seed=3)
+        axes[0, 0].scatter(data[:, 0], data[:, 1], s=1, c="k")
+        axes[0, 0].set_title("data")
+        for column, (k, best) in enumerate(chosen.items(), start=1):
+            for row, (name, times) in enumerate(
+                [("uniform", np.linspace(0, 1, k + 1)), (best.method, best.times)]
+            ):
+                x = sample(velocity, noise, times).numpy()
+                axes[row, column].scatter(x[:, 0], x[:, 1], s=1)
+                axes[row, column].set_title(f"K={k} {name}")
+                axes[row, column].set_xlim(-3.2, 3.2)
+                axes[row, column].set_ylim(-3.2, 3.2)
+        ax = axes[1, 0]
+        for row, (k, best) in enumerate(chosen.items()):
+            ax.plot(best.times, np.full(best.times.size, row), "o-", label=f"K={k} {best.method}")
+        ax.set_yticks(range(len(chosen)), [f"K={k}" for k in chosen])
+        ax.set_xlabel("t (0 = noise, 1 = data)")
+        ax.set_title("chosen knots")
     return path
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from thrifty._arrays import is_torch_tensor
 from thrifty._checks import check_int
 from thrifty._extras import require
+from thrifty._plot import figure
 from thrifty._progress import progress_bar
 from thrifty.errors import InvalidArgumentError, ShapeError
 from thrifty.steps._velocity import Velocity, check_state, evaluate, inference, to_host
@@ -140,28 +141,19 @@ class Schedule:
 
     def plot(self, path: str | Path, *, title: str | None = None) -> Path:
         """Save a figure of this schedule's knots beside every candidate in its report."""
-        require("matplotlib")
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         rows = {name: np.asarray(r["times"]) for name, r in self.report.items()}
         rows.setdefault(self.method, self.times)
-        fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.2))
-        for row, (name, times) in enumerate(rows.items()):
-            error = self.report.get(name, {}).get("validation_error", math.nan)
-            marker = "o" if name == self.method else "|"
-            ax.plot(times, np.full(times.size, row), marker=marker, linestyle="-", lw=0.8)
-            ax.annotate(f"{error:.4g}", (1.02, row), va="center", fontsize=8)
-        ax.set_yticks(range(len(rows)), list(rows))
-        ax.set_xlim(-0.02, 1.12)
-        ax.set_xlabel("t (0 = noise, 1 = data); right: validation error")
-        ax.set_title(title or f"K = {self.k} schedules (chosen: {self.method})")
-        fig.tight_layout()
         out = Path(path)
-        fig.savefig(out, dpi=120)
-        plt.close(fig)
+        with figure(out, size=(7, 0.5 * len(rows) + 1.2)) as ax:
+            for row, (name, times) in enumerate(rows.items()):
+                error = self.report.get(name, {}).get("validation_error", math.nan)
+                marker = "o" if name == self.method else "|"
+                ax.plot(times, np.full(times.size, row), marker=marker, linestyle="-", lw=0.8)
+                ax.annotate(f"{error:.4g}", (1.02, row), va="center", fontsize=8)
+            ax.set_yticks(range(len(rows)), list(rows))
+            ax.set_xlim(-0.02, 1.12)
+            ax.set_xlabel("t (0 = noise, 1 = data); right: validation error")
+            ax.set_title(title or f"K = {self.k} schedules (chosen: {self.method})")
         return out
 
 
