@@ -57,18 +57,10 @@ def lewis_weights(A: Any, p: float, *, iters: int = 1000, tol: float = 1e-6) -> 
     >>> round(float(coreset.lewis_weights(A, 1.0).sum()), 4)
     2.0
     """
+    p = check_positive(p, "p")
+    iters = check_int(iters, "iters", minimum=1)
+    tol = check_positive(tol, "tol")
     if is_gpu_array(A):
-        return _gpu.lewis_weights(  # type: ignore[no-any-return]
-            A,
-            check_positive(p, "p"),
-            check_int(iters, "iters", minimum=1),
-            check_positive(tol, "tol"),
-        )
-    array = checked_matrix(A)
-    weights, _, _ = _native.coreset_lewis_weights(
-        array,
-        check_positive(p, "p"),
-        iters=check_int(iters, "iters", minimum=1),
-        tol=check_positive(tol, "tol"),
-    )
+        return _gpu.lewis_weights(A, p, iters, tol)  # type: ignore[no-any-return]
+    weights, _, _ = _native.coreset_lewis_weights(checked_matrix(A), p, iters=iters, tol=tol)
     return weights

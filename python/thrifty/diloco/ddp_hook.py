@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from thrifty._extras import require
-from thrifty.diloco.compressors import Compressor, Feedback, LGreCo
+from thrifty.diloco.compressors import Compressor, Feedback, LGreCo, _check_seed
 from thrifty.errors import InternalError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -349,8 +349,7 @@ def ddp_comm_hook(
     ('topk(0.01)', 'econtrol(topk(0.01), eta=0.01)')
     """
     require("torch")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InvalidArgumentError(f"seed must be an int, got {type(seed).__name__}", "seed")
+    _check_seed(seed)
     if isinstance(compressor_or_feedback, Feedback):
         state = CompressedHookState(
             compressor_or_feedback.compressor,

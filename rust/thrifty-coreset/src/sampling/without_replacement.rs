@@ -70,12 +70,8 @@ fn scan(
     let mut first = Vec::with_capacity(keep);
     let mut i = start;
     while i < end && first.len() < keep {
-        let w = scores[i];
-        if w > 0.0 {
-            first.push(Ranked {
-                rank: exponential(rng) / w,
-                index: i as u64,
-            });
+        if scores[i] > 0.0 {
+            first.push(exponential_rank(scores, i, rng));
         }
         i += 1;
     }
@@ -130,13 +126,19 @@ fn dense_ranks(
 ) -> Vec<Ranked> {
     let mut ranked: Vec<Ranked> = (start..end)
         .filter(|&i| scores[i] > 0.0)
-        .map(|i| Ranked {
-            rank: exponential(rng) / scores[i],
-            index: i as u64,
-        })
+        .map(|i| exponential_rank(scores, i, rng))
         .collect();
     keep_smallest(&mut ranked, keep);
     ranked
+}
+
+/// Item `i`'s rank `E / w_i` with `E ~ Exp(1)`: the smallest `m` are a weighted sample
+/// without replacement. `scores[i]` must be positive.
+fn exponential_rank(scores: &[f64], i: usize, rng: &mut ChaCha8Rng) -> Ranked {
+    Ranked {
+        rank: exponential(rng) / scores[i],
+        index: i as u64,
+    }
 }
 
 /// Cut `ranked` down to its `keep` smallest entries, in no particular order.
