@@ -5,6 +5,7 @@
 //! workers fork by default). Like `tokenizers`, we remember that a fork happened and run
 //! sequentially in the child instead.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static FORKED_AFTER_POOL_USE: AtomicBool = AtomicBool::new(false);
@@ -55,6 +56,36 @@ where
     }
 }
 
+/// The threads parallel work gets here: rayon's current pool, or one where it is not safe.
+pub fn threads() -> usize {
+    if enabled() {
+        rayon::current_num_threads()
+    } else {
+        1
+    }
+}
+
+/// Cut `0..n` into at most `pieces` contiguous ranges of near-equal length, none empty, in
+/// order. Callers size `pieces` from the thread count, so the cut must hold for any count
+/// against any `n`: rounding the piece length up can leave fewer pieces than asked for, and
+/// the ones past the end must not exist rather than be empty or reversed.
+pub fn ranges(n: usize, pieces: usize) -> Vec<Range<usize>> {
+    let per = n.div_ceil(pieces.max(1)).max(1);
+    (0..n.div_ceil(per))
+        .map(|i| i * per..((i + 1) * per).min(n))
+        .collect()
+}
+
+/// Map each range of [`ranges`]`(n, pieces)` through `f`, in order.
+pub fn map_ranges<T, F>(n: usize, pieces: usize, f: F) -> Vec<T>
+where
+    T: Send,
+    F: Fn(Range<usize>) -> T + Sync + Send,
+{
+    let cut = ranges(n, pieces);
+    map_indices(cut.len(), |i| f(cut[i].clone()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +98,22 @@ mod tests {
             hits[i].fetch_add(1, Ordering::Relaxed);
         });
         assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+    }
+
+    #[test]
+    fn ranges_cover_once_in_order_and_none_is_empty() {
+        for n in 0..200 {
+            for pieces in 0..40 {
+                let cut = ranges(n, pieces);
+                assert!(cut.len() <= pieces.max(1), "n {n} pieces {pieces}");
+                assert!(cut.iter().all(|r| r.start < r.end), "n {n} pieces {pieces}");
+                let flat: Vec<usize> = cut.into_iter().flatten().collect();
+                assert_eq!(flat, (0..n).collect::<Vec<_>>(), "n {n} pieces {pieces}");
+            }
+        }
+        // The cut that a block count of 9 with 8 wanted tasks gave before: tasks of 2 blocks,
+        // the fifth would have started past the end.
+        assert_eq!(ranges(9, 8).len(), 5);
     }
 
     #[test]

@@ -141,3 +141,45 @@ fn edge_sizes() {
         vec![2, 2, 2]
     );
 }
+
+/// Sizes whose FFT blocks did not divide evenly among the tasks cut for the thread pool: the
+/// last tasks started past the final block and the block loop panicked ("capacity overflow").
+/// The cut depends on the thread count, so every case runs on pools of several sizes.
+#[test]
+fn fft_blocks_that_leave_tasks_empty() {
+    let repeat =
+        |cycle: &[u32], n: usize| -> Vec<u32> { cycle.iter().copied().cycle().take(n).collect() };
+    let cycle = repeat(&[1, 2, 1, 3], 2000);
+    let mut cases: Vec<(Vec<u32>, Vec<u32>)> = vec![
+        (vec![5; 1000], vec![5; 3]),
+        (cycle.clone(), cycle[7..107].to_vec()),
+    ];
+    for (n, m) in [(512, 6), (1813, 98), (4096, 100), (4098, 162)] {
+        let text: Vec<u32> = (0..n as u32)
+            .map(|i| i.wrapping_mul(2_654_435_761) >> 29)
+            .collect();
+        let pattern = text[n / 3..n / 3 + m].iter().rev().copied().collect();
+        cases.push((text, pattern));
+    }
+    for threads in [1, 2, 3, 8, 16] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            for (text, pattern) in &cases {
+                let want = reference(text, pattern);
+                for method in EXACT {
+                    let got = text_to_pattern(text, pattern, &opts(method, None)).unwrap();
+                    assert_eq!(
+                        got,
+                        want,
+                        "{method:?} n={} m={} threads={threads}",
+                        text.len(),
+                        pattern.len()
+                    );
+                }
+            }
+        });
+    }
+}

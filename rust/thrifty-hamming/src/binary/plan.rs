@@ -40,11 +40,7 @@ pub(crate) struct Plan {
 impl Plan {
     /// A plan for `nq` queries against `nb` database codes, both non-zero.
     pub(crate) fn new(nq: usize, nb: usize) -> Plan {
-        let threads = if parallel::enabled() {
-            rayon::current_num_threads()
-        } else {
-            1
-        };
+        let threads = parallel::threads();
         let wanted = TASKS_PER_THREAD * threads;
         let query_block = nq
             .div_ceil(wanted)

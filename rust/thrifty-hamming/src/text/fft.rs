@@ -6,6 +6,7 @@
 //! it, so the FFT size follows m rather than n. The products of all letters are summed in the
 //! frequency domain, so a block costs one forward FFT per letter and a single inverse FFT.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use realfft::num_complex::Complex;
@@ -125,9 +126,6 @@ fn batch_matches(text: &[u32], patterns: &[&[u32]], letters: &[&[u32]]) -> Vec<V
         uses[u].push(i);
     }
 
-    // A few tasks per thread so that scratch buffers are reused across blocks.
-    let tasks = (rayon::current_num_threads() * 4).min(blocks);
-    let per_task = blocks.div_ceil(tasks);
     let kernel = Kernel {
         forward,
         inverse,
@@ -142,11 +140,8 @@ fn batch_matches(text: &[u32], patterns: &[&[u32]], letters: &[&[u32]]) -> Vec<V
         step,
         windows,
     };
-    let parts = parallel::map_indices(tasks, |t| {
-        let first = t * per_task;
-        let last = ((t + 1) * per_task).min(blocks);
-        kernel.blocks(first, last)
-    });
+    // A few tasks per thread so that scratch buffers are reused across blocks.
+    let parts = parallel::map_ranges(blocks, parallel::threads() * 4, |r| kernel.blocks(r));
     let mut out: Vec<Vec<u32>> = (0..patterns.len())
         .map(|_| Vec::with_capacity(windows))
         .collect();
@@ -175,10 +170,10 @@ struct Kernel<'a> {
 }
 
 impl Kernel<'_> {
-    /// Matches of the windows of blocks `first..last`, per pattern.
-    fn blocks(&self, first: usize, last: usize) -> Vec<Vec<u32>> {
+    /// Matches of the windows of `blocks`, per pattern.
+    fn blocks(&self, blocks: Range<usize>) -> Vec<Vec<u32>> {
         let mut out: Vec<Vec<u32>> = (0..self.patterns)
-            .map(|_| Vec::with_capacity((last - first) * self.step))
+            .map(|_| Vec::with_capacity(blocks.len() * self.step))
             .collect();
         let mut input = self.forward.make_input_vec();
         let mut spectrum = self.forward.make_output_vec();
@@ -188,7 +183,7 @@ impl Kernel<'_> {
         let mut real = self.inverse.make_output_vec();
         let mut scratch = self.forward.make_scratch_vec();
         let mut inv_scratch = self.inverse.make_scratch_vec();
-        for b in first..last {
+        for b in blocks {
             let s = b * self.step;
             let segment = &self.text[s..(s + self.l).min(self.text.len())];
             for acc in &mut accs {
