@@ -152,10 +152,13 @@ fn hamming_cdist<'py>(
     let a_data = slice(&a_array, "a")?;
     let b_data = slice(&b_array, "b")?;
     let out = run(py, || {
-        let cells = na.checked_mul(nb).ok_or_else(|| {
-            thrifty_core::CoreError::shape("b", format!("{na} x {nb} distances do not fit"))
-        })?;
-        let mut out = vec![0i32; cells];
+        let too_large =
+            || thrifty_core::CoreError::shape("b", format!("{na} x {nb} distances do not fit"));
+        let cells = na.checked_mul(nb).ok_or_else(too_large)?;
+        // A failed allocation would abort the interpreter; a failed reservation is an error.
+        let mut out = Vec::new();
+        out.try_reserve_exact(cells).map_err(|_| too_large())?;
+        out.resize(cells, 0i32);
         binary::cdist(a_data, b_data, width, &mut out)?;
         Ok(out)
     })?;

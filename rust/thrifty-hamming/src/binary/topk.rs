@@ -29,6 +29,12 @@ impl Kernel {
         if nq == 0 || k == 0 {
             return Ok((Vec::new(), Vec::new()));
         }
+        // Reserved before the scan: a result too large to hold is an error at once, not an
+        // abort after the work (k = nb over a million one-byte codes asks for terabytes).
+        let results = validate::product("k", nq, k)?;
+        let what = format!("{nq} queries x {k} nearest codes");
+        let mut distances: Vec<i32> = validate::reserve("k", results, &what)?;
+        let mut indices: Vec<i64> = validate::reserve("k", results, &what)?;
         let queries = Codes::new(queries, bytes_per_code);
         let db = Codes::new(db, bytes_per_code);
         let plan = Plan::new(nq, nb);
@@ -51,8 +57,6 @@ impl Kernel {
                 best.into_iter().map(Best::into_sorted).collect()
             });
 
-        let mut distances = Vec::with_capacity(nq * k);
-        let mut indices = Vec::with_capacity(nq * k);
         for tasks in per_task.chunks(plan.db_chunks) {
             for i in 0..tasks[0].len() {
                 let merged = if let [only] = tasks {

@@ -51,3 +51,19 @@ pub(crate) fn product(argument: &'static str, rows: usize, columns: usize) -> Co
         )
     })
 }
+
+/// An empty vector with room for `len` items, or an error naming `argument` when the memory
+/// is not there: a failed allocation would abort the process rather than return.
+pub(crate) fn reserve<T>(argument: &'static str, len: usize, what: &str) -> CoreResult<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        CoreError::invalid(
+            argument,
+            format!(
+                "{what}: {len} items of {} bytes, more memory than can be allocated",
+                std::mem::size_of::<T>()
+            ),
+        )
+    })?;
+    Ok(v)
+}

@@ -25,7 +25,9 @@ pub(crate) struct DenseText<'a> {
 impl<'a> DenseText<'a> {
     pub fn new(text: &'a [u32]) -> DenseText<'a> {
         let largest = text.iter().copied().max().unwrap_or(0) as usize;
-        if largest < IDENTITY_BOUND.max(2 * text.len()) {
+        // Never up to ABSENT itself: a text of 2^31 symbols or more would otherwise keep
+        // u32::MAX as its own code, the code that means "not in the text".
+        if largest < IDENTITY_BOUND.max(2 * text.len()).min(ABSENT as usize) {
             return DenseText::from_codes(Cow::Borrowed(text), largest + 1);
         }
         let mut index: HashMap<u32, u32, BuildHasherDefault<Mix>> = HashMap::default();
