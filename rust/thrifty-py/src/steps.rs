@@ -134,11 +134,9 @@ fn jump_errors_typed<'py, T: numpy::Element + thrifty_steps::Float>(
         batch,
         dim,
     };
-    let sums = run(py, || {
-        let mut out = vec![0.0f64; n_nodes * n_nodes];
-        thrifty_steps::accumulate_jump_errors(&jumps, metric, &mut out)?;
-        Ok(out)
-    })?;
+    // The core checks the shapes before it allocates the n x n result: a zero-size array
+    // may claim any number of nodes.
+    let sums = run(py, || thrifty_steps::jump_errors(&jumps, metric))?;
     let flat = sums.into_pyarray(py);
     flat.reshape([n_nodes, n_nodes])
 }

@@ -86,7 +86,14 @@ fn integer_weights(
                     // The division may round down; a unit count whose product falls short of
                     // the error would let an infeasible choice through.
                     while units * unit < e {
-                        units += 1.0;
+                        // Past 2^53 adding 1 gives the same float back: step to the next one
+                        // (every float that large is an integer).
+                        let up = units + 1.0;
+                        units = if up > units {
+                            up
+                        } else {
+                            f64::from_bits(units.to_bits() + 1)
+                        };
                     }
                     (units <= buckets as f64).then_some(units as usize)
                 })
@@ -173,16 +180,21 @@ pub fn lgreco(
         .map(|row| row.iter().flatten().copied().max().unwrap_or(0))
         .fold(0usize, usize::saturating_add);
     let capacity = capacity.min(reachable);
-    let width = capacity + 1;
-    if layers.saturating_mul(width) > MAX_CELLS {
+    // Budget units 0..=capacity; the capacity can be usize::MAX itself (a budget past every
+    // integer and per-layer maxima whose sum saturated), so the width may not fit a usize.
+    let width = capacity
+        .checked_add(1)
+        .filter(|width| layers.saturating_mul(*width) <= MAX_CELLS);
+    let Some(width) = width else {
         return Err(CoreError::invalid(
             "budget",
             format!(
-                "needs a DP table of {layers} x {width} cells, above the limit of {MAX_CELLS}; \
-                 pass fewer buckets (integer errors: buckets also discretises them)"
+                "needs a DP table of {layers} x {} cells, above the limit of {MAX_CELLS}; \
+                 pass fewer buckets (integer errors: buckets also discretises them)",
+                capacity as u128 + 1
             ),
         ));
-    }
+    };
     solve(errors, sizes, &weights, layers, candidates, width).ok_or_else(|| {
         CoreError::invalid(
             "budget",

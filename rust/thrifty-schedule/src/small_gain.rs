@@ -21,7 +21,7 @@
 
 use thrifty_core::{CoreError, CoreResult};
 
-use crate::symmetric::eigenvalues;
+use crate::symmetric::{binary_exponent, eigenvalues, times_power_of_two};
 
 /// The Lipschitz bound of the pseudo-gradient.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,7 +111,7 @@ fn check_inputs(mu: &[f64], coupling: &[f64], lipschitz: &Lipschitz) -> CoreResu
             "must hold at least one player, got 0",
         ));
     }
-    if coupling.len() != n * n {
+    if n.checked_mul(n) != Some(coupling.len()) {
         return Err(CoreError::shape(
             "L",
             format!("must be ({n}, {n}) like mu, got {} values", coupling.len()),
@@ -254,10 +254,21 @@ fn weighted_lipschitz(weights: &[f64], coupling: &[f64], lipschitz: &Lipschitz) 
 /// thousands of steps on a defective `A` (a Jordan block converges like `1/k`); squaring a
 /// nonnegative matrix has no cancellation, and the bound is within a factor
 /// `(m^(n-1) cond)^(1/m)`, i.e. 1 to rounding, of `rho`.
+///
+/// The ratios `L_ij / mu_i` can overflow where the curvatures are tiny next to the couplings,
+/// so both are first brought near 1 by powers of two (exact, and undone in the logarithm).
 fn spectral_radius(mu: &[f64], coupling: &[f64]) -> f64 {
     let n = mu.len();
-    let mut b: Vec<f64> = (0..n * n).map(|c| coupling[c] / mu[c / n]).collect();
-    let mut log_scale = 0.0;
+    let largest = coupling.iter().copied().fold(0.0, f64::max);
+    if largest == 0.0 {
+        return 0.0;
+    }
+    let smallest = mu.iter().copied().fold(f64::INFINITY, f64::min);
+    let (top, bottom) = (binary_exponent(largest), binary_exponent(smallest));
+    let mut b: Vec<f64> = (0..n * n)
+        .map(|c| times_power_of_two(coupling[c], -top) / times_power_of_two(mu[c / n], -bottom))
+        .collect();
+    let mut log_scale = f64::from(top - bottom) * std::f64::consts::LN_2;
     let mut power = 1.0;
     for _ in 0..64 {
         let norm = (0..n)
@@ -384,13 +395,87 @@ fn rk4_step_limit(margin: f64, lipschitz: f64) -> f64 {
 
 /// The Small-Gain Nash certificate of a game with the given bounds. `coupling` is the
 /// row-major (n, n) matrix of `L_ij`, the Lipschitz constant of `F_i` in `x_j`, zero diagonal.
+///
+/// The certificate is homogeneous: bounds `s` times larger give the same weights, small gain
+/// and rate, a margin and `L_w` `s` times larger and steps `s` times smaller. It is computed
+/// on the bounds scaled by the power of two that brings the largest to `[1, 2)`, exactly, so
+/// that no square or product of them leaves the f64 range, and scaled back.
 pub fn small_gain_certificate(
     mu: &[f64],
     coupling: &[f64],
     lipschitz: &Lipschitz,
 ) -> CoreResult<Certificate> {
     let n = check_inputs(mu, coupling, lipschitz)?;
-    let refuse = |weights: Vec<f64>, small_gain: f64, reason: String| Certificate {
+    if let Some(i) = mu.iter().position(|&m| m <= 0.0) {
+        return Ok(refusal(
+            vec![1.0; n],
+            f64::INFINITY,
+            format!(
+                "mu[{i}] = {} <= 0: player {i} is not strongly monotone in its own block, \
+                 which no block weighting can repair",
+                mu[i]
+            ),
+        ));
+    }
+    // The ratios L_ij / mu_i do not change with the scale: taken from the bounds as given.
+    let small_gain = spectral_radius(mu, coupling);
+    let bounds = match lipschitz {
+        Lipschitz::Global(l) => std::slice::from_ref(l),
+        Lipschitz::Blocks(l) => l.as_slice(),
+    };
+    // > 0: every Lipschitz bound is.
+    let largest = mu
+        .iter()
+        .chain(coupling)
+        .chain(bounds)
+        .fold(0.0, |m, x| x.abs().max(m));
+    let exponent = binary_exponent(largest);
+    let unit = |values: &[f64]| -> Vec<f64> {
+        values
+            .iter()
+            .map(|x| times_power_of_two(*x, -exponent))
+            .collect()
+    };
+    let (mu, coupling) = (unit(mu), unit(coupling));
+    let lipschitz = match lipschitz {
+        Lipschitz::Global(l) => Lipschitz::Global(times_power_of_two(*l, -exponent)),
+        Lipschitz::Blocks(l) => Lipschitz::Blocks(unit(l)),
+    };
+    let weights = optimise_weights(&mu, &coupling);
+    let m = margin(&weights, &mu, &coupling);
+    // Not `m <= 0.0` alone: a NaN margin certifies nothing either.
+    if m.is_nan() || m <= 0.0 {
+        let best = times_power_of_two(m, exponent);
+        return Ok(refusal(
+            weights,
+            small_gain,
+            format!(
+                "the small-gain condition fails: rho(D_mu^-1 L) = {small_gain:.6} >= 1, so no \
+                 block weights make the pseudo-gradient strongly monotone (best margin {best:.3e})"
+            ),
+        ));
+    }
+    let l_w = weighted_lipschitz(&weights, &coupling, &lipschitz);
+    let step = m / (l_w * l_w);
+    let to_scale = |x: f64| times_power_of_two(x, exponent);
+    let to_step = |x: f64| times_power_of_two(x, -exponent);
+    Ok(Certificate {
+        rate: euler_factor(step, m, l_w),
+        max_step_euler: to_step(2.0 * step),
+        max_step_rk4: to_step(rk4_step_limit(m, l_w)),
+        weights,
+        margin: to_scale(m),
+        lipschitz_weighted: to_scale(l_w),
+        small_gain,
+        step: to_step(step),
+        certified: true,
+        reason: String::new(),
+    })
+}
+
+/// A certificate that certifies nothing, with the weights tried and the reason.
+fn refusal(weights: Vec<f64>, small_gain: f64, reason: String) -> Certificate {
+    Certificate {
         weights,
         margin: 0.0,
         lipschitz_weighted: f64::NAN,
@@ -401,45 +486,7 @@ pub fn small_gain_certificate(
         max_step_rk4: 0.0,
         certified: false,
         reason,
-    };
-    if let Some(i) = mu.iter().position(|&m| m <= 0.0) {
-        return Ok(refuse(
-            vec![1.0; n],
-            f64::INFINITY,
-            format!(
-                "mu[{i}] = {} <= 0: player {i} is not strongly monotone in its own block, \
-                 which no block weighting can repair",
-                mu[i]
-            ),
-        ));
     }
-    let small_gain = spectral_radius(mu, coupling);
-    let weights = optimise_weights(mu, coupling);
-    let m = margin(&weights, mu, coupling);
-    if m <= 0.0 {
-        return Ok(refuse(
-            weights,
-            small_gain,
-            format!(
-                "the small-gain condition fails: rho(D_mu^-1 L) = {small_gain:.6} >= 1, so no \
-                 block weights make the pseudo-gradient strongly monotone (best margin {m:.3e})"
-            ),
-        ));
-    }
-    let l_w = weighted_lipschitz(&weights, coupling, lipschitz);
-    let step = m / (l_w * l_w);
-    Ok(Certificate {
-        rate: euler_factor(step, m, l_w),
-        max_step_euler: 2.0 * step,
-        max_step_rk4: rk4_step_limit(m, l_w),
-        weights,
-        margin: m,
-        lipschitz_weighted: l_w,
-        small_gain,
-        step,
-        certified: true,
-        reason: String::new(),
-    })
 }
 
 #[cfg(test)]

@@ -81,7 +81,11 @@ impl<'a, T: Float> Jumps<'a, T> {
         dim: usize,
     ) -> Self {
         let n_nodes = times.len();
-        let starts_len = n_nodes.saturating_sub(1) * batch * dim;
+        // Saturating: absurd sizes must reach the validation, which names them.
+        let starts_len = n_nodes
+            .saturating_sub(1)
+            .saturating_mul(batch)
+            .saturating_mul(dim);
         Self {
             starts: &states[..starts_len.min(states.len())],
             velocities,
@@ -125,7 +129,39 @@ pub fn accumulate_jump_errors<T: Float>(
     metric: Metric,
     out: &mut [f64],
 ) -> CoreResult<()> {
-    validate(jumps, out)?;
+    validate(jumps)?;
+    validate_out(jumps.n_nodes, out)?;
+    accumulate_validated(jumps, metric, out);
+    Ok(())
+}
+
+/// The jump errors of one batch in a new `n_nodes x n_nodes` matrix: what
+/// [`accumulate_jump_errors`] adds to a matrix of zeros. Entries with `j <= i` are 0.
+///
+/// The inputs are checked before the matrix is allocated, so a wrong shape is an error
+/// rather than an allocation sized from it, and a matrix too large to allocate is an error
+/// too (naming `targets`, whose first dimension is `n_nodes`).
+///
+/// # Errors
+/// As [`accumulate_jump_errors`], less the check of `out`.
+pub fn jump_errors<T: Float>(jumps: &Jumps<'_, T>, metric: Metric) -> CoreResult<Vec<f64>> {
+    validate(jumps)?;
+    let n_nodes = jumps.n_nodes;
+    let too_large = || {
+        CoreError::invalid(
+            "targets",
+            format!("{n_nodes} nodes need a {n_nodes} x {n_nodes} matrix, too large to allocate"),
+        )
+    };
+    let cells = n_nodes.checked_mul(n_nodes).ok_or_else(too_large)?;
+    let mut out = Vec::new();
+    out.try_reserve_exact(cells).map_err(|_| too_large())?;
+    out.resize(cells, 0.0);
+    accumulate_validated(jumps, metric, &mut out);
+    Ok(out)
+}
+
+fn accumulate_validated<T: Float>(jumps: &Jumps<'_, T>, metric: Metric, out: &mut [f64]) {
     let n_nodes = jumps.n_nodes;
     let rows = n_nodes - 1;
     let blocks = rows.div_ceil(BLOCK_ROWS);
@@ -136,7 +172,9 @@ pub fn accumulate_jump_errors<T: Float>(
         .map(|block| Mutex::new(vec![0.0; block_rows(block).len() * n_nodes]))
         .collect();
     // Below this many multiply-adds the whole matrix takes microseconds: not worth threads.
-    let work = rows * rows / 2 * jumps.batch * jumps.dim;
+    let work = (rows * rows / 2)
+        .saturating_mul(jumps.batch)
+        .saturating_mul(jumps.dim);
     let tile = samples_per_tile::<T>(n_nodes, jumps.dim).min(jumps.batch);
     for first in (0..jumps.batch).step_by(tile) {
         let samples = first..(first + tile).min(jumps.batch);
@@ -166,7 +204,6 @@ pub fn accumulate_jump_errors<T: Float>(
             }
         }
     }
-    Ok(())
 }
 
 /// Bytes of target states per tile of samples: all threads scan the targets `x_j[b]` of
@@ -321,7 +358,21 @@ fn l1_residual<T: Float>(x: &[T], v: &[T], target: &[T], dt: f64) -> f64 {
     reduce(x, v, target, dt, f64::abs)
 }
 
-fn validate<T: Float>(jumps: &Jumps<'_, T>, out: &[f64]) -> CoreResult<()> {
+fn validate_out(n_nodes: usize, out: &[f64]) -> CoreResult<()> {
+    // `targets` is n_nodes * batch * dim and fits, so n_nodes^2 does unless batch * dim < n.
+    if n_nodes.checked_mul(n_nodes) != Some(out.len()) {
+        return Err(CoreError::shape(
+            "out",
+            format!(
+                "must be n_nodes x n_nodes = {n_nodes} x {n_nodes}, got {} values",
+                out.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn validate<T: Float>(jumps: &Jumps<'_, T>) -> CoreResult<()> {
     let Jumps {
         starts,
         velocities,
@@ -363,16 +414,6 @@ fn validate<T: Float>(jumps: &Jumps<'_, T>, out: &[f64]) -> CoreResult<()> {
         return Err(CoreError::shape(
             "times",
             format!("must hold n_nodes={n_nodes} values, got {}", times.len()),
-        ));
-    }
-    // `targets` is n_nodes * batch * dim and fits, so n_nodes^2 does unless batch * dim < n.
-    if n_nodes.checked_mul(n_nodes) != Some(out.len()) {
-        return Err(CoreError::shape(
-            "out",
-            format!(
-                "must be n_nodes x n_nodes = {n_nodes} x {n_nodes}, got {} values",
-                out.len()
-            ),
         ));
     }
     if let Some(at) = times.iter().position(|t| !t.is_finite()) {

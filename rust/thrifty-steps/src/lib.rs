@@ -8,8 +8,9 @@
 //! - [`optimal_path`] / [`optimal_paths`] solve that DP exactly, with a SIMD min-plus kernel,
 //!   rows in parallel, and an `O(K N log N)` divide-and-conquer when the matrix is Monge
 //!   ([`is_monge`], [`Strategy`]).
-//! - [`accumulate_jump_errors`] builds the cost matrix from teacher states and velocities;
-//!   it is the CPU twin of the CUDA kernel, so both must agree.
+//! - [`accumulate_jump_errors`] builds the cost matrix from teacher states and velocities
+//!   ([`jump_errors`] into a new matrix); it is the CPU twin of the CUDA kernel, so both
+//!   must agree.
 //!
 //! Errors are [`CoreError`]s that name the offending argument. Parallel work goes through
 //! [`thrifty_core::parallel`], which falls back to one thread in a forked child.
@@ -20,7 +21,7 @@ mod monge;
 mod path;
 mod validate;
 
-pub use jump_error::{accumulate_jump_errors, Float, Jumps, Metric};
+pub use jump_error::{accumulate_jump_errors, jump_errors, Float, Jumps, Metric};
 pub use monge::is_monge;
 pub use path::{
     optimal_path, optimal_path_with, optimal_paths, optimal_paths_with, Path, Strategy,

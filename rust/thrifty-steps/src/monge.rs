@@ -14,7 +14,9 @@
 //! the shortcut could return a different path from the full DP. The argument is about real
 //! numbers; with floats it is exact whenever the sums involved are exact (integer or dyadic
 //! costs and weights), and otherwise can only differ from the full DP on ties within a few
-//! ulps.
+//! ulps. Overflow is the one rounding that breaks ties wholesale, so it is kept out of both
+//! halves: the check compares halved sums where a sum overflows, and a layer in which some
+//! row's minimum overflowed is scanned in full.
 
 use crate::minplus;
 use crate::validate::{self, PARALLEL_MIN_NODES};
@@ -152,7 +154,14 @@ fn fused_row_check_portable(
             } else {
                 min[lane]
             };
-            broken[lane] |= u64::from(a[lane] + b[lane] > c[lane] + d[lane]);
+            // Not `a + b > c + d`: where both sides overflow, `inf > inf` is false whatever
+            // the real sums were. Their difference is NaN there, and has the sign of the
+            // comparison everywhere else, so such a row goes to the exact scan.
+            let excess = (a[lane] + b[lane]) - (c[lane] + d[lane]);
+            // Negated so that NaN counts as broken.
+            #[allow(clippy::neg_cmp_op_on_partial_ord)]
+            let flagged = !(excess <= 0.0);
+            broken[lane] |= u64::from(flagged);
         }
     }
     let acceptable = |x: f64| x.is_finite() && (allow_negative || x >= 0.0);
@@ -163,7 +172,7 @@ fn fused_row_check_portable(
     let mut holds = broken.iter().all(|b| *b == 0);
     for at in whole..here_up.len() {
         clean &= acceptable(here_up[at]);
-        holds &= here_up[at] + right_down[at] <= right_up[at] + here_down[at];
+        holds &= unit_square_holds(here_up[at], right_down[at], right_up[at], here_down[at]);
     }
     (clean, holds)
 }
@@ -187,12 +196,29 @@ fn violation_in_row(cost: &[f64], n_nodes: usize, i: usize) -> Option<usize> {
             .zip(right_down)
             .zip(right_up.iter().zip(here_down))
     };
-    let holds = |((a, b), (c, d)): ((&f64, &f64), (&f64, &f64))| a + b <= c + d;
+    let holds = |((a, b), (c, d)): ((&f64, &f64), (&f64, &f64))| unit_square_holds(*a, *b, *c, *d);
     // Branch-free fold first so the common case vectorises.
     if quads().fold(true, |ok, q| ok & holds(q)) {
         None
     } else {
         quads().position(|q| !holds(q)).map(|p| i + 2 + p)
+    }
+}
+
+/// `a + b <= c + d`, decided as on the real sums where a float sum overflows.
+///
+/// A finite right-hand side decides it as it stands: a left sum that overflowed to `+inf` is
+/// really above it, one that overflowed to `-inf` really below. An infinite right-hand side
+/// would let `inf <= inf` pass a real violation (both sides past `f64::MAX`, the left one
+/// further), so the halved sums are compared instead: they cannot overflow, and halving
+/// values that large is exact.
+#[inline(always)]
+fn unit_square_holds(a: f64, b: f64, c: f64, d: f64) -> bool {
+    let right = c + d;
+    if right.is_finite() {
+        a + b <= right
+    } else {
+        0.5 * a + 0.5 * b <= 0.5 * c + 0.5 * d
     }
 }
 
@@ -262,6 +288,22 @@ pub(crate) fn layer(
         for (offset, (v, j)) in cells.into_iter().enumerate() {
             value[row_lo + offset] = v;
             choice[row_lo + offset] = j;
+        }
+    }
+    // Monotone minimisers are a property of the real sums. A row whose sums all overflowed
+    // has nothing but ties at +inf, and the leftmost of them bounds no other row: a finite
+    // row above it could lose its minimiser to that bound. Only costs within a few powers
+    // of two of f64::MAX get here; their layers are scanned in full.
+    if value.iter().any(|v| v.is_infinite()) {
+        let row = |i: usize| leftmost_min(cost, n_nodes, prev, weight, i, i + 1, hi);
+        let cells: Vec<(f64, usize)> = if parallel {
+            parallel::map_indices(rows, row)
+        } else {
+            (0..rows).map(row).collect()
+        };
+        for (i, (v, j)) in cells.into_iter().enumerate() {
+            value[i] = v;
+            choice[i] = j as u32;
         }
     }
 }

@@ -59,7 +59,8 @@ pub enum Strategy {
 ///
 /// # Errors
 /// `cost` when `n_nodes < 2`, the length is not `n_nodes^2`, or an upper-triangle entry is
-/// NaN, infinite or negative; `k` outside `1..=N`; `future_weight` not finite and `> 0`.
+/// NaN, infinite or negative; `k` outside `1..=N`; `future_weight` not finite and `> 0`;
+/// `cost` (NonFinite) when the optimal path's weighted cost overflows to infinity.
 ///
 /// # Example
 /// ```
@@ -88,14 +89,15 @@ pub fn optimal_path_with(
     strategy: Strategy,
 ) -> CoreResult<Path> {
     let tables = prepare_and_solve(cost, n_nodes, k, "k", future_weight, strategy)?;
-    Ok(tables.path(k))
+    tables.path(k)
 }
 
 /// The optimal paths for every number of jumps `k` in `1..=k_max`, from one DP pass:
 /// element `k - 1` holds exactly what [`optimal_path`] returns for `k`.
 ///
 /// # Errors
-/// As [`optimal_path`], with `k_max` in place of `k`.
+/// As [`optimal_path`], with `k_max` in place of `k`; the overflow error names the smallest
+/// `k` whose optimal cost overflows.
 pub fn optimal_paths(
     cost: &[f64],
     n_nodes: usize,
@@ -114,7 +116,7 @@ pub fn optimal_paths_with(
     strategy: Strategy,
 ) -> CoreResult<Vec<Path>> {
     let tables = prepare_and_solve(cost, n_nodes, k_max, "k_max", future_weight, strategy)?;
-    Ok((1..=k_max).map(|k| tables.path(k)).collect())
+    (1..=k_max).map(|k| tables.path(k)).collect()
 }
 
 fn prepare_and_solve(
@@ -172,7 +174,19 @@ pub(crate) struct Tables {
 }
 
 impl Tables {
-    pub(crate) fn path(&self, k: usize) -> Path {
+    /// The optimal path of `k` jumps, or an error when even its cost overflows: every path
+    /// then ties at `+inf`, and the one the tie rule picks says nothing about the real sums.
+    pub(crate) fn path(&self, k: usize) -> CoreResult<Path> {
+        let cost = self.best[k - 1];
+        if cost.is_infinite() {
+            return Err(CoreError::non_finite(
+                "cost",
+                format!(
+                    "the cheapest path of {k} jumps costs more than f64::MAX (its weighted sum \
+                     overflows); scale cost, or future_weight, down"
+                ),
+            ));
+        }
         let mut nodes = Vec::with_capacity(k + 1);
         let mut node = 0;
         nodes.push(node);
@@ -181,10 +195,7 @@ impl Tables {
             nodes.push(node);
         }
         debug_assert_eq!(node, self.n_nodes - 1, "a path must end at the last node");
-        Path {
-            nodes,
-            cost: self.best[k - 1],
-        }
+        Ok(Path { nodes, cost })
     }
 }
 
@@ -367,7 +378,7 @@ mod tests {
             let seq = solve(&cost, n, 40, weight, false, false);
             let par = solve(&cost, n, 40, weight, false, true);
             for k in 1..=40 {
-                assert_eq!(seq.path(k), par.path(k));
+                assert_eq!(seq.path(k).unwrap(), par.path(k).unwrap());
             }
         }
     }
@@ -384,7 +395,7 @@ mod tests {
             let seq = solve(&cost, n, 40, weight, true, false);
             let par = solve(&cost, n, 40, weight, true, true);
             for k in 1..=40 {
-                assert_eq!(seq.path(k), par.path(k));
+                assert_eq!(seq.path(k).unwrap(), par.path(k).unwrap());
             }
         }
     }
