@@ -106,10 +106,20 @@ impl<I: Index> AliasTable<I> {
                 .map(|(i, _)| I::from_u64(i as u64))
                 .collect::<Vec<I>>()
         });
+        // Masses of mean 1. `columns / total` overflows when the total is subnormal (below
+        // about 2.2e-308 times the column count); dividing each score by the total first
+        // stays exact to rounding there, at the price of a division per score.
         let scale = columns as f64 / totals.total;
+        let mass = |s: f64| {
+            if scale.is_finite() {
+                s * scale
+            } else {
+                s / totals.total * columns as f64
+            }
+        };
         let scaled = |k: usize| match &support {
-            Some(support) => scores[support[k].to_u64() as usize] * scale,
-            None => scores[k] * scale,
+            Some(support) => mass(scores[support[k].to_u64() as usize]),
+            None => mass(scores[k]),
         };
         // Filled in parallel where the pool is usable (not in a forked child).
         let mut threshold: Vec<f64> = if thrifty_core::parallel::enabled() {
@@ -162,19 +172,23 @@ impl<I: Index> AliasTable<I> {
         }
     }
 
-    /// `m` independent draws, seeded by `seed`, in draw order.
+    /// `m` independent draws, seeded by `seed`, in draw order. An error names `m` when the
+    /// draws do not fit in memory.
     pub fn sample(&self, m: usize, seed: u64) -> CoreResult<Vec<u64>> {
-        let chunks = m.div_ceil(DRAW_CHUNK);
-        let parts = thrifty_core::parallel::map_indices(chunks, |c| {
-            let mut rng = stream(seed, 0, Purpose::WithReplacement, c as u64);
-            let count = DRAW_CHUNK.min(m - c * DRAW_CHUNK);
-            (0..count)
-                .map(|_| self.draw(&mut rng))
-                .collect::<Vec<u64>>()
-        });
+        // Reserved before anything is drawn, and filled in place: collecting the chunks first
+        // made a huge m allocate (and abort the process) before this check could refuse it.
         let mut drawn = super::reserve(m, "m")?;
-        for part in parts {
-            drawn.extend(part);
+        drawn.resize(m, 0);
+        let fill = |(c, part): (usize, &mut [u64])| {
+            let mut rng = stream(seed, 0, Purpose::WithReplacement, c as u64);
+            for slot in part {
+                *slot = self.draw(&mut rng);
+            }
+        };
+        if thrifty_core::parallel::enabled() && m > DRAW_CHUNK {
+            drawn.par_chunks_mut(DRAW_CHUNK).enumerate().for_each(fill);
+        } else {
+            drawn.chunks_mut(DRAW_CHUNK).enumerate().for_each(fill);
         }
         Ok(drawn)
     }

@@ -11,7 +11,9 @@
 //! the next block's start and at the end of a chunk the next chunk's offset, bit for bit,
 //! because the same additions produced both. The intervals `[V_{j-1}, V_j)` therefore tile
 //! `[0, total)` exactly, a zero score gets an empty interval (it is never drawn), and a draw
-//! `t = u * total` lands in exactly one interval whatever the level it is located at.
+//! `t = u * total` lands in exactly one interval whatever the level it is located at. (For a
+//! total so small that `t` could be subnormal, `V` and `t` are both compared scaled by 2^1000,
+//! which is exact.)
 //!
 //! Exactness: score `j` is drawn with probability `(V_j - V_{j-1}) / total`, up to the
 //! 2^-53 grid of `u`. Neighbouring boundaries share the roundings made before them (the
@@ -35,12 +37,34 @@ use super::rng::{stream, unit, Purpose};
 use super::totals::{Partials, BLOCK, CHUNK};
 use thrifty_core::CoreResult;
 
+/// Totals below this (2^-969) would put some targets `u * total` among the subnormal numbers,
+/// whose grid is coarser than that of `u` (2^-53 of the total): a total of 3 subnormal units,
+/// from scores 1 and 2 units, gave the first score 1/5 of the draws instead of 1/3.
+const SUBNORMAL_TOTAL: f64 = f64::MIN_POSITIVE * (1u64 << 53) as f64;
+
+/// What such totals are scaled by: 2^1000 (the shortest decimal that reads back as it), so
+/// that every scaled sum is normal and below 2^31.
+const SUBNORMAL_SCALE: f64 = 1.0715086071862673e301;
+
+/// The power of two that the cumulative sums and the targets are compared at: 1, unless the
+/// total is below [`SUBNORMAL_TOTAL`]. Scaling by a power of two is exact there (no result
+/// overflows or is subnormal) and monotone, so the intervals still tile `[0, total)`.
+fn target_scale(total: f64) -> f64 {
+    debug_assert_eq!(SUBNORMAL_SCALE, 2f64.powi(1000));
+    if total < SUBNORMAL_TOTAL {
+        SUBNORMAL_SCALE
+    } else {
+        1.0
+    }
+}
+
 /// Locate the draws `targets` (pairs of target `t` in `[O_c, O_{c+1})` and draw number)
 /// that fall in chunk `c`: sorted by `t`, they are found in one forward walk over the
 /// chunk's block sums and the scores of the blocks they hit, in address order.
 fn locate_in_chunk(
     scores: &[f64],
     partials: &Partials,
+    scale: f64,
     c: usize,
     targets: &mut [(f64, usize)],
 ) -> Vec<(usize, u64)> {
@@ -57,7 +81,7 @@ fn locate_in_chunk(
     let mut found = Vec::with_capacity(targets.len());
     for &(t, draw) in targets.iter() {
         // Move to the last block starting at or before t (R_0 = 0, so block 0 starts at O_c).
-        let ahead = before[b + 1..].partition_point(|&r| offset + r <= t);
+        let ahead = before[b + 1..].partition_point(|&r| (offset + r) * scale <= t);
         if ahead > 0 {
             b += ahead;
             j = 0;
@@ -65,7 +89,7 @@ fn locate_in_chunk(
             q = block[0];
         }
         // The block ends where the next one starts (or at O_{c+1}), above t: j stays in it.
-        while offset + (before[b] + q) <= t {
+        while (offset + (before[b] + q)) * scale <= t {
             j += 1;
             q += block[j];
         }
@@ -97,6 +121,8 @@ pub(crate) fn sample(
 ) -> CoreResult<Vec<u64>> {
     let offsets = &partials.offsets;
     let total = *offsets.last().expect("offsets end with the total");
+    let scale = target_scale(total);
+    let scaled_total = total * scale;
     let chunks = offsets.len() - 1;
     // Reserved first, so that too many draws for memory fail here, naming m.
     let mut bucketed: Vec<(f64, usize)> = super::reserve(m, "m")?;
@@ -109,10 +135,10 @@ pub(crate) fn sample(
             .map(|_| loop {
                 // u * total rounds up to total for u near 1 (about once in 2^53 draws):
                 // drawing again keeps every interval's probability proportional to its width.
-                let t = unit(&mut rng) * total;
-                if t < total {
+                let t = unit(&mut rng) * scaled_total;
+                if t < scaled_total {
                     // The chunk c with O_c <= t < O_{c+1}: it has positive mass.
-                    let c = offsets.partition_point(|&o| o <= t) - 1;
+                    let c = offsets.partition_point(|&o| o * scale <= t) - 1;
                     break (t, c as u32);
                 }
             })
@@ -149,7 +175,7 @@ pub(crate) fn sample(
         if bucket.is_empty() {
             Vec::new()
         } else {
-            locate_in_chunk(scores, partials, c, &mut bucket)
+            locate_in_chunk(scores, partials, scale, c, &mut bucket)
         }
     });
     drawn.resize(m, 0);

@@ -45,13 +45,14 @@ pub struct Sample {
 
 /// Draw `m` indices with probability proportional to `scores`.
 ///
-/// Errors name `scores` (empty, non-finite, negative, all zero) or `m` (larger than the
-/// number of positive scores without replacement).
+/// Errors name `scores` (empty, non-finite, negative, all zero, or without replacement a
+/// positive score below [`totals::TINY`]) or `m` (larger than the number of positive scores
+/// without replacement, or too many draws for memory).
 pub fn sample(scores: &[f64], m: usize, replace: bool, seed: u64) -> CoreResult<Sample> {
     if replace {
         sample_with_replacement(scores, m, seed)
     } else {
-        sample_without_replacement(scores, totals(scores)?, m, seed)
+        sample_without_replacement(scores, totals::rankable_totals(scores)?, m, seed)
     }
 }
 
@@ -123,8 +124,14 @@ fn sample_with_replacement(scores: &[f64], m: usize, seed: u64) -> CoreResult<Sa
         let (totals, partials) = totals::partials(scores)?;
         (totals, inverse_cdf::sample(scores, &partials, m, seed)?)
     };
-    let scale = totals.total / m as f64;
-    weights.extend(indices.iter().map(|&i| scale / scores[i as usize]));
+    // total / s_i first: it is at least 1, where total / m underflowed to 0 for a subnormal
+    // total (a weight of 0 for every draw from scores [5e-324] with m = 2).
+    let m_float = m as f64;
+    weights.extend(
+        indices
+            .iter()
+            .map(|&i| totals.total / scores[i as usize] / m_float),
+    );
     out_indices.extend(indices.into_iter().map(|i| i as i64));
     Ok(Sample {
         indices: out_indices,

@@ -16,6 +16,11 @@ pub(crate) const BLOCK: usize = 64;
 /// with the same result, since each block is still summed in its own order.
 const LANES: usize = 8;
 
+/// Positive scores below this (2^-1018, about 3.6e-307) are tiny: the exponential rank
+/// `E / s` of sampling without replacement (with `E` at most 53 ln 2, the uniform behind it
+/// being at least 2^-53) can overflow float64 for them.
+pub const TINY: f64 = f64::MIN_POSITIVE * 16.0;
+
 /// What the samplers need to know about a valid score vector.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Totals {
@@ -38,25 +43,37 @@ pub(crate) struct Partials {
 enum Bad {
     NonFinite(usize, f64),
     Negative(usize, f64),
+    Tiny(usize, f64),
 }
 
 /// Check that `scores` are finite, non-negative and not all zero; return their totals.
 pub fn totals(scores: &[f64]) -> CoreResult<Totals> {
-    scan(scores, false).map(|(totals, _)| totals)
+    scan::<false>(scores, false).map(|(totals, _)| totals)
+}
+
+/// [`totals`], also checking that no positive score is [`TINY`]: what exponential ranks need.
+pub(crate) fn rankable_totals(scores: &[f64]) -> CoreResult<Totals> {
+    scan::<true>(scores, false).map(|(totals, _)| totals)
 }
 
 /// The totals and the block partial sums, in one pass over `scores`.
 pub(crate) fn partials(scores: &[f64]) -> CoreResult<(Totals, Partials)> {
-    scan(scores, true)
+    scan::<false>(scores, true)
 }
 
-/// Count the positive scores of a chunk starting at `start`, or find its first bad one.
-fn check(start: usize, part: &[f64]) -> Result<u64, Bad> {
+/// Count the positive scores of a chunk starting at `start`, or find its first bad one (a
+/// tiny one counting as bad when `RANKABLE`).
+fn check<const RANKABLE: bool>(start: usize, part: &[f64]) -> Result<u64, Bad> {
     // Branch-free over the chunk (it vectorises); the bad score is looked for only if any.
+    // The tiny test is compiled in only where it is needed: it slows this loop by a third.
     let mut bad = false;
     let mut positive = 0u64;
     for &s in part {
-        bad |= !(0.0..=f64::MAX).contains(&s);
+        bad |= if RANKABLE {
+            (s != 0.0) & !(TINY..=f64::MAX).contains(&s)
+        } else {
+            !(0.0..=f64::MAX).contains(&s)
+        };
         positive += u64::from(s > 0.0);
     }
     if bad {
@@ -66,6 +83,9 @@ fn check(start: usize, part: &[f64]) -> Result<u64, Bad> {
             }
             if s < 0.0 {
                 return Err(Bad::Negative(start + offset, s));
+            }
+            if RANKABLE && s > 0.0 && s < TINY {
+                return Err(Bad::Tiny(start + offset, s));
             }
         }
     }
@@ -89,7 +109,7 @@ fn block_sums(part: &[f64], mut each: impl FnMut(f64)) {
     }
 }
 
-fn scan(scores: &[f64], keep_blocks: bool) -> CoreResult<(Totals, Partials)> {
+fn scan<const RANKABLE: bool>(scores: &[f64], keep_blocks: bool) -> CoreResult<(Totals, Partials)> {
     if scores.is_empty() {
         return Err(CoreError::shape(
             "scores",
@@ -100,7 +120,7 @@ fn scan(scores: &[f64], keep_blocks: bool) -> CoreResult<(Totals, Partials)> {
     let partial = thrifty_core::parallel::map_indices(chunks, |c| {
         let start = c * CHUNK;
         let part = &scores[start..scores.len().min(start + CHUNK)];
-        let positive = check(start, part)?;
+        let positive = check::<RANKABLE>(start, part)?;
         let mut before = if keep_blocks {
             Vec::with_capacity(part.len().div_ceil(BLOCK))
         } else {
@@ -139,6 +159,16 @@ fn scan(scores: &[f64], keep_blocks: bool) -> CoreResult<(Totals, Partials)> {
                 return Err(CoreError::invalid(
                     "scores",
                     format!("must be non-negative, got {s} at index {i}"),
+                ))
+            }
+            Err(Bad::Tiny(i, s)) => {
+                return Err(CoreError::invalid(
+                    "scores",
+                    format!(
+                        "must be 0 or at least {TINY:e} (2^-1018) to sample without replacement, \
+                         got {s:e} at index {i}: the exponential ranks of smaller scores can \
+                         overflow float64 (rescale the scores, or set the tiny ones to 0)"
+                    ),
                 ))
             }
         }

@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use thrifty_core::{parallel, CoreError, CoreResult};
 
+use super::binary_scale::unit_scale;
 use super::chunks::map_chunks;
 
 /// Points per parallel task and per partial sum. Fixed, so sums (and thus the sampled seeds)
@@ -32,8 +33,15 @@ pub struct KmeansSensitivities {
     pub assignment: Vec<usize>,
 }
 
-fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+/// `||a - b||^2` of the points scaled by the power of two `scale`.
+fn squared_distance(a: &[f64], b: &[f64], scale: f64) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let difference = x * scale - y * scale;
+            difference * difference
+        })
+        .sum()
 }
 
 /// A uniform draw in `[0, 1)` with 53 random bits.
@@ -86,7 +94,7 @@ pub fn kmeans_sensitivities(
     k: usize,
     seed: u64,
 ) -> CoreResult<KmeansSensitivities> {
-    if d == 0 || n == 0 || x.len() != n * d {
+    if d == 0 || n == 0 || n.checked_mul(d) != Some(x.len()) {
         return Err(CoreError::shape(
             "X",
             format!(
@@ -111,13 +119,24 @@ pub fn kmeans_sensitivities(
             ),
         ));
     }
+    // The sensitivities are ratios of squared distances, so scaling X by a power of two
+    // changes none of them; scaling it to a largest magnitude in [1, 2) keeps the squares
+    // (and differences) of coordinates near 1e±200 from overflowing or underflowing.
+    let largest = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let scale = unit_scale(largest);
     let point = |i: usize| &x[i * d..(i + 1) * d];
+    let distance = |i: usize, j: usize| squared_distance(point(i), point(j), scale);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let first = (unit(&mut rng) * n as f64) as usize;
     let mut seeds = vec![first.min(n - 1)];
-    let mut nearest: Vec<f64> =
-        parallel::map_indices(n, |i| squared_distance(point(i), point(seeds[0])));
+    let mut nearest: Vec<f64> = parallel::map_indices(n, |i| distance(i, seeds[0]));
     let mut assignment = vec![0usize; n];
+    let mut is_seed = vec![false; n];
+    is_seed[seeds[0]] = true;
+    // Every point before this one is a seed: the search for a point not yet a seed resumes
+    // here, so that it takes O(n) over all seeds. Scanning the seeds for every candidate
+    // took O(k^3) for k coinciding points: 3 s at k = 4096, hours at 10^5.
+    let mut unseeded_from = 0;
     while seeds.len() < k {
         let sums = chunk_sums(&nearest);
         let total: f64 = sums.iter().sum();
@@ -125,14 +144,17 @@ pub fn kmeans_sensitivities(
             pick(&nearest, &sums, unit(&mut rng) * total)
         } else {
             // Fewer distinct points than k: any point not yet a seed adds nothing, take the first.
-            (0..n).find(|i| !seeds.contains(i)).unwrap_or(0)
+            while is_seed[unseeded_from] {
+                unseeded_from += 1;
+            }
+            unseeded_from
         };
         let label = seeds.len();
         seeds.push(next);
-        let center = point(next);
+        is_seed[next] = true;
         let closer: Vec<Option<f64>> = map_chunks(n, CHUNK, |rows| {
             rows.map(|i| {
-                let dist = squared_distance(point(i), center);
+                let dist = distance(i, next);
                 (dist < nearest[i]).then_some(dist)
             })
             .collect()

@@ -4,6 +4,7 @@
 //! to scaling the columns of `A`, so [`matrix::Rows`] normalises columns once; that also makes
 //! the rank test meaningful for badly scaled columns.
 
+mod binary_scale;
 mod chunks;
 pub mod kmeans;
 pub mod leverage;
@@ -18,6 +19,6 @@ pub use kmeans::{kmeans_sensitivities, KmeansSensitivities};
 pub use leverage::{leverage_scores, root_leverage_scores};
 pub use lewis::{lewis_weights, LewisOptions, LewisWeights};
 pub use matrix::Rows;
-pub use regression::{lp_regression, RegressionFit, RegressionOptions};
+pub use regression::{lp_regression, RegressionFit, RegressionOptions, MAX_P};
 pub use sensitivity::lp_sensitivities;
 pub use sketch::{sketched_leverage_scores, SketchOptions};

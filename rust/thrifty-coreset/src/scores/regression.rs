@@ -10,6 +10,7 @@
 
 use thrifty_core::{parallel, CoreError, CoreResult};
 
+use super::binary_scale::{binary_exponent, power_of_two, times_power_of_two};
 use super::matrix::Rows;
 use super::qr::{r_factor, Factor};
 
@@ -38,6 +39,11 @@ pub struct RegressionFit {
     pub cost: f64,
     pub iterations: usize,
 }
+
+/// The largest p solved. With b scaled to [1, 2) residuals are a few units at most, so
+/// their p-th powers stay within float64 and the IRLS weights `(|r_i| / max |r|)^(p-2)` of
+/// rows within half the worst residual stay normal.
+pub const MAX_P: f64 = 256.0;
 
 /// Relative floor on residuals in the IRLS weights for p < 2 (see the module docs).
 pub const RESIDUAL_FLOOR: f64 = 1e-8;
@@ -90,10 +96,13 @@ pub fn lp_regression(
     options: &RegressionOptions,
 ) -> CoreResult<RegressionFit> {
     let n = a.n();
-    if !(p.is_finite() && p >= 1.0) {
+    if !(1.0..=MAX_P).contains(&p) {
         return Err(CoreError::invalid(
             "p",
-            format!("must be a finite number >= 1 (the cost is convex there), got {p}"),
+            format!(
+                "must lie in [1, {MAX_P}] (the cost is convex from 1; past {MAX_P}, |r|^p \
+                 leaves the float64 range and the problem is l-infinity regression), got {p}"
+            ),
         ));
     }
     if b.len() != n {
@@ -122,11 +131,73 @@ pub fn lp_regression(
             ));
         }
     }
+    // The solution scales with b and not with the weights, the cost with both. Solving for
+    // b and weights scaled by powers of two to a largest magnitude in [1, 2) changes no bit
+    // of the problem and keeps |r|^p in range: b near 2^600 gave an infinite cost at p = 3
+    // (near 2^-600 a zero one), and IRLS stopped at its least-squares start.
+    let b_exponent = largest_exponent(b);
+    let b_scaled: Vec<f64> = b.iter().map(|v| v * power_of_two(-b_exponent)).collect();
+    let weights_exponent = weights.map_or(0, largest_exponent);
+    let weights_scaled: Option<Vec<f64>> = weights.map(|w| {
+        w.iter()
+            .map(|v| v * power_of_two(-weights_exponent))
+            .collect()
+    });
+    let fit = solve(a, &b_scaled, p, weights_scaled.as_deref(), options)?;
+    let cost_exponent = f64::from(b_exponent) * p + f64::from(weights_exponent);
+    let cost = times_power_of_two(fit.cost, cost_exponent);
+    Ok(RegressionFit {
+        x: fit
+            .x
+            .into_iter()
+            .map(|v| times_power_of_two(v, f64::from(b_exponent)))
+            .collect(),
+        cost,
+        iterations: fit.iterations,
+    })
+}
+
+/// The binary exponent of the largest magnitude in `values`, 0 when they are all zero.
+fn largest_exponent(values: &[f64]) -> i32 {
+    let largest = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    if largest > 0.0 {
+        binary_exponent(largest)
+    } else {
+        0
+    }
+}
+
+/// [`lp_regression`] on checked (and scaled) inputs.
+fn solve(
+    a: &Rows<'_>,
+    b: &[f64],
+    p: f64,
+    weights: Option<&[f64]>,
+    options: &RegressionOptions,
+) -> CoreResult<RegressionFit> {
+    let n = a.n();
     let base: Vec<f64> = match weights {
         None => vec![1.0; n],
         Some(w) => w.iter().map(|v| v.sqrt()).collect(),
     };
-    let mut x = least_squares(a, b, &base)?;
+    let mut x = match least_squares(a, b, &base) {
+        Ok(x) => x,
+        // Rank lost to zero weights is the weights' doing when A alone has full rank.
+        Err(error) if weights.is_some() => {
+            Factor::new(a, None, "A")?;
+            return Err(CoreError::invalid(
+                "weights",
+                format!(
+                    "leave too few rows with positive weight to fit x: A weighted by them {}",
+                    match &error {
+                        CoreError::InvalidValue { message, .. } => message.as_str(),
+                        _ => "is rank-deficient",
+                    }
+                ),
+            ));
+        }
+        Err(error) => return Err(error),
+    };
     let mut r = residuals(a, b, &x);
     let mut current = cost(&r, weights, p);
     if p == 2.0 {
@@ -139,14 +210,24 @@ pub fn lp_regression(
     let mut iterations = 1;
     while iterations < options.iters && current > 0.0 {
         iterations += 1;
+        // Relative to the largest residual: a common factor leaves the least-squares
+        // solution as it is, and |r_i|^(p-2) itself over- or underflows for large p.
         let largest = r.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let floor = RESIDUAL_FLOOR * largest;
         let scale: Vec<f64> = r
             .iter()
             .zip(&base)
-            .map(|(ri, bi)| bi * ri.abs().max(floor).powf((p - 2.0) / 2.0))
+            .map(|(ri, bi)| {
+                bi * (ri.abs() / largest)
+                    .max(RESIDUAL_FLOOR)
+                    .powf((p - 2.0) / 2.0)
+            })
             .collect();
-        let target = least_squares(a, b, &scale)?;
+        // For a very large p the weights of all but the worst rows underflow, and the
+        // weighted problem can lose rank although A has it: no step can be computed, so the
+        // descent stops where it is, as when the line search finds no decrease.
+        let Ok(target) = least_squares(a, b, &scale) else {
+            break;
+        };
         let mut step = 1.0;
         let mut accepted = None;
         for _ in 0..40 {

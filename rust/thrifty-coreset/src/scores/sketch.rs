@@ -16,6 +16,11 @@
 //! `O(nnz(A) s + m d^2 + n d k)` against `O(n d^2)` for QR, so it pays when `d` is well above
 //! `k` (hundreds of columns or more). When `k >= d` the JL step would cost more than it saves
 //! and is skipped: the scores are then the row norms of `A R^{-1}` (error from step 1 only).
+//!
+//! When `m` reaches `n` (small `n`: `n <= 8 d max(1, ln d)`) the sketch would save nothing
+//! and embed nothing, so `R` is that of `A` itself; and when a sketch happens to lose rank
+//! (the probability is small, not zero), `R` is that of `A` too, whose rank test is the one
+//! that speaks for `A`.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -29,6 +34,9 @@ use super::qr::{r_factor, Factor};
 /// Rows per random stream: each chunk seeds its own generator from `(seed, chunk)`, so the
 /// sketch does not depend on the thread count.
 const CHUNK: usize = 4096;
+
+/// Rows of `S A` summed per parallel task.
+const SKETCH_ROWS_PER_TASK: usize = 64;
 
 /// Nonzeros per row of `A` in the sparse embedding.
 pub const NONZEROS: usize = 4;
@@ -82,11 +90,33 @@ pub fn sketched_leverage_scores(a: &Rows<'_>, options: &SketchOptions) -> CoreRe
     }
     let (n, d) = (a.n(), a.d());
     let m = sketch_rows(n, d);
-    // Which sketch rows each row of A lands in, and with which sign.
+    // R from A itself: the exact factor, and the rank test that speaks for A.
+    let exact = || Factor::upper_checked(r_factor(n, d, &|i, j| a.scaled(i, j)), d, n, "A");
+    let r = if m >= n {
+        // A sketch of as many rows as A saves nothing and is no embedding (a sketch of one
+        // row could cancel to zero).
+        exact()?
+    } else {
+        // A sketch that happens to lose rank says nothing about A: factor A instead, which
+        // is exact, or refuses A when A itself is rank-deficient.
+        Factor::upper_checked(sketch_factor(a, m, options.seed), d, n, "A").or_else(|_| exact())?
+    };
+    let k = jl_columns(n, options.eps);
+    if k >= d {
+        // The JL step would cost more than it saves: exact row norms of A R^{-1}.
+        return Ok(Factor::from_upper(&r, d).quadratic_forms(a));
+    }
+    Ok(jl_step(a, &r, k, options.seed))
+}
+
+/// `R` (row-major, `d x d`, unchecked) of the QR of `S A`, for an `m x n` OSNAP `S` seeded
+/// by `seed`.
+fn sketch_factor(a: &Rows<'_>, m: usize, seed: u64) -> Vec<f64> {
+    let (n, d) = (a.n(), a.d());
     let weight = 1.0 / (NONZEROS as f64).sqrt();
     // One draw per (row, slot): bucket in the high bits, sign in the lowest.
     let draws: Vec<u64> = map_chunks(n * NONZEROS, CHUNK * NONZEROS, |slots| {
-        let mut rng = stream(options.seed, (slots.start / (CHUNK * NONZEROS)) as u64, 0);
+        let mut rng = stream(seed, (slots.start / (CHUNK * NONZEROS)) as u64, 0);
         slots.map(|_| rng.next_u64()).collect()
     });
     let buckets: Vec<u32> = draws.iter().map(|d| ((d >> 1) % m as u64) as u32).collect();
@@ -108,7 +138,7 @@ pub fn sketched_leverage_scores(a: &Rows<'_>, options: &SketchOptions) -> CoreRe
         order[fill[b as usize]] = slot;
         fill[b as usize] += 1;
     }
-    let sketch: Vec<f64> = map_chunks(m, 64, |rows| {
+    let sketch: Vec<f64> = map_chunks(m, SKETCH_ROWS_PER_TASK, |rows| {
         let mut out = vec![0.0f64; rows.len() * d];
         for (t, j) in rows.enumerate() {
             let row = &mut out[t * d..(t + 1) * d];
@@ -121,21 +151,20 @@ pub fn sketched_leverage_scores(a: &Rows<'_>, options: &SketchOptions) -> CoreRe
         }
         out
     });
-    let r = r_factor(m, d, &|i, j| sketch[i * d + j]);
-    let r = Factor::upper_checked(r, d, n, "A")?;
-    let k = jl_columns(n, options.eps);
-    if k >= d {
-        // The JL step would cost more than it saves: exact row norms of A R^{-1}.
-        return Ok(Factor::from_upper(&r, d).quadratic_forms(a));
-    }
+    r_factor(m, d, &|i, j| sketch[i * d + j])
+}
+
+/// The rest of [`sketched_leverage_scores`] once `R` is known: the JL step.
+fn jl_step(a: &Rows<'_>, r: &[f64], k: usize, seed: u64) -> Vec<f64> {
+    let (n, d) = (a.n(), a.d());
     // Columns of R^{-1} G: every score is a squared row norm of A times them.
-    let mut rng = stream(options.seed, u64::MAX / 4, 1);
+    let mut rng = stream(seed, u64::MAX / 4, 1);
     let scale = 1.0 / (k as f64).sqrt();
     let g: Vec<f64> = (0..d * k).map(|_| normal(&mut rng) * scale).collect();
-    let right = back_substitute(&r, d, &g, k);
+    let right = back_substitute(r, d, &g, k);
     let columns = k;
     let scale = a.column_scale();
-    let scores = map_chunks(n, CHUNK, |rows| {
+    map_chunks(n, CHUNK, |rows| {
         let mut y = vec![0.0; columns];
         rows.map(|i| {
             y.iter_mut().for_each(|v| *v = 0.0);
@@ -148,8 +177,7 @@ pub fn sketched_leverage_scores(a: &Rows<'_>, options: &SketchOptions) -> CoreRe
             y.iter().map(|v| v * v).sum::<f64>()
         })
         .collect()
-    });
-    Ok(scores)
+    })
 }
 
 /// `R^{-1} B` for upper-triangular row-major `R` (`d x d`) and row-major `B` (`d x k`).
