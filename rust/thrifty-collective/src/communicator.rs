@@ -15,6 +15,7 @@ use crate::auth::Secret;
 use crate::control::{Control, ViewEvent};
 use crate::dtype::{DType, ReduceOp};
 use crate::engine::{self, Schedule, Traffic};
+use crate::frame::MAX_DATA_FRAME;
 use crate::layout::Layout;
 use crate::mesh::{Listener, Mesh};
 use crate::message::{AbortKind, Decision, PeerId, Resume, View, Vote};
@@ -136,7 +137,7 @@ struct Op {
 /// What the communicator needs of a schedule besides its frames: a check of the received
 /// data before voting, and a way to undo its changes when the collective aborts.
 trait Outcome {
-    fn verify(&self) -> CoreResult<()> {
+    fn verify(&mut self) -> CoreResult<()> {
         Ok(())
     }
     /// Apply what waited for the commit (the quantized result is decoded only then).
@@ -147,7 +148,7 @@ trait Outcome {
 }
 
 impl Outcome for Plan<'_> {
-    fn verify(&self) -> CoreResult<()> {
+    fn verify(&mut self) -> CoreResult<()> {
         Plan::verify(self)
     }
     fn restore(&mut self) {
@@ -156,6 +157,9 @@ impl Outcome for Plan<'_> {
 }
 
 impl Outcome for QuantizedAllReduce<'_> {
+    fn verify(&mut self) -> CoreResult<()> {
+        QuantizedAllReduce::verify(self)
+    }
     fn commit(&mut self) -> CoreResult<()> {
         QuantizedAllReduce::commit(self)
     }
@@ -553,9 +557,15 @@ impl Communicator {
             (Ok(traffic), Ok(decision)) if decision.commit => {
                 (schedule.commit().map(|()| (decision, traffic)), true)
             }
-            // A rank whose link was dropped by a peer that found the shapes differ reports
-            // that cause, which the coordinator decided on first, not the dropped link.
-            (Err(_), Ok(decision)) if !decision.commit && decision.kind == AbortKind::Mismatch => {
+            // A rank whose link was dropped by a peer that found the shapes differ, or that
+            // rejected its own input, reports that cause, which the coordinator decided on
+            // first, not the dropped link: a retry would fail the same way.
+            (Err(error), Ok(decision))
+                if !decision.commit
+                    && (decision.kind == AbortKind::Mismatch
+                        || (decision.kind == AbortKind::PeerError
+                            && matches!(error, CoreError::PeerLost(_)))) =>
+            {
                 schedule.restore();
                 (Err(decision_error(&decision)), false)
             }
@@ -624,6 +634,19 @@ impl Communicator {
         check_len(data.len(), elem, "array")?;
         if block == 0 {
             return Err(CoreError::invalid("block", "must be at least 1, got 0"));
+        }
+        if let Some(format) = quantize {
+            // A chunk is never smaller than one block, so one block must fit in a frame.
+            let one_block = format.encoded_len(block.min(data.len() / elem).max(1), block);
+            if one_block > MAX_DATA_FRAME {
+                return Err(CoreError::invalid(
+                    "block",
+                    format!(
+                        "one block of {block} values encodes to {one_block} bytes, more than \
+                         a frame carries ({MAX_DATA_FRAME}); use a smaller block"
+                    ),
+                ));
+            }
         }
         if quantize.is_some() && !dtype.is_float() {
             return Err(CoreError::invalid(
@@ -781,7 +804,7 @@ impl Communicator {
         let rank = self
             .rank()
             .ok_or_else(|| CoreError::PeerLost("no topology yet: call update_topology()".into()))?;
-        let groups = crate::pairing::groups(self.world_size(), step, group_size);
+        let groups = crate::pairing::groups(self.world_size(), step, group_size)?;
         let mine = groups
             .into_iter()
             .find(|g| g.contains(&rank))

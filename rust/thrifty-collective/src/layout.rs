@@ -15,9 +15,14 @@ pub struct Layout {
     chunks: usize,
 }
 
+/// `n * part / parts` without overflow (the quotient is at most `n` when `part <= parts`).
+fn share(n: usize, part: usize, parts: usize) -> usize {
+    (n as u128 * part as u128 / parts as u128) as usize
+}
+
 fn split(range: Range<usize>, parts: usize, part: usize) -> Range<usize> {
     let n = range.end - range.start;
-    range.start + n * part / parts..range.start + n * (part + 1) / parts
+    range.start + share(n, part, parts)..range.start + share(n, part + 1, parts)
 }
 
 impl Layout {
@@ -26,7 +31,7 @@ impl Layout {
         let parts = parts.max(1);
         let align = align.max(1);
         let units = len.div_ceil(align);
-        let unit_bounds: Vec<usize> = (0..=parts).map(|j| units * j / parts).collect();
+        let unit_bounds: Vec<usize> = (0..=parts).map(|j| share(units, j, parts)).collect();
         let widest = (0..parts)
             .map(|j| unit_bounds[j + 1] - unit_bounds[j])
             .max()
@@ -58,7 +63,9 @@ impl Layout {
     }
 
     fn to_elements(&self, units: Range<usize>) -> Range<usize> {
-        (units.start * self.align).min(self.len)..(units.end * self.align).min(self.len)
+        // The last unit may be partial, so `units.end * align` can pass `len`, and `usize`.
+        let element = |unit: usize| unit.saturating_mul(self.align).min(self.len);
+        element(units.start)..element(units.end)
     }
 
     /// Elements of slice `j`.

@@ -1,6 +1,8 @@
 //! NoLoCo's random groups: a permutation of the ranks seeded by the step, the same on every
 //! peer, cut into groups of `group_size` (leftovers join the last group, so nobody idles).
 
+use thrifty_core::{CoreError, CoreResult};
+
 /// SplitMix64: tiny, and identical on every platform, which is all the pairing needs.
 struct SplitMix64(u64);
 
@@ -19,8 +21,18 @@ impl SplitMix64 {
     }
 }
 
+/// The largest world [`groups`] accepts: far past any world a coordinator serves, and small
+/// enough that the permutation is an allocation that succeeds.
+pub const MAX_WORLD: usize = 1 << 20;
+
 /// The groups of step `step` over ranks `0..world`, each sorted by rank.
-pub fn groups(world: usize, step: u64, group_size: usize) -> Vec<Vec<usize>> {
+pub fn groups(world: usize, step: u64, group_size: usize) -> CoreResult<Vec<Vec<usize>>> {
+    if world > MAX_WORLD {
+        return Err(CoreError::invalid(
+            "world_size",
+            format!("must be at most {MAX_WORLD}, got {world}"),
+        ));
+    }
     let mut order: Vec<usize> = (0..world).collect();
     let mut rng = SplitMix64(step ^ 0x6E6F_6C6F_636F_2D31);
     for i in (1..world).rev() {
@@ -37,7 +49,7 @@ pub fn groups(world: usize, step: u64, group_size: usize) -> Vec<Vec<usize>> {
     for group in &mut groups {
         group.sort_unstable();
     }
-    groups
+    Ok(groups)
 }
 
 #[cfg(test)]
@@ -49,7 +61,7 @@ mod tests {
         for world in 1..12 {
             for step in 0..20 {
                 for size in 2..5 {
-                    let groups = groups(world, step, size);
+                    let groups = groups(world, step, size).unwrap();
                     let mut seen: Vec<usize> = groups.iter().flatten().copied().collect();
                     seen.sort_unstable();
                     assert_eq!(seen, (0..world).collect::<Vec<_>>());
@@ -63,8 +75,22 @@ mod tests {
 
     #[test]
     fn pairs_change_with_the_step() {
-        let distinct: std::collections::HashSet<_> = (0..10).map(|s| groups(8, s, 2)).collect();
+        let distinct: std::collections::HashSet<_> =
+            (0..10).map(|s| groups(8, s, 2).unwrap()).collect();
         assert!(distinct.len() > 5);
         assert_eq!(groups(8, 3, 2), groups(8, 3, 2));
+    }
+
+    #[test]
+    fn a_world_past_the_limit_is_an_error_not_an_allocation() {
+        let error = groups(MAX_WORLD + 1, 0, 2).unwrap_err();
+        assert!(matches!(
+            error,
+            CoreError::InvalidValue {
+                argument: "world_size",
+                ..
+            }
+        ));
+        assert!(groups(usize::MAX, 0, 2).is_err());
     }
 }

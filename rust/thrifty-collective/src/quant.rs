@@ -110,8 +110,12 @@ impl Quantization {
     /// then `len` code bytes (int8, fp8) or `ceil(len / 2)` (fp4).
     ///
     /// `block == 0` is counted as 1 here (so this never panics); `encode` and `decode` reject it.
+    /// A count beyond `usize::MAX` saturates there: no buffer has that length, so `encode` and
+    /// `decode` refuse it rather than work on a wrapped length.
     pub fn encoded_len(self, len: usize, block: usize) -> usize {
-        4 * len.div_ceil(block.max(1)) + self.codes_len(len)
+        len.div_ceil(block.max(1))
+            .saturating_mul(4)
+            .saturating_add(self.codes_len(len))
     }
 
     fn codes_len(self, len: usize) -> usize {
@@ -255,7 +259,8 @@ impl Quantization {
         if len == 0 {
             return 1.0;
         }
-        (4 * len) as f64 / self.encoded_len(len, block) as f64
+        // In f64: `4 * len` overflows usize for lengths no buffer has, but not this.
+        4.0 * len as f64 / self.encoded_len(len, block) as f64
     }
 }
 

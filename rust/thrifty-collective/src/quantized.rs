@@ -81,6 +81,9 @@ pub struct QuantizedAllReduce<'a> {
     scratch: &'a mut Vec<f32>,
 }
 
+/// Values converted to float32 at once when a world of one checks its input.
+const CHECKED_AT_ONCE: usize = 1 << 16;
+
 impl<'a> QuantizedAllReduce<'a> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -138,6 +141,11 @@ impl<'a> QuantizedAllReduce<'a> {
         results
             .iter_mut()
             .for_each(|r| r.resize_with(chunks, Vec::new));
+        // Kept buffers keep their capacity, not their bytes: the engine asks for no buffer
+        // for an empty frame (a slice or chunk with no elements), so a buffer left from an
+        // earlier collective would be decoded as that frame.
+        contributions.iter_mut().flatten().for_each(Vec::clear);
+        results.iter_mut().flatten().for_each(Vec::clear);
         Self {
             data,
             dtype,
@@ -172,6 +180,29 @@ impl<'a> QuantizedAllReduce<'a> {
     fn slice_at_step(&self, s: usize) -> usize {
         // All-gather step s forwards the result of slice pos - s (step 0: our own).
         (self.pos + self.n - s % self.n) % self.n
+    }
+
+    /// A world of one exchanges nothing, so nothing is encoded and nothing would reject a
+    /// value the quantizer cannot carry: check the input here instead, so that a program that
+    /// runs alone fails the way it will once it has peers.
+    pub fn verify(&mut self) -> CoreResult<()> {
+        if self.n > 1 {
+            return Ok(());
+        }
+        let elems = self.data.len() / self.dtype.size();
+        for range in thrifty_core::parallel::ranges(elems, elems.div_ceil(CHECKED_AT_ONCE)) {
+            let values = Self::own_values(self.data, self.dtype, range.clone(), self.scratch)?;
+            if let Some(offset) = values.iter().position(|v| !v.is_finite()) {
+                let value = values[offset];
+                return Err(unquantizable(
+                    self.data,
+                    self.dtype,
+                    range.start + offset,
+                    value,
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The coordinator committed: decode every slice's result into the caller's buffer.
@@ -257,10 +288,64 @@ impl<'a> QuantizedAllReduce<'a> {
         let len = self.encoded_len(self.pos, k);
         let encoded = &mut self.results[self.pos][k];
         encoded.resize(len, 0);
-        self.format.encode(self.acc, self.block, encoded, "array")?;
+        if let Err(error) = self.format.encode(self.acc, self.block, encoded, "array") {
+            return Err(self.unreducible(range, error));
+        }
         self.reduced[k] = true;
         Ok(())
     }
+
+    /// Why the reduction of element range `range` (our slice) cannot be quantized: our own
+    /// input there is not finite (the others' would have failed on their side), or the
+    /// ranks' values combine to a non-finite float32. Named by the index in the array, not
+    /// in the chunk.
+    fn unreducible(&mut self, range: Range<usize>, error: CoreError) -> CoreError {
+        let Some(offset) = self.acc.iter().position(|v| !v.is_finite()) else {
+            return error;
+        };
+        let index = range.start + offset;
+        let own = match Self::own_values(self.data, self.dtype, index..index + 1, self.scratch) {
+            Ok(own) => own[0],
+            Err(error) => return error,
+        };
+        if !own.is_finite() {
+            return unquantizable(self.data, self.dtype, index, own);
+        }
+        CoreError::non_finite(
+            "array",
+            format!(
+                "the {} over the ranks is {} in float32 at index {index}, which cannot be \
+                 quantized (the quantized all-reduce combines in float32)",
+                self.op.name(),
+                self.acc[offset]
+            ),
+        )
+    }
+}
+
+/// The error for element `index` of the caller's array, whose float32 value `value` is not
+/// finite: a NaN or infinity, or a float64 beyond the float32 range the quantizer works in.
+/// (`Quantization::encode` reports an index in the chunk it was given, not in the array.)
+fn unquantizable(data: &[u8], dtype: DType, index: usize, value: f32) -> CoreError {
+    if dtype == DType::F64 {
+        let at = bytes(index..index + 1, 8);
+        if let Ok(raw) = <[u8; 8]>::try_from(&data[at]) {
+            let original = f64::from_ne_bytes(raw);
+            if original.is_finite() {
+                return CoreError::invalid(
+                    "array",
+                    format!(
+                        "must lie within the float32 range to quantize, got {original:e} at \
+                         index {index}"
+                    ),
+                );
+            }
+        }
+    }
+    CoreError::non_finite(
+        "array",
+        format!("must be finite to quantize, got {value} at index {index}"),
+    )
 }
 
 impl Schedule for QuantizedAllReduce<'_> {
@@ -284,11 +369,23 @@ impl Schedule for QuantizedAllReduce<'_> {
             Send::Contribution { slice, k } => {
                 let range = self.elements(slice, k);
                 let len = self.encoded_len(slice, k);
-                let values = Self::own_values(self.data, self.dtype, range, self.scratch)?;
+                let values = Self::own_values(self.data, self.dtype, range.clone(), self.scratch)?;
                 let out = &mut self.outgoing[link];
                 out.resize(len);
-                self.format
-                    .encode(values, self.block, out.as_bytes_mut(), "array")?;
+                if let Err(error) =
+                    self.format
+                        .encode(values, self.block, out.as_bytes_mut(), "array")
+                {
+                    return Err(match values.iter().position(|v| !v.is_finite()) {
+                        Some(offset) => unquantizable(
+                            self.data,
+                            self.dtype,
+                            range.start + offset,
+                            values[offset],
+                        ),
+                        None => error,
+                    });
+                }
                 Ok(Some(Outgoing {
                     index: k as u32,
                     region: 1 + link,

@@ -633,8 +633,15 @@ impl PendingOp {
 /// NoLoCo's seeded groups of `step` over ranks `0..world_size`, each sorted by rank.
 #[pyfunction]
 #[pyo3(signature = (world_size, step, group_size=2))]
-fn pairing_groups(world_size: usize, step: u64, group_size: usize) -> Vec<Vec<usize>> {
-    thrifty_collective::pairing::groups(world_size, step, group_size)
+fn pairing_groups(
+    py: Python<'_>,
+    world_size: usize,
+    step: u64,
+    group_size: usize,
+) -> PyResult<Vec<Vec<usize>>> {
+    run(py, || {
+        thrifty_collective::pairing::groups(world_size, step, group_size)
+    })
 }
 
 /// xxh3-128 (hex) of an array's dtype, shape and bytes, as `sync_state` hashes it.
