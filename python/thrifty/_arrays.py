@@ -55,7 +55,15 @@ def host_array(
     if is_torch_tensor(x):
         x = x.detach().numpy()
     if isinstance(x, (list, tuple, float, int)):
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except (ValueError, TypeError, OverflowError) as error:
+            # A ragged or mixed nested list is not an array of any dtype.
+            raise DTypeError(
+                f"{argument} must be a rectangular array of numbers, got a "
+                f"{type(x).__name__} NumPy cannot convert ({error})",
+                argument,
+            ) from None
     if not isinstance(x, np.ndarray):
         raise DTypeError(
             f"{argument} must be a numpy array or a torch tensor, got {type(x).__name__}",

@@ -7,6 +7,8 @@ flag passed where a count belongs is a mistake, not a one.
 from __future__ import annotations
 
 import math
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,52 @@ def check_int(value: Any, argument: str, *, minimum: int, maximum: int | None = 
         bound = f">= {minimum}" if maximum is None else f"in {minimum}..={maximum}"
         raise InvalidArgumentError(f"{argument} must be an integer {bound}, got {number}", argument)
     return number
+
+
+def check_length(value: Any, argument: str, *, minimum: int, itemsize: int = 8) -> int:
+    """A count of items an array will hold: ``>= minimum``, and addressable at ``itemsize``.
+
+    A count whose bytes exceed what a pointer can address is refused here, naming the
+    argument, rather than by NumPy or the allocator in the middle of the work.
+
+    Examples
+    --------
+    >>> from thrifty._checks import check_length
+    >>> check_length(10, "n", minimum=1)
+    10
+    >>> check_length(2**62, "n", minimum=1)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    thrifty.errors.InvalidArgumentError: n: needs 4611686018427387904 items of 8 bytes, ...
+    """
+    number = check_int(value, argument, minimum=minimum)
+    if number > sys.maxsize // max(itemsize, 1):
+        raise InvalidArgumentError(
+            f"{argument}: needs {number} items of {itemsize} bytes, more memory than can be "
+            "allocated",
+            argument,
+        )
+    return number
+
+
+def check_choice(value: Any, argument: str, choices: Sequence[str]) -> str:
+    """One of the strings ``choices``; anything else (a near miss, a non-string) is refused.
+
+    Examples
+    --------
+    >>> from thrifty._checks import check_choice
+    >>> check_choice("heun", "solver", ("euler", "heun"))
+    'heun'
+    >>> check_choice(["heun"], "solver", ("euler", "heun"))
+    Traceback (most recent call last):
+    ...
+    thrifty.errors.InvalidArgumentError: solver must be one of 'euler', 'heun', got ['heun']
+    """
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidArgumentError(
+            f"{argument} must be one of {', '.join(map(repr, choices))}, got {value!r}", argument
+        )
+    return str(value)
 
 
 def check_seed(value: Any, argument: str = "seed") -> int:
@@ -102,6 +150,28 @@ def check_positive(value: Any, argument: str) -> float:
     thrifty.errors.InvalidArgumentError: lr must be a finite number > 0, got inf
     """
     return check_real(value, argument, low=0.0, low_open=True)
+
+
+#: The largest float32: a step size or decay beyond it cannot be applied to float32 tensors
+#: (torch refuses such an ``alpha``), and would send any parameter to infinity anyway.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def check_rate(value: Any, argument: str, *, positive: bool = True) -> float:
+    """A learning rate or decay for torch tensors: finite, > 0 (``>= 0`` unless
+    ``positive``), and at most :data:`FLOAT32_MAX`.
+
+    Examples
+    --------
+    >>> from thrifty._checks import check_rate
+    >>> check_rate(0.02, "lr")
+    0.02
+    >>> check_rate(1e300, "lr")
+    Traceback (most recent call last):
+    ...
+    thrifty.errors.InvalidArgumentError: lr must be a finite number in (0, 3.40282e+38], got 1e+300
+    """
+    return check_real(value, argument, low=0.0, high=FLOAT32_MAX, low_open=positive)
 
 
 def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:

@@ -44,6 +44,29 @@ def text_and_pattern(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
     return text.astype(np.uint32), pattern.astype(np.uint32)
 
 
+def _scrambled(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    text = (np.arange(n, dtype=np.uint64) * 2654435761 % 2**32 >> 29).astype(np.uint32)
+    return text, text[n // 3 : n // 3 + m][::-1].copy()
+
+
+def _regression_cases() -> list[tuple[np.ndarray, np.ndarray]]:
+    cycle = np.tile([1, 2, 1, 3], 500)
+    cases = [(np.full(1000, 5), np.full(3, 5)), (cycle, cycle[7:107])]
+    return cases + [_scrambled(n, m) for n, m in [(512, 6), (1813, 98), (4096, 100), (4098, 162)]]
+
+
+@pytest.mark.parametrize("case", _regression_cases(), ids=lambda c: f"n{len(c[0])}-m{len(c[1])}")
+def test_sizes_whose_fft_blocks_left_tasks_empty(case: tuple[np.ndarray, np.ndarray]) -> None:
+    # These sizes cut the FFT blocks into fewer tasks than the thread pool asked for, and the
+    # task past the last block panicked (InternalError: capacity overflow).
+    text, pattern = case
+    expected = reference(text, pattern)
+    for method in [*EXACT, "kangaroo"]:
+        k = len(pattern) if method == "kangaroo" else None
+        got = hamming.text_to_pattern(text, pattern, method=method, k=k)  # type: ignore[arg-type]
+        np.testing.assert_array_equal(got, expected, err_msg=method)
+
+
 @settings(max_examples=150, deadline=None)
 @given(case=text_and_pattern())
 def test_exact_methods_equal_the_reference(case: tuple[np.ndarray, np.ndarray]) -> None:

@@ -17,6 +17,7 @@ from thrifty.collective._staging import PinnedPool
 from thrifty.errors import InvalidArgumentError, PeerLost
 
 OPS = ("sum", "avg", "max", "min")
+_USIZE_MAX = 2**63 - 1
 QUANTIZATIONS = ("int8", "fp8", "fp4")
 
 
@@ -278,7 +279,7 @@ class Communicator:
         _check_choice(op, "op", OPS)
         if quantize is not None:
             _check_choice(quantize, "quantize", QUANTIZATIONS)
-        check_int(block, "block", minimum=1)
+        check_int(block, "block", minimum=1, maximum=_USIZE_MAX)
         buffer = intake(array, "array", writable=True, staging=self._staging)
         if quantize is not None and buffer.dtype not in FLOAT_DTYPES:
             buffer.done(False)
@@ -375,7 +376,12 @@ class Communicator:
         seeds and shared-randomness estimators such as SPSA. Every member passes as many
         values.
         """
-        flat = np.asarray(values, dtype=np.float64)
+        try:
+            flat = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError) as error:
+            raise InvalidArgumentError(
+                f"values must be a flat sequence of numbers, got {error}", "values"
+            ) from None
         if flat.ndim != 1:
             raise InvalidArgumentError(
                 f"values must be a flat sequence of numbers, got shape {flat.shape}", "values"
@@ -395,8 +401,8 @@ class Communicator:
         collective. Returns the ranks of this peer's group, sorted. Every member calls it
         with the same ``step`` and ``group_size``.
         """
-        step = check_int(step, "step", minimum=0)
-        group_size = check_int(group_size, "group_size", minimum=2)
+        step = check_int(step, "step", minimum=0, maximum=2**64 - 1)
+        group_size = check_int(group_size, "group_size", minimum=2, maximum=_USIZE_MAX)
         self._require_topology()
         buffer = intake(array, "array", writable=True, staging=self._staging)
         try:
@@ -489,9 +495,10 @@ def pairing_groups(world_size: int, step: int, group_size: int = 2) -> list[list
     >>> sorted(r for g in groups for r in g), sorted(len(g) for g in groups)
     ([0, 1, 2, 3, 4], [2, 3])
     """
-    world_size = check_int(world_size, "world_size", minimum=0)
-    step = check_int(step, "step", minimum=0)
-    group_size = check_int(group_size, "group_size", minimum=2)
+    # Counts travel to Rust as usize and the step as u64: larger ones are refused here.
+    world_size = check_int(world_size, "world_size", minimum=0, maximum=_USIZE_MAX)
+    step = check_int(step, "step", minimum=0, maximum=2**64 - 1)
+    group_size = check_int(group_size, "group_size", minimum=2, maximum=_USIZE_MAX)
     return [list(g) for g in _native.pairing_groups(world_size, step, group_size)]
 
 

@@ -142,7 +142,11 @@ class TorchDistributed:
         }[op]
         self._dist.all_reduce(t, op=reduce_op, group=self.group)
         if op == "avg":
-            t.floor_divide_(self.world_size)
+            # Integers floor, as thrifty's own transport does; floats divide.
+            if t.is_floating_point():
+                t.div_(self.world_size)
+            else:
+                t.floor_divide_(self.world_size)
 
     def _ring_order_sum(self, t: Any, *, average: bool) -> None:
         """A float sum with exactly the additions of thrifty's ring, so both transports give

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from thrifty._checks import check_int, check_positive, check_seed
+from thrifty._checks import check_choice, check_length, check_positive, check_seed
 from thrifty.coreset._coreset import Coreset
 from thrifty.coreset._lewis import lewis_weights
 from thrifty.coreset._sample import sample
@@ -17,7 +17,7 @@ from thrifty.coreset._scores import (
     root_leverage_scores,
 )
 from thrifty.coreset._sensitivity import lp_sensitivities
-from thrifty.errors import InvalidArgumentError
+from thrifty.errors import InvalidArgumentError, NonFiniteError
 
 Method = Literal["lewis", "leverage", "root_leverage", "sensitivity", "uniform"]
 METHODS = ("lewis", "leverage", "root_leverage", "sensitivity", "uniform")
@@ -25,6 +25,7 @@ METHODS = ("lewis", "leverage", "root_leverage", "sensitivity", "uniform")
 
 def scores_for(array: Float64Array, p: float, method: str) -> Float64Array:
     """The sampling scores of ``method`` for the checked matrix ``array``."""
+    method = check_choice(method, "method", METHODS)
     if method == "lewis":
         return lewis_weights(array, p)
     if method == "leverage":
@@ -34,6 +35,9 @@ def scores_for(array: Float64Array, p: float, method: str) -> Float64Array:
     if method == "sensitivity":
         return lp_sensitivities(array, p)
     if method == "uniform":
+        # The other scores read A in Rust, which refuses NaN and infinity; so does this one.
+        if not np.isfinite(array).all():
+            raise NonFiniteError("A must be finite, got NaN or infinity", "A")
         return np.ones(array.shape[0], dtype=np.float64)
     raise InvalidArgumentError(f"method must be one of {METHODS}, got {method!r}", "method")
 
@@ -88,8 +92,8 @@ def subspace_embedding(
     """
     array = checked_matrix(A)
     value = check_positive(p, "p")
-    draws = check_int(m, "m", minimum=1)
+    draws = check_length(m, "m", minimum=1)
     seed = check_seed(seed)
     scores = scores_for(array, value, method)
-    indices, weights = sample(scores, draws, replace=bool(replace), seed=seed)
+    indices, weights = sample(scores, draws, replace=replace, seed=seed)
     return Coreset(indices, weights, p=value, method=method)

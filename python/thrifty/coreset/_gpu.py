@@ -161,8 +161,8 @@ def lewis_weights(a: Any, p: float, iters: int, tol: float) -> Any:
     """lp Lewis weights of a device matrix, by the CPU path's iteration and stopping rule.
 
     Each step takes the leverage scores tau of ``W^(1/2 - 1/p) A``, so that
-    ``a_i^T (A^T W^(1-2/p) A)^-1 a_i = tau_i / w_i^(1-2/p)``. Below p = 4 the step is Cohen
-    and Peng's ``w <- (tau / w^(1-2/p))^(p/2)``; from p = 4 on it is the damped ``w <- tau``
+    ``a_i^T (A^T W^(1-2/p) A)^-1 a_i = tau_i / w_i^(1-2/p)``. Up to p = 2 the step is Cohen
+    and Peng's ``w <- (tau / w^(1-2/p))^(p/2)``; above p = 2 it is the damped ``w <- tau``
     (see ``thrifty.coreset.lewis_weights``). The iterate whose residual passes is returned.
     """
     cupy = require("cupy")
@@ -182,7 +182,7 @@ def lewis_weights(a: Any, p: float, iters: int, tol: float) -> Any:
         residual = float(gaps.max())
         if residual <= tol:
             return _like(a, w)
-        w = tau if p >= 4 else image
+        w = tau if p > 2 else image
     raise InvalidArgumentError(
         f"Lewis weights for p = {p} did not reach tol = {tol} in {iters} iterations "
         f"(residual {residual:.3e}); raise iters or tol",

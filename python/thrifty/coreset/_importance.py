@@ -16,7 +16,7 @@ from torch.utils.data import Sampler
 
 from thrifty import _native
 from thrifty._arrays import host_array
-from thrifty._checks import check_int, check_real, check_seed
+from thrifty._checks import check_int, check_length, check_real, check_seed
 from thrifty.coreset._rs2 import checked_replicas
 from thrifty.coreset._sample import (
     Float64Array,
@@ -118,7 +118,7 @@ class ImportanceSampler(Sampler[int]):
         rank: int = 0,
         mix: float = 0.0,
     ) -> None:
-        self.num_samples = check_int(num_samples, "num_samples", minimum=0)
+        self.num_samples = check_length(num_samples, "num_samples", minimum=0)
         if not isinstance(replacement, (bool, np.bool_)):
             raise InvalidArgumentError(
                 f"replacement must be a bool, got {replacement!r}", "replacement"

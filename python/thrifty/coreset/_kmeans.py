@@ -8,11 +8,11 @@ import numpy as np
 
 from thrifty import _native
 from thrifty._arrays import host_array
-from thrifty._checks import check_int, check_seed
+from thrifty._checks import check_int, check_length, check_seed
 from thrifty.coreset._coreset import Coreset
 from thrifty.coreset._sample import sample
 from thrifty.coreset._scores import Float64Array
-from thrifty.errors import InvalidArgumentError, ShapeError
+from thrifty.errors import InvalidArgumentError, NonFiniteError, ShapeError
 
 
 def _checked_k(k: Any, n: int) -> int:
@@ -94,7 +94,7 @@ def kmeans(X: Any, k: int, m: int, *, seed: int = 0) -> Coreset:  # noqa: N803 (
     True
     """
     points = checked_points(X)
-    draws = check_int(m, "m", minimum=1)
+    draws = check_length(m, "m", minimum=1)
     seed = check_seed(seed)
     # The seeding and the draw use different streams of the same seed.
     scores, _, _ = _native.coreset_kmeans_sensitivities(
@@ -111,11 +111,24 @@ def kmeans_cost(X: Any, centers: Any, *, coreset: Coreset | None = None) -> floa
     """
     points = checked_points(X)
     c = host_array(centers, "centers", kinds="fiu", dtype=np.float64, ndim=2)
-    if c.shape[1] != points.shape[1]:
+    if c.shape[0] == 0 or c.shape[1] != points.shape[1]:
         raise ShapeError(
-            f"centers must have {points.shape[1]} columns like X, got shape {c.shape}", "centers"
+            f"centers must have at least one center of {points.shape[1]} columns like X, "
+            f"got shape {c.shape}",
+            "centers",
         )
-    weights = np.ones(points.shape[0]) if coreset is None else coreset.weights
-    rows = points if coreset is None else points[coreset.indices]
-    squared = (rows**2).sum(axis=1)[:, None] - 2.0 * rows @ c.T + (c**2).sum(axis=1)[None, :]
-    return float(weights @ np.maximum(squared.min(axis=1), 0.0))
+    for name, array in (("X", points), ("centers", c)):
+        if not np.isfinite(array).all():
+            raise NonFiniteError(f"{name} must be finite, got NaN or infinity", name)
+    if coreset is None:
+        weights, rows = np.ones(points.shape[0]), points
+    else:
+        coreset._rows_of(points, "X")  # every index must name a row of X
+        weights, rows = coreset.weights, points[coreset.indices]
+    # Differences, not |x|^2 - 2 x.c + |c|^2: the expansion cancels to garbage (even NaN)
+    # for points far from the origin. One center at a time keeps memory at O(n d).
+    nearest = np.full(rows.shape[0], np.inf)
+    with np.errstate(over="ignore"):  # a distance beyond float64 is infinite, rightly
+        for center in c:
+            np.minimum(nearest, ((rows - center) ** 2).sum(axis=1), out=nearest)
+    return float(weights @ nearest)

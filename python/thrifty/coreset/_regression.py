@@ -8,7 +8,7 @@ import numpy as np
 
 from thrifty import _native
 from thrifty._arrays import host_array
-from thrifty._checks import check_int, check_positive, check_seed
+from thrifty._checks import check_int, check_length, check_positive, check_real, check_seed
 from thrifty.coreset._coreset import Coreset
 from thrifty.coreset._embedding import Method, scores_for
 from thrifty.coreset._sample import sample
@@ -39,7 +39,10 @@ def lp_regression(
     iters: int = 100,
     tol: float = 1e-10,
 ) -> Float64Array:
-    """Solve ``min_x sum_i weights_i |a_i^T x - b_i|^p`` for ``p >= 1`` in Rust.
+    """Solve ``min_x sum_i weights_i |a_i^T x - b_i|^p`` for ``1 <= p <= 256`` in Rust.
+
+    Past ``p = 256``, ``|r|^p`` leaves the float64 range and the problem is l-infinity
+    regression in all but name; such a ``p`` is refused by name.
 
     ``p = 2``: one least-squares solve by QR. Otherwise iteratively reweighted least squares
     (IRLS) with weights ``|r_i|^{p-2}``, residuals floored at ``1e-8 * max_i |r_i|`` so the
@@ -58,9 +61,7 @@ def lp_regression(
     """
     array = checked_matrix(A)
     target = checked_target(b, array.shape[0])
-    value = float(p)
-    if not (np.isfinite(value) and value >= 1):
-        raise InvalidArgumentError(f"p must be a finite number >= 1, got {p}", "p")
+    value = check_real(p, "p", low=1.0, high=256.0)
     row_weights = None
     if weights is not None:
         row_weights = host_array(weights, "weights", kinds="fiu", dtype=np.float64, ndim=1)
@@ -69,7 +70,7 @@ def lp_regression(
         target,
         value,
         weights=row_weights,
-        iters=check_int(iters, "iters", minimum=1),
+        iters=check_int(iters, "iters", minimum=1, maximum=2**63 - 1),
         tol=check_positive(tol, "tol"),
     )
     return x
@@ -132,7 +133,7 @@ def regression(
     value = check_positive(p, "p")
     if value < 1:
         raise InvalidArgumentError(f"p must be >= 1 for regression, got {p}", "p")
-    draws = check_int(m, "m", minimum=1)
+    draws = check_length(m, "m", minimum=1)
     seed = check_seed(seed)
     augmented = np.ascontiguousarray(np.column_stack([array, target]))
     try:
@@ -146,6 +147,6 @@ def regression(
             "regression is solved exactly by least squares on the full data",
             "b",
         ) from error
-    indices, weights = sample(scores, draws, replace=bool(replace), seed=seed)
+    indices, weights = sample(scores, draws, replace=replace, seed=seed)
     x = lp_regression(array[indices], target[indices], value, weights=weights, iters=iters, tol=tol)
     return RegressionResult(x, Coreset(indices, weights, p=value, method=method))

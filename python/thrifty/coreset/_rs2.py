@@ -14,7 +14,7 @@ import numpy as np
 from torch.utils.data import Sampler
 
 from thrifty import _native
-from thrifty._checks import check_int, check_real, check_seed
+from thrifty._checks import check_int, check_length, check_real, check_seed
 from thrifty.errors import InvalidArgumentError
 
 
@@ -94,7 +94,7 @@ class RS2Sampler(Sampler[int]):
         rank: int = 0,
         drop_last: bool = False,
     ) -> None:
-        size = check_int(n, "n", minimum=0)
+        size = check_length(n, "n", minimum=0)
         if size < 1:
             raise InvalidArgumentError(f"n must be at least 1, got {size}", "n")
         self.n = size

@@ -8,7 +8,7 @@ import numpy as np
 
 from thrifty import _native
 from thrifty._arrays import host_array
-from thrifty._checks import check_int, check_seed
+from thrifty._checks import check_length, check_seed
 from thrifty.errors import InvalidArgumentError
 
 Int64Array = np.ndarray[Any, np.dtype[np.int64]]
@@ -90,7 +90,8 @@ def sample(
         ``scores`` holds NaN or infinity.
     InvalidArgumentError
         Negative or all-zero ``scores``; ``m`` negative, or above the number of positive
-        scores without replacement.
+        scores without replacement. Without replacement, a positive score below ``2**-1018``
+        (about 3.6e-307), whose exponential rank would overflow: rescale the scores.
     ShapeError
         ``scores`` is not 1-D, or is empty.
 
@@ -110,7 +111,7 @@ def sample(
     """
     if not isinstance(replace, (bool, np.bool_)):
         raise InvalidArgumentError(f"replace must be a bool, got {replace!r}", "replace")
-    count = check_int(m, "m", minimum=0)
+    count = check_length(m, "m", minimum=0)
     seed = check_seed(seed)
     checked = checked_scores(scores)
     indices, weights, _ = draw(checked, count, bool(replace), seed)

@@ -8,7 +8,7 @@ import numpy as np
 
 from thrifty import _native
 from thrifty._arrays import host_array, is_gpu_array
-from thrifty._checks import check_seed
+from thrifty._checks import check_choice, check_real, check_seed
 from thrifty.coreset import _gpu
 from thrifty.errors import InvalidArgumentError
 
@@ -77,8 +77,7 @@ def leverage_scores(
     >>> coreset.leverage_scores(A).round(6).tolist()
     [0.6, 0.6, 0.4, 0.4]
     """
-    if method not in ("qr", "sketch"):
-        raise InvalidArgumentError(f"method must be 'qr' or 'sketch', got {method!r}", "method")
+    check_choice(method, "method", ("qr", "sketch"))
     if is_gpu_array(A):
         if method != "qr":
             raise InvalidArgumentError(
@@ -88,7 +87,10 @@ def leverage_scores(
         return _gpu.leverage_scores(A)  # type: ignore[no-any-return]
     array = checked_matrix(A)
     return _native.coreset_leverage_scores(
-        array, method=method, seed=check_seed(seed), eps=float(eps)
+        array,
+        method=method,
+        seed=check_seed(seed),
+        eps=check_real(eps, "eps", low=0.0, high=1.0, low_open=True, high_open=True),
     )
 
 

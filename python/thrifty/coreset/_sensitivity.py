@@ -48,6 +48,6 @@ def lp_sensitivities(A: Any, p: float, *, iters: int = 1000, tol: float = 1e-6) 
     return _native.coreset_lp_sensitivities(
         array,
         check_positive(p, "p"),
-        iters=check_int(iters, "iters", minimum=1),
+        iters=check_int(iters, "iters", minimum=1, maximum=2**63 - 1),
         tol=check_positive(tol, "tol"),
     )

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from thrifty._checks import check_int, check_positive, check_real
+from thrifty._checks import check_int, check_rate, check_real
 from thrifty._extras import require
 from thrifty.diloco._exchange import QUANTIZATIONS, Exchange, Exchanged
 from thrifty.diloco._flat import flatten, write_back
@@ -163,7 +163,8 @@ class DiLoCo:
         torch = require("torch")
         check_training_loop(model, inner_optimizer)
         self.sync_every = check_int(sync_every, "sync_every", minimum=1)
-        self.outer_lr = check_positive(outer_lr, "outer_lr")
+        # The step is an alpha of float32 parameters: a larger one cannot even be applied.
+        self.outer_lr = check_rate(outer_lr, "outer_lr")
         self.outer_momentum = check_real(
             outer_momentum, "outer_momentum", low=0.0, high=1.0, high_open=True
         )

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from thrifty._extras import require
 from thrifty.errors import InvalidArgumentError
 
@@ -79,13 +81,15 @@ def plan_fragments(model: Any, fragments: Any, pattern: str) -> list[Fragment]:
     units = _units(model)
     if not units:
         raise InvalidArgumentError("model has no parameters to train", "model")
-    if isinstance(fragments, bool) or not isinstance(fragments, (int, Sequence)):
+    if isinstance(fragments, (bool, np.bool_)) or not isinstance(
+        fragments, (int, np.integer, Sequence)
+    ):
         raise InvalidArgumentError(
             f"fragments must be an int or lists of module names, got {type(fragments).__name__}",
             "fragments",
         )
-    if isinstance(fragments, int):
-        return _by_count(units, fragments, pattern)
+    if isinstance(fragments, (int, np.integer)):
+        return _by_count(units, int(fragments), pattern)
     return _by_names(units, fragments)
 
 

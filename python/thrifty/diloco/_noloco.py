@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from thrifty._checks import check_int, check_positive, check_real
+from thrifty._checks import check_int, check_rate, check_real
 from thrifty._extras import require
 from thrifty.diloco._diloco import check_training_loop
 from thrifty.diloco._flat import flatten, write_back
@@ -82,9 +82,10 @@ class NoLoCo:
         torch = require("torch")
         check_training_loop(model, inner_optimizer)
         self.sync_every = check_int(sync_every, "sync_every", minimum=1)
-        self.outer_lr = check_positive(outer_lr, "outer_lr")
+        # The step is an alpha of float32 parameters: a larger one cannot even be applied.
+        self.outer_lr = check_rate(outer_lr, "outer_lr")
         self.beta = check_real(beta, "beta", low=0.0, high=1.0, high_open=True)
-        self.group_size = check_int(group_size, "group_size", minimum=2)
+        self.group_size = check_int(group_size, "group_size", minimum=2, maximum=2**63 - 1)
         self.model = model
         self.inner_optimizer = inner_optimizer
         self.transport = as_transport(transport)

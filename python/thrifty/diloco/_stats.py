@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from thrifty.errors import InvalidArgumentError
 
 
 @dataclass(frozen=True)
@@ -64,12 +67,22 @@ class CommStats:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CommStats:
-        history = [SyncRecord(**r) for r in data.get("history", [])]
-        return cls(
-            bytes_sent=int(data["bytes_sent"]),
-            syncs=int(data["syncs"]),
-            peak_bytes_per_sync=int(data["peak_bytes_per_sync"]),
-            comm_wait_s=float(data["comm_wait_s"]),
-            history=history,
-        )
+    def from_dict(cls, data: Mapping[str, Any]) -> CommStats:
+        """Rebuild the totals written by :meth:`as_dict` (a checkpoint)."""
+        if not isinstance(data, Mapping):
+            raise InvalidArgumentError(
+                f"data must be a dict from CommStats.as_dict, got {type(data).__name__}", "data"
+            )
+        try:
+            history = [SyncRecord(**record) for record in data.get("history", [])]
+            return cls(
+                bytes_sent=int(data["bytes_sent"]),
+                syncs=int(data["syncs"]),
+                peak_bytes_per_sync=int(data["peak_bytes_per_sync"]),
+                comm_wait_s=float(data["comm_wait_s"]),
+                history=history,
+            )
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
+            raise InvalidArgumentError(
+                f"data is not a CommStats dict: {type(error).__name__}: {error}", "data"
+            ) from None

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from thrifty._checks import check_int, check_positive, check_real
+from thrifty._checks import check_choice, check_int, check_positive, check_real
 from thrifty._extras import require
 from thrifty.errors import DTypeError, InvalidArgumentError, ShapeError
 
@@ -123,6 +123,9 @@ def _reinterpret(data: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     import torch
 
     itemsize = torch.empty((), dtype=dtype).element_size()
+    if data.numel() == 0:
+        # An empty tensor may carry any stride, which view() refuses.
+        return torch.empty(0, dtype=dtype, device=data.device)
     if data.storage_offset() % itemsize or not data.is_contiguous():
         data = data.clone()
     return data.view(dtype)
@@ -345,6 +348,13 @@ class TopK(Compressor):
         _check_payload(payload, 8 * k)
         indices = _reinterpret(payload[: 4 * k], torch.int32).long()
         values = _reinterpret(payload[4 * k :], torch.float32)
+        # A payload from another compressor or a corrupted frame must not index past x.
+        if k and bool(((indices < 0) | (indices >= numel)).any()):
+            raise InvalidArgumentError(
+                f"payload holds indices outside 0..{numel - 1}: not a TopK payload of {numel} "
+                "values",
+                "payload",
+            )
         out = torch.zeros(numel, dtype=torch.float32, device=payload.device)
         out[indices] = values
         return out
@@ -523,14 +533,15 @@ class BlockQuantizer(Compressor):
 
     def __init__(self, format: str, *, block: int = 64) -> None:
         super().__init__()
-        if format not in _FORMATS:
-            raise InvalidArgumentError(
-                f"format must be one of {_FORMATS}, got {format!r}", "format"
-            )
-        self.format = format
+        self.format = check_choice(format, "format", _FORMATS)
         self.block = check_int(block, "block", minimum=1)
         self.qmax = _QMAX[format]
         self.name = f"{format}(block={block})"
+
+    def _width(self, numel: int) -> int:
+        """Values per row of the padded layout: a block, or the whole vector when it is
+        shorter (one block then), so a huge ``block`` never pads a short vector to its size."""
+        return min(self.block, max(numel, 1))
 
     def _layout(self, numel: int) -> tuple[int, int]:
         """(number of blocks, bytes of codes)."""
@@ -565,9 +576,10 @@ class BlockQuantizer(Compressor):
         _check_seed(seed)
         n = x.numel()
         blocks, code_bytes = self._layout(n)
-        padded = torch.zeros(blocks * self.block, dtype=torch.float32, device=x.device)
+        width = self._width(n)
+        padded = torch.zeros(blocks * width, dtype=torch.float32, device=x.device)
         padded[:n] = x
-        rows = padded.view(blocks, self.block)
+        rows = padded.view(blocks, width)
         absmax = rows.abs().amax(dim=1)  # NaN propagates through amax
         finite = torch.isfinite(absmax)
         scale = torch.where(finite, absmax / self.qmax, math.nan)
@@ -624,7 +636,7 @@ class BlockQuantizer(Compressor):
         blocks, code_bytes = self._layout(numel)
         scale = _reinterpret(payload[: 4 * blocks], torch.float32)
         values = self._values(payload[4 * blocks : 4 * blocks + code_bytes], numel)
-        per_value = scale.repeat_interleave(self.block)[:numel]
+        per_value = scale.repeat_interleave(self._width(numel))[:numel]
         return values * per_value
 
 

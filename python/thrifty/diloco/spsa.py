@@ -299,7 +299,15 @@ class SharedSeedSPSA:
         self._loss_fn = loss_fn
         self._transport = transport
         self._step = 0
-        self._mean_square = (initial / CLIP_SIGMAS) ** 2
+        # x * x rather than x ** 2: a float product saturates to inf, where ** raises.
+        mean_square = (initial / CLIP_SIGMAS) * (initial / CLIP_SIGMAS)
+        if not 0.0 < mean_square < math.inf:
+            raise InvalidArgumentError(
+                f"initial_scale must have a square float64 holds (about 1e-150 to 1e150), "
+                f"got {initial_scale!r}",
+                "initial_scale",
+            )
+        self._mean_square = mean_square
         # None until the first successful join; then the revision every member holds.
         self._revision: int | None = None
         self._joined_epoch: int | None = None

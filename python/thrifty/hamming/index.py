@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -178,7 +179,19 @@ class BinaryIndex:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> BinaryIndex:
         """Read an index written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as data:
+        try:
+            archive = np.load(path, allow_pickle=False)
+        except (ValueError, EOFError, OSError, zipfile.BadZipFile) as error:
+            if isinstance(error, FileNotFoundError):
+                raise
+            raise InvalidArgumentError(
+                f"{os.fspath(path)!s} is not a BinaryIndex file: {error}", "path"
+            ) from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise InvalidArgumentError(
+                f"{os.fspath(path)!s} is not a BinaryIndex file (a bare .npy array)", "path"
+            )
+        with archive as data:
             names = set(data.files)
             if not {"format", "codes", "ids", "next_id"} <= names:
                 raise InvalidArgumentError(

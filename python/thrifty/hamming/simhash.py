@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from thrifty._arrays import host_array, is_cupy_array, is_gpu_array
-from thrifty._checks import check_int
+from thrifty._checks import check_int, check_seed
 from thrifty._extras import require
 from thrifty.errors import DTypeError, NonFiniteError, ShapeError
 from thrifty.hamming._inputs import UInt8Array
@@ -24,10 +24,12 @@ def hyperplanes(dim: int, bits: int, seed: int) -> np.ndarray[Any, np.dtype[np.f
     return np.random.default_rng(seed).standard_normal((dim, bits))
 
 
+# Hamming distances are int32: a code may not have more bits than they can count.
+_MAX_BITS = 2**31 - 1
+
+
 def _check(bits: Any, seed: Any) -> tuple[int, int]:
-    bits = check_int(bits, "bits", minimum=1)
-    seed = check_int(seed, "seed", minimum=0)
-    return int(bits), int(seed)
+    return check_int(bits, "bits", minimum=1, maximum=_MAX_BITS), check_seed(seed)
 
 
 def simhash(embeddings: Any, bits: int, *, seed: int = 0) -> Any:

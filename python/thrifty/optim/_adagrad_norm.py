@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from thrifty._checks import check_positive, check_real
+from thrifty._checks import check_rate, check_real
 from thrifty.errors import InvalidArgumentError
 from thrifty.optim._muon import closure_loss
 
@@ -70,12 +70,12 @@ class AdaGradNorm(torch.optim.Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         defaults = {
-            "lr": check_positive(lr, "lr"),
+            "lr": check_rate(lr, "lr"),
             "initial_accumulator_value": check_real(
                 initial_accumulator_value, "initial_accumulator_value", low=0.0
             ),
             "eps": check_real(eps, "eps", low=0.0),
-            "weight_decay": check_real(weight_decay, "weight_decay", low=0.0),
+            "weight_decay": check_rate(weight_decay, "weight_decay", positive=False),
         }
         if isinstance(params, torch.Tensor):
             raise InvalidArgumentError(
@@ -84,8 +84,9 @@ class AdaGradNorm(torch.optim.Optimizer):
             )
         super().__init__(params, defaults)
         for group in self.param_groups:
-            check_positive(group["lr"], "lr")
-            for name in ("initial_accumulator_value", "eps", "weight_decay"):
+            check_rate(group["lr"], "lr")
+            check_rate(group["weight_decay"], "weight_decay", positive=False)
+            for name in ("initial_accumulator_value", "eps"):
                 check_real(group[name], name, low=0.0)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -124,9 +125,14 @@ class AdaGradNorm(torch.optim.Optimizer):
                 holder["step"] = torch.tensor(0.0)
             holder["sum"] += square
             holder["step"] += 1
-            scale = group["lr"] / (math.sqrt(float(holder["sum"])) + group["eps"])
+            denominator = math.sqrt(float(holder["sum"])) + group["eps"]
+            scale = group["lr"] / denominator if denominator > 0.0 else math.inf
             if math.isinf(scale):
-                continue  # every gradient so far was zero and eps is 0: nothing to move along
+                continue  # every gradient so far was (about) zero: nothing to move along
             for p, g in zip(params, grads, strict=True):
-                p.add_(g, alpha=-scale)
+                if scale > torch.finfo(p.dtype).max:
+                    # Tiny gradients: the step size overflows p's dtype, their product not.
+                    p.sub_((g.double() * scale).to(p.dtype))
+                else:
+                    p.add_(g, alpha=-scale)
         return loss

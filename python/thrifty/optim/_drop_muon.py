@@ -6,14 +6,19 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from thrifty._checks import check_int, check_positive, check_real
+from thrifty._checks import check_positive, check_rate, check_real, check_seed
 from thrifty._extras import require
 
 require("torch")  # without torch, the error names the extra that installs it
 import torch  # noqa: E402
 
 from thrifty.errors import InvalidArgumentError, ShapeError  # noqa: E402
-from thrifty.optim._muon import check_options, closure_loss, muon_update  # noqa: E402
+from thrifty.optim._muon import (  # noqa: E402
+    add_scaled,
+    check_options,
+    closure_loss,
+    muon_update,
+)
 
 Distribution = Sequence[float] | torch.Tensor
 Sampler = str | Distribution | Callable[[int], Distribution]
@@ -61,7 +66,11 @@ def adamw_update(params: list[Any], state: Any, group: dict[str, Any]) -> None:
         slot["exp_avg"].lerp_(grad, 1 - beta1)
         slot["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         denominator = (slot["exp_avg_sq"].sqrt() / math.sqrt(1 - beta2**step)).add_(eps)
-        param.addcdiv_(slot["exp_avg"], denominator, value=-lr / (1 - beta1**step))
+        value = -lr / (1 - beta1**step)
+        if abs(value) <= torch.finfo(param.dtype).max:
+            param.addcdiv_(slot["exp_avg"], denominator, value=value)
+        else:
+            add_scaled(param, slot["exp_avg"] / denominator, value)
 
 
 class DropMuon(torch.optim.Optimizer):
@@ -155,7 +164,7 @@ class DropMuon(torch.optim.Optimizer):
         )
         defaults.update(check_adamw(adamw_lr, adamw_betas, adamw_eps, adamw_weight_decay))
         self.sampler = check_sampler(sampler, len(modules))
-        self.generator = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
+        self.generator = torch.Generator().manual_seed(check_seed(seed))
         self.layers = modules
         self.start: int | None = None
         self.steps = 0
@@ -274,12 +283,12 @@ def check_adamw(lr: Any, betas: Any, eps: Any, weight_decay: Any) -> dict[str, A
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise InvalidArgumentError(f"adamw_betas must be a pair, got {betas!r}", "adamw_betas")
     return {
-        "adamw_lr": check_positive(lr, "adamw_lr"),
+        "adamw_lr": check_rate(lr, "adamw_lr"),
         "adamw_betas": tuple(
             check_real(b, "adamw_betas", low=0.0, high=1.0, high_open=True) for b in betas
         ),
         "adamw_eps": check_positive(eps, "adamw_eps"),
-        "adamw_weight_decay": check_real(weight_decay, "adamw_weight_decay", low=0.0),
+        "adamw_weight_decay": check_rate(weight_decay, "adamw_weight_decay", positive=False),
     }
 
 

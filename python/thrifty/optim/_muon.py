@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from thrifty._checks import check_int, check_positive, check_real
+from thrifty._checks import check_choice, check_int, check_rate, check_real
 from thrifty._extras import require
 
 require("torch")  # without torch, the error names the extra that installs it
@@ -36,16 +36,13 @@ def check_options(
         raise InvalidArgumentError(
             f"nesterov must be a bool, got {type(nesterov).__name__}", "nesterov"
         )
-    if adjust_lr not in ADJUST_LR:
-        raise InvalidArgumentError(
-            f"adjust_lr must be one of {sorted(ADJUST_LR)}, got {adjust_lr!r}", "adjust_lr"
-        )
+    check_choice(adjust_lr, "adjust_lr", sorted(ADJUST_LR))
     return {
-        "lr": check_positive(lr, "lr"),
+        "lr": check_rate(lr, "lr"),
         "momentum": check_real(momentum, "momentum", low=0.0, high=1.0, high_open=True),
         "nesterov": nesterov,
         "ns_steps": check_int(ns_steps, "ns_steps", minimum=1),
-        "weight_decay": check_real(weight_decay, "weight_decay", low=0.0),
+        "weight_decay": check_rate(weight_decay, "weight_decay", positive=False),
         "adjust_lr": adjust_lr,
     }
 
@@ -66,6 +63,16 @@ def check_matrix(param: Any, argument: str) -> None:
             "(see thrifty.optim.muon_param_groups)",
             argument,
         )
+
+
+def add_scaled(param: Any, update: Any, alpha: float) -> None:
+    """``param += alpha * update``, also for an ``alpha`` past the range of ``param``'s dtype
+    (a huge lr times a shape factor), which torch refuses as an ``alpha``: the product is then
+    formed in float64 and rounded once, so entries overflow to infinity and zeros stay zero."""
+    if abs(alpha) <= torch.finfo(param.dtype).max:
+        param.add_(update, alpha=alpha)
+    else:
+        param.add_((update.double() * alpha).to(param.dtype))
 
 
 def muon_update(params: list[Any], momentum_buffers: list[Any], group: dict[str, Any]) -> None:
@@ -98,7 +105,7 @@ def muon_update(params: list[Any], momentum_buffers: list[Any], group: dict[str,
             param = params[i]
             # Decoupled decay with the unadjusted lr, as torch.optim.Muon does.
             param.mul_(1 - group["lr"] * group["weight_decay"])
-            param.add_(update.view_as(param), alpha=-scaled_lr)
+            add_scaled(param, update.view_as(param), -scaled_lr)
 
 
 class Muon(torch.optim.Optimizer):

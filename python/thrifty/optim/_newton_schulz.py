@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from thrifty._checks import check_int
+from thrifty._checks import FLOAT32_MAX, check_int, check_real
 from thrifty._extras import require
 from thrifty.errors import InvalidArgumentError, ShapeError
 
@@ -14,6 +15,7 @@ from thrifty.errors import InvalidArgumentError, ShapeError
 COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 STEPS = 5
 EPS = 1e-7
+_FLOAT32_TINY = 1.1754943508222875e-38
 
 
 def newton_schulz(
@@ -72,7 +74,18 @@ def newton_schulz(
             "matrices",
         )
     steps = check_int(steps, "steps", minimum=1)
-    a, b, c = coefficients
+    if (
+        isinstance(coefficients, (str, bytes))
+        or not isinstance(coefficients, Sequence)
+        or len(coefficients) != 3
+    ):
+        raise InvalidArgumentError(
+            f"coefficients must be three numbers (a, b, c), got {coefficients!r}", "coefficients"
+        )
+    a, b, c = (check_real(value, "coefficients") for value in coefficients)
+    # The floor is applied in float32 (bfloat16 on CUDA): below their smallest normal number
+    # it rounds to 0 and a zero matrix turns to NaN; above their largest it cannot be held.
+    eps = check_real(eps, "eps", low=_FLOAT32_TINY, high=FLOAT32_MAX)
     work = torch.bfloat16 if matrices.is_cuda else torch.float32
     x = matrices.to(work)
     # X X^T is the smaller Gram matrix when rows <= cols: iterate on the wide side.

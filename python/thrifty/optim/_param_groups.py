@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from thrifty._checks import check_positive, check_real
+from thrifty._checks import check_rate
 from thrifty._extras import require
 
 require("torch")  # without torch, the error names the extra that installs it
@@ -89,8 +89,8 @@ def muon_param_groups(
             f"model must be a torch.nn.Module, got {type(model).__name__}", "model"
         )
     muon_options = {
-        "lr": check_positive(lr, "lr"),
-        "weight_decay": check_real(weight_decay, "weight_decay", low=0.0),
+        "lr": check_rate(lr, "lr"),
+        "weight_decay": check_rate(weight_decay, "weight_decay", positive=False),
     }
     adamw = check_adamw(adamw_lr, adamw_betas, adamw_eps, adamw_weight_decay)
     adamw_options = {

@@ -60,7 +60,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from thrifty._checks import check_int, check_positive
+from thrifty._checks import check_choice, check_int, check_positive
 from thrifty._extras import require
 from thrifty.errors import DTypeError, InvalidArgumentError, NonFiniteError, ShapeError
 
@@ -156,6 +156,15 @@ class _Running:
         self.along_squares += along_delta * (along - self.along_mean)
 
 
+def _ratio(variance: float, tolerance: float, mean_square: float) -> float:
+    """``variance / (tolerance**2 mean_square)``, infinite rather than an exception when an
+    extreme tolerance makes the denominator underflow to 0 or overflow."""
+    denominator = tolerance * tolerance * mean_square  # float products saturate, ** raises
+    if denominator == 0.0:
+        return math.inf if variance > 0 else 0.0
+    return variance / denominator
+
+
 def _unit(vector: torch.Tensor) -> torch.Tensor:
     norm = float(vector.norm())
     return vector / norm if norm > 0 else vector.clone()
@@ -222,8 +231,7 @@ class AdaptiveBatchSize:
         min_batch: int = 32,
         max_batch: int = 4096,
     ) -> None:
-        if test not in _TESTS:
-            raise InvalidArgumentError(f"test must be one of {_TESTS}, got {test!r}", "test")
+        check_choice(test, "test", _TESTS)
         self.test: BatchSizeTest = test
         self.eta = check_positive(eta, "eta")
         self.theta = check_positive(theta, "theta")
@@ -462,11 +470,11 @@ class AdaptiveBatchSize:
         # max(): rounding can leave the orthogonal part a hair below zero.
         orthogonal = max(trace - along_variance, 0.0)
         if self.test == "norm":
-            return trace / (self.eta**2 * mean_square)
-        inner = along_variance / (self.theta**2 * mean_square)
+            return _ratio(trace, self.eta, mean_square)
+        inner = _ratio(along_variance, self.theta, mean_square)
         if self.test == "inner_product":
             return inner
-        return max(inner, orthogonal / (self.nu**2 * mean_square))
+        return max(inner, _ratio(orthogonal, self.nu, mean_square))
 
     # --- checkpoints ---------------------------------------------------------------------
 

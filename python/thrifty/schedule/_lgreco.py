@@ -87,7 +87,8 @@ def lgreco(errors: Any, sizes: Any, budget: float, *, buckets: int | None = None
     size_table = host_array(sizes, "sizes", kinds="fiub", ndim=2, dtype=np.float64)
     value = _checked_budget(budget)
     if buckets is not None:
-        buckets = check_int(buckets, "buckets", minimum=1)
+        # Counts travel to Rust as usize: anything larger is refused here, by name.
+        buckets = check_int(buckets, "buckets", minimum=1, maximum=2**63 - 1)
     if buckets is None and error_table.dtype.kind == "f":
         buckets = DEFAULT_BUCKETS
     return _native.schedule_lgreco(

@@ -10,6 +10,7 @@ import numpy as np
 
 from thrifty import _native
 from thrifty._arrays import host_array
+from thrifty._checks import check_real
 from thrifty.errors import ShapeError
 
 Float64Array = np.ndarray[Any, np.dtype[np.float64]]
@@ -63,7 +64,7 @@ class Certificate:
 
     def euler_factor(self, step: float) -> float:
         """Certified contraction factor of one Euler step: ``sqrt(1 - 2 h m + h^2 L_w^2)``."""
-        h, m, lw = step, self.margin, self.lipschitz_weighted
+        h, m, lw = check_real(step, "step", low=0.0), self.margin, self.lipschitz_weighted
         return math.sqrt(max(0.0, 1.0 - 2.0 * h * m + h * h * lw * lw))
 
     def rk4_factor(self, step: float) -> float:
@@ -77,7 +78,7 @@ class Certificate:
         derivation; the paper's code uses the linear-stability guideline ``h <= 2.5 / L_w``,
         which certifies nothing for a nonlinear game).
         """
-        h, m, lw = step, self.margin, self.lipschitz_weighted
+        h, m, lw = check_real(step, "step", low=0.0), self.margin, self.lipschitz_weighted
         a = h * lw
         e2 = a / 2.0
         e3 = a / 2.0 * (1.0 + e2)
@@ -153,10 +154,10 @@ def small_gain_certificate(mu: Any, L: Any, *, lipschitz: Any) -> Certificate:  
     """
     mu_array = host_array(mu, "mu", kinds="fiu", ndim=1, dtype=np.float64)
     coupling = host_array(L, "L", kinds="fiu", ndim=2, dtype=np.float64)
-    # Read the rank before intake: ascontiguousarray turns a scalar into shape (1,).
+    bound = host_array(lipschitz, "lipschitz", kinds="fiu", dtype=np.float64)
+    # The rank of the argument itself: ascontiguousarray turns a scalar into shape (1,).
     rank = getattr(lipschitz, "ndim", None)
     per_block = (np.ndim(lipschitz) if rank is None else rank) == 1
-    bound = host_array(lipschitz, "lipschitz", kinds="fiu", dtype=np.float64)
     if bound.ndim > 1:
         raise ShapeError(
             f"lipschitz must be a number or a 1-D array, got shape {bound.shape}", "lipschitz"

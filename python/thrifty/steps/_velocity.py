@@ -14,9 +14,19 @@ import numpy as np
 
 from thrifty._arrays import is_cupy_array, is_torch_tensor
 from thrifty._checks import check_int
-from thrifty.errors import DTypeError, ShapeError
+from thrifty.errors import DTypeError, InvalidArgumentError, ShapeError
 
 Velocity = Callable[[Any, Any], Any]
+
+
+def check_velocity(velocity: Any, argument: str = "velocity") -> Velocity:
+    """A callable ``(x, t) -> v``; anything else is refused before any work starts."""
+    if not callable(velocity):
+        raise InvalidArgumentError(
+            f"{argument} must be callable as {argument}(x, t), got {type(velocity).__name__}",
+            argument,
+        )
+    return velocity  # type: ignore[no-any-return]
 
 
 def check_state(x: Any, argument: str) -> Any:

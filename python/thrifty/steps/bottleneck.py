@@ -25,10 +25,10 @@ from typing import Any, Literal
 import numpy as np
 
 from thrifty._arrays import is_cupy_array, is_torch_tensor
-from thrifty._checks import check_int
+from thrifty._checks import check_choice, check_length, check_real, check_seed
 from thrifty._extras import require
 from thrifty.errors import DTypeError, InvalidArgumentError, ShapeError
-from thrifty.steps._velocity import Velocity, check_state, evaluate, inference
+from thrifty.steps._velocity import Velocity, check_state, check_velocity, evaluate, inference
 from thrifty.steps.grid import Float64Array, check_times, shift_times
 from thrifty.steps.sampling import Solver
 
@@ -44,6 +44,9 @@ DEFAULT_STAGES: tuple[tuple[float, float], ...] = ((1.0, 0.2), (0.5, 0.6), (1.0,
 # down and half of the elapsed time undone on the way up, where upsampling has lost detail.
 _RENOISE_DOWN = 0.0
 _RENOISE_UP = 0.5
+
+_SOLVERS = ("euler", "heun")
+_UPSAMPLES = ("nearest", "bilinear")
 
 # Two floats this close are the same scale or time (the sum-of-fractions tolerance).
 _TOLERANCE = 1e-9
@@ -286,13 +289,11 @@ def bottleneck_plan(
     """
     scales, fractions = _check_stages(stages)
     count = len(scales)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise InvalidArgumentError(f"k must be an integer, got {k!r}", "k")
+    k = check_length(k, "k", minimum=1)
     if k < count:
         raise InvalidArgumentError(
             f"k must be at least the number of stages ({count}), got {k}", "k"
         )
-    k = int(k)
     shifts = _check_shift(shift, scales)
     strengths = _check_renoise(renoise, scales)
     counts = _largest_remainder(fractions, k)
@@ -394,18 +395,17 @@ def sample_bottleneck(
             f"plan must be a BottleneckPlan from bottleneck_plan(), got {type(plan).__name__}",
             "plan",
         )
+    check_velocity(velocity)
     x = check_state(noise, "noise")
     if x.ndim != 4:
         raise ShapeError(f"noise must have shape (batch, C, H, W), got {tuple(x.shape)}", "noise")
-    if solver not in ("euler", "heun"):
-        raise InvalidArgumentError(f"solver must be 'euler' or 'heun', got {solver!r}", "solver")
-    check_int(seed, "seed", minimum=0)
+    method: Solver = "heun" if check_choice(solver, "solver", _SOLVERS) == "heun" else "euler"
+    check_seed(seed)
     if resize is not None and not callable(resize):
         raise InvalidArgumentError(f"resize must be callable, got {resize!r}", "resize")
-    if upsample not in ("nearest", "bilinear"):
-        raise InvalidArgumentError(
-            f"upsample must be 'nearest' or 'bilinear', got {upsample!r}", "upsample"
-        )
+    mode: Upsample = (
+        "bilinear" if check_choice(upsample, "upsample", _UPSAMPLES) == "bilinear" else "nearest"
+    )
     height, width = int(x.shape[2]), int(x.shape[3])
     sizes = [_stage_size(height, width, stage.scale) for stage in plan.stages]
     rng = np.random.default_rng(int(seed))
@@ -419,13 +419,13 @@ def sample_bottleneck(
             if i > 0:
                 if sizes[i - 1] != size:
                     grow = size[0] > sizes[i - 1][0]
-                    clean = _resize(clean, size, grow, resize, upsample)
+                    clean = _resize(clean, size, grow, resize, mode)
                 t_entry = stage.renoise_time
                 eps = _standard_normal(rng, (int(x.shape[0]), int(x.shape[1]), *size), x)
                 x = t_entry * clean + (1.0 - t_entry) * eps
             shapes.append(tuple(int(d) for d in x.shape))
             last_stage = i == len(plan.stages) - 1
-            x, clean, used = _run_stage(velocity, x, stage.times, solver, last_stage)
+            x, clean, used = _run_stage(velocity, x, stage.times, method, last_stage)
             nfe += used
     if return_info:
         info = {
@@ -463,16 +463,14 @@ def _run_stage(
     return x, None, used
 
 
+def _is_number(value: Any) -> bool:
+    """A real number; a bool is a flag, not a number."""
+    real = isinstance(value, (int, float, np.integer, np.floating))
+    return real and not isinstance(value, (bool, np.bool_))
+
+
 def _finite_float(value: Any, argument: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(
-            f"{argument} must be a number, got {value!r}", argument
-        ) from None
-    if not math.isfinite(number):
-        raise InvalidArgumentError(f"{argument} must be finite, got {value!r}", argument)
-    return number
+    return check_real(value, argument)
 
 
 def _check_stages(stages: Any) -> tuple[list[float], list[float]]:
@@ -487,13 +485,13 @@ def _check_stages(stages: Any) -> tuple[list[float], list[float]]:
         )
     scales, fractions = [], []
     for scale, fraction in pairs:
-        try:
+        if _is_number(scale) and _is_number(fraction):
             scales.append(float(scale))
             fractions.append(float(fraction))
-        except (TypeError, ValueError):
+        else:
             raise InvalidArgumentError(
                 f"stages must hold numbers (scale, fraction), got {stages!r}", "stages"
-            ) from None
+            )
     if not all(math.isfinite(s) and 0.0 < s <= 1.0 for s in scales):
         raise InvalidArgumentError(f"stages must have scales in (0, 1], got {scales}", "stages")
     if scales[-1] != 1.0:
@@ -517,6 +515,11 @@ def _per_stage(value: Any, count: int, argument: str) -> list[float] | None:
     """``value`` as a list of ``count`` floats if it is a sequence, None if a scalar."""
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         return None
+    if isinstance(value, (str, bytes, bytearray)):
+        # Iterable, but a sequence of characters or byte values, not of numbers.
+        raise InvalidArgumentError(
+            f"{argument} must be a number or a sequence of numbers, got {value!r}", argument
+        )
     try:
         values = [_finite_float(v, argument) for v in value]
     except TypeError:
@@ -546,10 +549,11 @@ def _check_renoise(renoise: Any, scales: list[float]) -> list[float]:
             for before, after in itertools.pairwise(scales)
         ]
     given = _per_stage(renoise, transitions, "renoise")
-    strengths = given if given is not None else [_finite_float(renoise, "renoise")] * transitions
+    # A single strength is checked even when there is no transition to apply it to.
+    strengths = given if given is not None else [_finite_float(renoise, "renoise")]
     if not all(0.0 <= r <= 1.0 for r in strengths):
         raise InvalidArgumentError(f"renoise must be in [0, 1], got {renoise!r}", "renoise")
-    return strengths
+    return strengths if given is not None else strengths * transitions
 
 
 def _largest_remainder(fractions: list[float], k: int) -> list[int]:

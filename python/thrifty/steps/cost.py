@@ -17,6 +17,7 @@ from thrifty.steps._velocity import (
     array_like,
     batch_size_or,
     check_state,
+    check_velocity,
     empty,
     evaluate,
     inference,
@@ -90,9 +91,10 @@ def cost_matrix(
     >>> bool(np.allclose(np.diag(c, 1), 0.0)), bool(c[0, 8] > c[0, 4] > 0)
     (True, True)
     """
+    check_velocity(velocity)
     times = check_times(grid, "grid")
     x = check_state(noise, "noise")
-    if not (callable(metric) or metric in ("l2", "l1")):
+    if not (callable(metric) or (isinstance(metric, str) and metric in ("l2", "l1"))):
         raise InvalidArgumentError(
             f"metric must be 'l2', 'l1' or a callable, got {metric!r}", "metric"
         )

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from thrifty._arrays import host_array, is_torch_tensor
-from thrifty.errors import InvalidArgumentError
+from thrifty._arrays import host_array, is_gpu_array, is_torch_tensor
+from thrifty._checks import check_int, check_length, check_positive, check_real, check_seed
+from thrifty.errors import InvalidArgumentError, NonFiniteError, ShapeError
 from thrifty.steps._velocity import check_state, to_host
 
 
@@ -51,6 +52,9 @@ class GaussianMixtureFlow:
                 f"{stds.shape} and {weights.shape}",
                 "means",
             )
+        for name, array in (("means", means), ("stds", stds), ("weights", weights)):
+            if not np.isfinite(array).all():
+                raise NonFiniteError(f"{name} must be finite, got {array.tolist()}", name)
         if not (stds > 0).all() or not (weights > 0).all():
             raise InvalidArgumentError("stds and weights must be positive", "stds")
         object.__setattr__(self, "means", means)
@@ -60,9 +64,12 @@ class GaussianMixtureFlow:
     @classmethod
     def ring(cls, modes: int = 8, radius: float = 2.0, std: float = 0.15) -> GaussianMixtureFlow:
         """Equal-weight 2-D Gaussians on a circle: the classic "8 Gaussians" target."""
-        angles = 2 * np.pi * np.arange(modes) / modes
+        count = check_length(modes, "modes", minimum=1, itemsize=16)
+        radius = check_real(radius, "radius")
+        std = check_positive(std, "std")
+        angles = 2 * np.pi * np.arange(count) / count
         means = radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-        return cls(means, np.full(modes, std), np.ones(modes))
+        return cls(means, np.full(count, std), np.ones(count))
 
     @property
     def dim(self) -> int:
@@ -71,8 +78,14 @@ class GaussianMixtureFlow:
     def velocity(self, x: Any, t: Any) -> Any:
         """The exact marginal velocity at ``x`` (shape ``(batch, dim)``) and times ``t``."""
         check_state(x, "x")
+        if tuple(x.shape[1:]) != (self.dim,):
+            raise ShapeError(f"x must have shape (batch, {self.dim}), got {tuple(x.shape)}", "x")
         xs = to_host(x).astype(np.float64)
-        ts = np.broadcast_to(to_host(t).astype(np.float64).reshape(-1), (xs.shape[0],))
+        times = to_host(t) if is_gpu_array(t) else host_array(t, "t", kinds="fiu")
+        times = times.astype(np.float64).reshape(-1)
+        if times.size not in (1, xs.shape[0]):
+            raise ShapeError(f"t must hold 1 or {xs.shape[0]} times, got {times.size}", "t")
+        ts = np.broadcast_to(times, (xs.shape[0],))
         v = self._velocity(xs, ts[:, None])
         if is_torch_tensor(x):
             return x.new_tensor(v)
@@ -98,7 +111,10 @@ class GaussianMixtureFlow:
 
     def solve(self, noise: Any, *, steps: int = 2000) -> np.ndarray[Any, np.dtype[np.float64]]:
         """The ODE solution at ``t = 1`` by classical RK4 in float64, exact to round-off."""
+        steps = check_int(steps, "steps", minimum=1)
         x = host_array(noise, "noise", dtype=np.float64, ndim=2)
+        if x.shape[1] != self.dim:
+            raise ShapeError(f"noise must have shape (batch, {self.dim}), got {x.shape}", "noise")
         h = 1.0 / steps
         for i in range(steps):
             t = np.full((x.shape[0], 1), i * h)
@@ -111,7 +127,8 @@ class GaussianMixtureFlow:
 
     def sample_data(self, count: int, *, seed: int = 0) -> np.ndarray[Any, np.dtype[np.float64]]:
         """Draw ``count`` points from the mixture itself."""
-        rng = np.random.default_rng(seed)
+        count = check_length(count, "count", minimum=0, itemsize=8 * self.dim)
+        rng = np.random.default_rng(check_seed(seed))
         component = rng.choice(self.means.shape[0], size=count, p=self.weights)
         return np.asarray(
             self.means[component]

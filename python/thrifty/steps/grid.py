@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from thrifty._arrays import host_array
-from thrifty._checks import check_int, check_positive
+from thrifty._checks import check_choice, check_length, check_positive
 from thrifty.errors import InvalidArgumentError, NonFiniteError, ShapeError
 
 GridKind = Literal["uniform", "edm"]
@@ -59,28 +59,40 @@ def time_grid(
     >>> bool(g[0] == 0.0 and g[-1] == 1.0 and (g[1:] - g[:-1] > 0).all())
     True
     """
-    n = check_int(n, "n", minimum=1)
+    n = check_length(n, "n", minimum=1)
+    spacing = check_choice(kind, "kind", ("uniform", "edm"))
     shift = check_positive(shift, "shift")
     position = np.arange(n + 1, dtype=np.float64) / n
-    if kind == "uniform":
+    if spacing == "uniform":
         t = position
-    elif kind == "edm":
-        if not (0 < sigma_min < sigma_max) or not np.isfinite(sigma_max):
+    else:
+        sigma_min = check_positive(sigma_min, "sigma_min")
+        sigma_max = check_positive(sigma_max, "sigma_max")
+        if not sigma_min < sigma_max:
             raise InvalidArgumentError(
                 f"need 0 < sigma_min < sigma_max, got {sigma_min!r} and {sigma_max!r}",
                 "sigma_min",
             )
-        if not rho > 0:
-            raise InvalidArgumentError(f"rho must be > 0, got {rho!r}", "rho")
-        lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
-        sigma = (hi + position * (lo - hi)) ** rho
+        rho = check_positive(rho, "rho")
+        with np.errstate(over="ignore", invalid="ignore"):
+            # A tiny rho overflows these to infinity; the grid check below refuses that.
+            lo, hi = np.float64(sigma_min) ** (1 / rho), np.float64(sigma_max) ** (1 / rho)
+            sigma = (hi + position * (lo - hi)) ** rho
         t = 1.0 / (1.0 + sigma)
-        t = (t - t[0]) / (t[-1] - t[0])
-    else:
-        raise InvalidArgumentError(f"kind must be 'uniform' or 'edm', got {kind!r}", "kind")
+        span = t[-1] - t[0]
+        t = (t - t[0]) / span if span > 0 else t
     if shift != 1.0:
         t = shift_times(t, shift)
     t[0], t[-1] = 0.0, 1.0
+    if not (np.diff(t) > 0).all():
+        # Extreme EDM parameters or shifts merge neighbouring nodes in float64.
+        argument = "shift" if shift != 1.0 else "rho" if spacing == "edm" else "n"
+        raise InvalidArgumentError(
+            f"the {spacing} grid of {n} steps is not strictly increasing in float64 with these "
+            f"parameters (sigma_min={sigma_min!r}, sigma_max={sigma_max!r}, rho={rho!r}, "
+            f"shift={shift!r})",
+            argument,
+        )
     return t
 
 
@@ -93,9 +105,14 @@ def shift_times(times: npt.ArrayLike, shift: float) -> Float64Array:
     >>> steps.shift_times([0.0, 0.5, 1.0], 3.0).tolist()
     [0.0, 0.25, 1.0]
     """
+    shift = check_positive(shift, "shift")
     t = host_array(times, "times", dtype=np.float64)
+    if not np.isfinite(t).all() or (t < 0).any() or (t > 1).any():
+        raise InvalidArgumentError(f"times must lie in [0, 1], got {t.tolist()}", "times")
     sigma = 1.0 - t
-    shifted = shift * sigma / (1.0 + (shift - 1.0) * sigma)
+    # sigma' = s sigma / (1 + (s - 1) sigma), with the denominator written as a sum of
+    # non-negative terms: the textbook form cancels to 0 at sigma = 1 for a tiny shift.
+    shifted = shift * sigma / (shift * sigma + (1.0 - sigma))
     return np.asarray(1.0 - shifted, dtype=np.float64)
 
 

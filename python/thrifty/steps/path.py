@@ -8,14 +8,22 @@ import numpy as np
 
 from thrifty import _native
 from thrifty._arrays import host_array
-from thrifty._checks import check_int
+from thrifty._checks import check_choice, check_int, check_positive
 
 Strategy = Literal["auto", "full", "monge"]
 Int64Array = np.ndarray[Any, np.dtype[np.int64]]
 
 
+# Jump counts travel to Rust as usize; anything larger than this is refused here, by name.
+_MAX_JUMPS = 2**63 - 1
+
+
 def _cost(cost: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
     return host_array(cost, "cost", dtype=np.float64)
+
+
+def _jumps(k: Any, argument: str) -> int:
+    return check_int(k, argument, minimum=1, maximum=_MAX_JUMPS)
 
 
 def optimal_path(
@@ -57,7 +65,10 @@ def optimal_path(
     [0, 2, 4]
     """
     nodes, _ = _native.optimal_path(
-        _cost(cost), check_int(k, "k", minimum=1), future_weight, strategy
+        _cost(cost),
+        _jumps(k, "k"),
+        check_positive(future_weight, "future_weight"),
+        check_choice(strategy, "strategy", ("auto", "full", "monge")),
     )
     return nodes
 
@@ -65,7 +76,7 @@ def optimal_path(
 def optimal_path_cost(cost: Any, k: int, *, future_weight: float = 1.0) -> float:
     """The summed (weighted) cost of :func:`optimal_path`."""
     _, total = _native.optimal_path(
-        _cost(cost), check_int(k, "k", minimum=1), future_weight, "auto"
+        _cost(cost), _jumps(k, "k"), check_positive(future_weight, "future_weight"), "auto"
     )
     return total
 
@@ -83,7 +94,7 @@ def optimal_paths(cost: Any, k_max: int, *, future_weight: float = 1.0) -> dict[
     [0, 2, 4]
     """
     paths = _native.optimal_paths(
-        _cost(cost), check_int(k_max, "k_max", minimum=1), future_weight, "auto"
+        _cost(cost), _jumps(k_max, "k_max"), check_positive(future_weight, "future_weight"), "auto"
     )
     return {k: nodes for k, (nodes, _) in enumerate(paths, start=1)}
 

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 import numpy.typing as npt
 
-from thrifty.errors import InvalidArgumentError
-from thrifty.steps._velocity import Velocity, check_state, evaluate, inference
+from thrifty._checks import check_choice
+from thrifty.steps._velocity import Velocity, check_state, check_velocity, evaluate, inference
 from thrifty.steps.grid import check_times
 
 Solver = Literal["euler", "heun"]
@@ -49,16 +49,16 @@ def sample(
     >>> steps.sample(lambda x, t: np.ones_like(x), x0, [0.0, 0.5, 1.0]).tolist()
     [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
     """
+    check_velocity(velocity)
     t = check_times(times)
     x = check_state(noise, "noise")
-    if solver not in ("euler", "heun"):
-        raise InvalidArgumentError(f"solver must be 'euler' or 'heun', got {solver!r}", "solver")
+    method = check_choice(solver, "solver", ("euler", "heun"))
     trajectory = [x]
     with inference(x):
         for t0, t1 in itertools.pairwise(t):
             dt = float(t1 - t0)
             v0 = evaluate(velocity, x, float(t0))
-            if solver == "euler":
+            if method == "euler":
                 x = x + dt * v0
             else:
                 predicted = x + dt * v0

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,12 +22,25 @@ from typing import Any, Literal
 import numpy as np
 
 from thrifty._arrays import is_torch_tensor
-from thrifty._checks import check_int
+from thrifty._checks import (
+    check_choice,
+    check_int,
+    check_length,
+    check_positive,
+    check_seed,
+)
 from thrifty._extras import require
 from thrifty._plot import figure
 from thrifty._progress import progress_bar
-from thrifty.errors import InvalidArgumentError, ShapeError
-from thrifty.steps._velocity import Velocity, check_state, evaluate, inference, to_host
+from thrifty.errors import InvalidArgumentError, ShapeError, ThriftyError
+from thrifty.steps._velocity import (
+    Velocity,
+    check_state,
+    check_velocity,
+    evaluate,
+    inference,
+    to_host,
+)
 from thrifty.steps.cost import Metric, _teacher, jump_error_sums
 from thrifty.steps.diffusers import set_scheduler_times
 from thrifty.steps.grid import Float64Array, GridKind, check_times, time_grid
@@ -116,19 +129,33 @@ class Schedule:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Schedule:
-        if "times" not in data:
-            raise InvalidArgumentError("a saved schedule must have 'times'", "data")
-        return cls(
-            times=np.asarray(data["times"], dtype=np.float64),
-            indices=np.asarray(data.get("indices", []), dtype=np.int64),
-            cost=float(data.get("cost", math.nan)),
-            step_errors=np.asarray(data.get("step_errors", []), dtype=np.float64),
-            method=str(data.get("method", "custom")),
-            validation_error=float(data.get("validation_error", math.nan)),
-            report=dict(data.get("report", {})),
-            grid=np.asarray(data.get("grid", []), dtype=np.float64),
-        )
+    def from_dict(cls, data: Mapping[str, Any]) -> Schedule:
+        """Rebuild a schedule from :meth:`to_dict`'s output (``times`` is required)."""
+        if not isinstance(data, Mapping) or "times" not in data:
+            raise InvalidArgumentError(
+                f"a saved schedule must be a dict with 'times', got {type(data).__name__}", "data"
+            )
+        report = data.get("report", {})
+        if not isinstance(report, Mapping):
+            raise InvalidArgumentError(
+                f"a saved schedule's 'report' must be a dict, got {type(report).__name__}", "data"
+            )
+        try:
+            return cls(
+                times=np.asarray(data["times"], dtype=np.float64),
+                indices=np.asarray(data.get("indices", []), dtype=np.int64),
+                cost=float(data.get("cost", math.nan)),
+                step_errors=np.asarray(data.get("step_errors", []), dtype=np.float64),
+                method=str(data.get("method", "custom")),
+                validation_error=float(data.get("validation_error", math.nan)),
+                report=dict(report),
+                grid=np.asarray(data.get("grid", []), dtype=np.float64),
+            )
+        except (TypeError, ValueError, OverflowError) as error:
+            # Not a ThriftyError: a field NumPy or float() could not convert.
+            if isinstance(error, ThriftyError):
+                raise
+            raise InvalidArgumentError(f"data is not a saved schedule: {error}", "data") from None
 
     def save(self, path: str | Path) -> None:
         """Write the schedule, and its report, as JSON."""
@@ -167,19 +194,27 @@ def _noise(
     """``samples`` itself when it is an array, else that many standard normals."""
     if not isinstance(samples, (int, np.integer)) or isinstance(samples, bool):
         return check_state(samples, argument)
-    if samples < 1:
-        raise InvalidArgumentError(f"{argument} must be >= 1, got {samples}", argument)
+    count = check_int(samples, argument, minimum=1)
     if shape is None:
         raise InvalidArgumentError(
             f"shape (the state shape, e.g. (2,) or (3, 64, 64)) is needed when {argument} "
             "is a count rather than a noise array",
             "shape",
         )
-    full = (int(samples), *(int(s) for s in shape))
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence):
+        raise InvalidArgumentError(
+            f"shape must be a tuple of dimensions, got {type(shape).__name__}", "shape"
+        )
+    full = (count, *(check_int(s, "shape", minimum=1) for s in shape))
+    check_length(math.prod(full), argument, minimum=1, itemsize=4)
     if device is not None:
         torch = require("torch")
+        try:
+            target = torch.device(device)
+        except (TypeError, RuntimeError) as error:
+            raise InvalidArgumentError(f"device is not a torch device: {error}", "device") from None
         generator = torch.Generator().manual_seed(seed)
-        return torch.randn(full, generator=generator, dtype=torch.float32).to(device)
+        return torch.randn(full, generator=generator, dtype=torch.float32).to(target)
     return np.random.default_rng(seed).standard_normal(full).astype(np.float32)
 
 
@@ -377,28 +412,33 @@ def schedule(
     >>> bool(best.validation_error <= uniform)
     True
     """
+    check_velocity(velocity)
+    n = check_length(n, "n", minimum=1)
     k = check_int(k, "k", minimum=1, maximum=n)
-    if method not in ("auto", *CANDIDATES):
+    chosen_method = check_choice(method, "method", ("auto", *CANDIDATES))
+    seed = check_seed(seed)
+    refine_budget = check_int(refine_budget, "refine_budget", minimum=0)
+    future_weight = check_positive(future_weight, "future_weight")
+    if not (callable(metric) or (isinstance(metric, str) and metric in ("l2", "l1"))):
         raise InvalidArgumentError(
-            f"method must be one of 'auto', {', '.join(map(repr, CANDIDATES))}; got {method!r}",
-            "method",
-        )
-    if refine_budget < 0:
-        raise InvalidArgumentError(
-            f"refine_budget must be >= 0, got {refine_budget}", "refine_budget"
+            f"metric must be 'l2', 'l1' or a callable, got {metric!r}", "metric"
         )
     fine = time_grid(n, grid)
     train = _noise(samples, "samples", seed, shape, device)
     state_shape = tuple(int(s) for s in train.shape[1:])
     held_out = train.shape[0] if validation is None else validation
-    validation_noise = _noise(held_out, "validation", seed + 1, state_shape, _device_of(train))
+    # The validation draw's own seed, wrapped to stay a valid seed at the top of the range.
+    validation_seed = (seed + 1) % 2**64
+    validation_noise = _noise(
+        held_out, "validation", validation_seed, state_shape, _device_of(train)
+    )
     if tuple(validation_noise.shape[1:]) != state_shape:
         raise ShapeError(
             f"validation noise must have state shape {state_shape}, "
             f"got {tuple(validation_noise.shape[1:])}",
             "validation",
         )
-    names = CANDIDATES if method == "auto" else (method,)
+    names = CANDIDATES if chosen_method == "auto" else (chosen_method,)
     total = 2 * n + (len(names) * refine_budget if refine else 0)
     with progress_bar(total, f"schedule k={k}", progress) as bar, inference(train):
         states, velocities = _teacher(velocity, train, fine, bar)

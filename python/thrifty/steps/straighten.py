@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from thrifty._arrays import host_array, is_cupy_array, is_torch_tensor
-from thrifty._checks import check_int
+from thrifty._checks import check_choice, check_int
 from thrifty._extras import require
 from thrifty._progress import progress_bar
 from thrifty.errors import DTypeError, InvalidArgumentError, ShapeError
@@ -246,10 +246,7 @@ def straightening_loss(model: Velocity, pairs: Any, *, reduction: Reduction = "m
     >>> float(steps.straightening_loss(lambda x, t: np.zeros_like(x), (states, times, targets)))
     2.0
     """
-    if reduction not in ("mean", "sum", "none"):
-        raise InvalidArgumentError(
-            f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}", "reduction"
-        )
+    reduced = check_choice(reduction, "reduction", ("mean", "sum", "none"))
     if not callable(model):
         raise InvalidArgumentError(f"model must be callable, got {model!r}", "model")
     states, times, targets = _unpack(pairs)
@@ -271,9 +268,9 @@ def straightening_loss(model: Velocity, pairs: Any, *, reduction: Reduction = "m
     count = int(states.shape[0])
     squared = ((prediction - targets) ** 2).reshape(count, -1)
     per_pair = squared.sum(dim=1) if is_torch_tensor(squared) else squared.sum(axis=1)
-    if reduction == "none":
+    if reduced == "none":
         return per_pair
-    total = per_pair.mean() if reduction == "mean" else per_pair.sum()
+    total = per_pair.mean() if reduced == "mean" else per_pair.sum()
     if is_torch_tensor(total) or is_cupy_array(total):
         return total
     return np.float64(total)
