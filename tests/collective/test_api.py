@@ -222,3 +222,9 @@ def test_pairing_and_hash_helpers() -> None:
     assert collective.state_hash(a) != collective.state_hash(a.astype(np.float64))
     with pytest.raises(InvalidArgumentError):
         collective.pairing_groups(4, 0, group_size=1)
+
+
+def test_pairing_a_world_past_the_limit_is_an_error_not_an_allocation() -> None:
+    with pytest.raises(InvalidArgumentError) as raised:
+        collective.pairing_groups(2**40, 0)
+    assert raised.value.argument == "world_size"

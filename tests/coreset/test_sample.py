@@ -376,3 +376,23 @@ def test_more_draws_than_memory_is_an_error_not_a_crash() -> None:
     with pytest.raises(thrifty.InvalidArgumentError) as caught:
         _native.coreset_permutation(2**60)
     assert caught.value.argument == "n"
+
+
+def test_draws_too_many_for_memory_are_an_error_naming_m() -> None:
+    with pytest.raises(thrifty.InvalidArgumentError) as raised:
+        _native.CoresetAliasTable(np.ones(2)).draw(2**63)
+    assert raised.value.argument == "m"
+
+
+def test_scores_whose_exponential_ranks_overflow_are_refused_without_replacement() -> None:
+    with pytest.raises(thrifty.InvalidArgumentError) as raised:
+        coreset.sample(np.array([1e-310, 1.0]), 1, replace=False, seed=0)
+    assert raised.value.argument == "scores"
+    # With replacement they are drawn, with weights exact to the last digits.
+    scores = np.array([5e-324, 1e-323, 2e-323])
+    indices, weights = coreset.sample(scores, 3, seed=0)
+    np.testing.assert_allclose(weights, scores.sum() / (3 * scores[indices]), rtol=1e-12)
+    # The same draws and weights as the same proportions in normal numbers.
+    scaled = coreset.sample(scores * 2.0**1000, 3, seed=0)
+    np.testing.assert_array_equal(indices, scaled[0])
+    np.testing.assert_allclose(weights, scaled[1], rtol=1e-12)

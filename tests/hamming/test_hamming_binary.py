@@ -238,3 +238,14 @@ def test_wide_codes_equal_the_reference(width: int) -> None:
     r = int(np.sort(d, axis=1)[:, 1].max())
     for row, (indices, _) in zip(d, hamming.radius(q, db, r), strict=True):
         assert sorted(indices.tolist()) == np.flatnonzero(row <= r).tolist()
+
+
+def test_results_too_large_to_hold_are_errors_not_aborts() -> None:
+    # 2^24 x 2^24 distances: a failed allocation would abort the interpreter.
+    codes = np.zeros((2**24, 1), dtype=np.uint8)
+    with pytest.raises(thrifty.ShapeError) as raised:
+        hamming.cdist(codes, codes)
+    assert raised.value.argument == "b"
+    with pytest.raises(thrifty.InvalidArgumentError) as raised:
+        hamming.topk(codes, codes, 2**24)
+    assert raised.value.argument == "k"

@@ -191,3 +191,12 @@ def test_tables_name_bad_input() -> None:
     with pytest.raises(DTypeError) as caught:
         schedule.lgreco_tables([np.ones(4)], [TopK(0.5)])  # type: ignore[list-item]
     assert caught.value.argument == "tensors"
+
+
+@pytest.mark.timeout(60)
+def test_bucket_counts_past_exact_float_integers_end() -> None:
+    # Past 2^53, adding 1 to a float count changed nothing and the rounding looped for ever;
+    # now the count ends, and the table it asks for is refused by name.
+    with pytest.raises(InvalidArgumentError) as raised:
+        schedule.lgreco(np.array([[0.206, 0.0]]), np.array([[1.0, 2.0]]), 1.0, buckets=10**17)
+    assert raised.value.argument == "budget"

@@ -108,3 +108,24 @@ def test_bad_future_weight_and_strategy() -> None:
     rng = np.random.default_rng(3)
     with pytest.raises(thrifty.InvalidArgumentError, match="Monge"):
         steps.optimal_path(np.triu(rng.random((30, 30)), 1), 3, strategy="monge")
+
+
+def test_an_optimal_cost_past_the_float64_range_is_an_error_naming_cost() -> None:
+    # Every path's weighted cost overflows to inf; the tie rule's pick would say nothing.
+    cost = np.triu(np.full((6, 6), 1e308), 1)
+    with pytest.raises(thrifty.NonFiniteError) as raised:
+        steps.optimal_path(cost, 5)
+    assert raised.value.argument == "cost"
+    with pytest.raises(thrifty.NonFiniteError):
+        steps.optimal_path(np.triu(np.ones((8, 8)), 1), 7, future_weight=2.0**200)
+
+
+def test_jump_errors_check_shapes_before_allocating_the_matrix() -> None:
+    from thrifty import _native
+
+    # A zero-size batch can claim a million nodes: 8 TB of result if allocated first.
+    empty = np.empty((10**6, 0, 3))
+    with pytest.raises(thrifty.ThriftyError) as raised:
+        _native.jump_errors(empty[:-1], empty[:-1], empty, np.linspace(0.0, 1.0, 10))
+    assert not isinstance(raised.value, thrifty.InternalError)
+    assert raised.value.argument is not None
