@@ -6,8 +6,8 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
+use thrifty_collective::block_quant::Quantization;
 use thrifty_collective::dtype::{reduce_bytes, DType, ReduceOp};
-use thrifty_collective::quant::Quantization;
 
 const LEN: usize = 4 << 20;
 const BLOCK: usize = 64;

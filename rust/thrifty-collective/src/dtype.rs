@@ -39,7 +39,8 @@ pub enum DType {
 }
 
 impl DType {
-    /// Every dtype, in declaration order.
+    /// Every dtype, in declaration order: the one list `parse` accepts, and the one a binding
+    /// exports as the allowed values.
     pub const ALL: [DType; 6] = [
         DType::F32,
         DType::F64,
@@ -70,25 +71,31 @@ impl DType {
         }
     }
 
+    /// The short name: `"f32"`, `"bf16"`, `"i64"`, ...
+    pub fn short_name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
+            DType::I32 => "i32",
+            DType::I64 => "i64",
+        }
+    }
+
     /// Parses a full name (`"float32"`) or a short one (`"f32"`).
     pub fn parse(name: &str) -> CoreResult<DType> {
-        Ok(match name {
-            "float32" | "f32" => DType::F32,
-            "float64" | "f64" => DType::F64,
-            "float16" | "f16" => DType::F16,
-            "bfloat16" | "bf16" => DType::BF16,
-            "int32" | "i32" => DType::I32,
-            "int64" | "i64" => DType::I64,
-            _ => {
-                return Err(CoreError::invalid(
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name() == name || d.short_name() == name)
+            .ok_or_else(|| {
+                let names = Self::ALL.map(DType::name).join(", ");
+                let short = Self::ALL.map(DType::short_name).join(", ");
+                CoreError::invalid(
                     "dtype",
-                    format!(
-                        "must be one of float32, float64, float16, bfloat16, int32, int64 \
-                         (or f32, f64, f16, bf16, i32, i64), got {name:?}"
-                    ),
-                ))
-            }
-        })
+                    format!("must be one of {names} (or {short}), got {name:?}"),
+                )
+            })
     }
 
     pub fn is_float(self) -> bool {
@@ -107,24 +114,21 @@ pub enum ReduceOp {
 }
 
 impl ReduceOp {
-    /// Every op, in declaration order.
+    /// Every op, in declaration order: the one list `parse` accepts, and the one a binding
+    /// exports as the allowed values.
     pub const ALL: [ReduceOp; 4] = [ReduceOp::Sum, ReduceOp::Avg, ReduceOp::Max, ReduceOp::Min];
 
     pub fn parse(name: &str) -> CoreResult<Self> {
-        Ok(match name {
-            "sum" => ReduceOp::Sum,
-            "avg" => ReduceOp::Avg,
-            "max" => ReduceOp::Max,
-            "min" => ReduceOp::Min,
-            _ => {
-                return Err(CoreError::invalid(
-                    "op",
-                    format!("must be one of sum, avg, max, min, got {name:?}"),
-                ))
-            }
-        })
+        Self::ALL
+            .into_iter()
+            .find(|op| op.name() == name)
+            .ok_or_else(|| {
+                let names = Self::ALL.map(ReduceOp::name).join(", ");
+                CoreError::invalid("op", format!("must be one of {names}, got {name:?}"))
+            })
     }
 
+    /// The name `parse` accepts: `"sum"`, `"avg"`, `"max"`, `"min"`.
     pub fn name(self) -> &'static str {
         match self {
             ReduceOp::Sum => "sum",

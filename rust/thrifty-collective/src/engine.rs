@@ -1,7 +1,8 @@
-//! The data plane: one non-blocking event loop drives a collective's schedule over the mesh.
+//! The data plane: one non-blocking event loop drives a collective's frame schedule over the
+//! mesh.
 //!
-//! A schedule says, link by link, which frame goes out next (once its inputs are final) and
-//! which frame comes in next (and what to do with it). The engine does all the I/O: it writes
+//! A frame schedule says, link by link, which frame goes out next (once its inputs are final)
+//! and which frame comes in next (and what to do with it). The engine does all the I/O: it writes
 //! and reads whatever the sockets accept, so sends, receives and reductions overlap on one
 //! thread without locks, and it checks the deadline and the coordinator's abort signal on
 //! every wake-up. One thread per peer is also what a 2-core machine running four peers needs.
@@ -32,8 +33,10 @@ pub struct Incoming {
     pub len: usize,
 }
 
-/// A collective's communication pattern, as seen by the engine.
-pub trait Schedule {
+/// A collective's communication pattern as the engine sees it: per link, which frame goes out
+/// next and which comes in next. Implemented by `step_schedule::StepSchedule` (steps written
+/// out in full) and by `quantized_all_reduce::QuantizedAllReduce`.
+pub trait FrameSchedule {
     /// The next frame for `link`, if its data is final; `None` when nothing is ready yet
     /// (or nothing is left). Called again after every completed receive.
     fn next_send(&mut self, link: LinkId) -> CoreResult<Option<Outgoing>>;
@@ -79,18 +82,13 @@ fn abort_error(signal: &OpSignal) -> CoreError {
     let (kind, reason) = signal
         .reason()
         .unwrap_or((AbortKind::PeerLost, "aborted by the coordinator".into()));
-    match kind {
-        AbortKind::PeerLost => CoreError::PeerLost(reason),
-        AbortKind::Timeout => CoreError::Timeout(reason),
-        AbortKind::Mismatch => CoreError::Mismatch(reason),
-        AbortKind::PeerError => CoreError::Aborted(reason),
-    }
+    kind.error(reason)
 }
 
 /// Run `schedule` to completion over `mesh`.
 pub fn run(
     mesh: &mut Mesh,
-    schedule: &mut dyn Schedule,
+    schedule: &mut dyn FrameSchedule,
     seq: u64,
     signal: &OpSignal,
     deadline: Instant,
@@ -147,7 +145,7 @@ pub fn run(
 /// Write as much of `link`'s pending frames as the socket takes. Returns whether it moved.
 fn pump_send(
     mesh: &mut Mesh,
-    schedule: &mut dyn Schedule,
+    schedule: &mut dyn FrameSchedule,
     link: LinkId,
     seq: u64,
     slot: &mut Option<SendState>,
@@ -216,7 +214,7 @@ fn pump_send(
 /// Read as much of `link`'s expected frames as have arrived. Returns whether it moved.
 fn pump_recv(
     mesh: &mut Mesh,
-    schedule: &mut dyn Schedule,
+    schedule: &mut dyn FrameSchedule,
     link: LinkId,
     seq: u64,
     slot: &mut Option<RecvState>,

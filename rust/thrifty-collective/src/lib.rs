@@ -7,29 +7,41 @@
 //! slice once (so its error does not grow with the world size), and ranks' results are
 //! bit-identical.
 //!
-//! Layers, bottom up:
-//! - `frame`, `message`, `auth`: the versioned wire protocol and the handshake;
-//! - `dtype`, `quant`: element types, SIMD reductions, block quantization (int8, fp8, fp4);
-//! - `engine` and the schedules (`ring`, `quantized`, `chain`, `transfer`): the data plane,
-//!   one non-blocking event loop per collective over striped peer-to-peer links;
-//! - `coordinator`, `control`, `mesh`: membership, votes, and the peer-to-peer links;
-//! - `communicator`: the public API.
+//! Layers, bottom up (a module uses only modules of its own layer or below):
+//! - the wire: `frame` (versioned frames), `message` (the control protocol, described there
+//!   step by step), `auth` (the handshake);
+//! - numbers: `dtype` (element types, SIMD reductions), `block_quant` (the int8, fp8 and fp4
+//!   block quantization formats);
+//! - the data plane: `engine` runs a [`FrameSchedule`](engine::FrameSchedule) (which frame
+//!   each link sends and receives next) over a `mesh` of striped peer-to-peer links, and stops
+//!   when its `signal` is raised. The frame schedules: `step_schedule` (steps written out in
+//!   full over the caller's buffer, built by `ring` for the ring all-reduce, all-gather and
+//!   chain broadcast) and `quantized_all_reduce`. Helpers: `layout` (slices and chunks),
+//!   `group` (who takes part, in ring order), `aligned_buf`;
+//! - shared state and pairing: `shared_state` (summaries, hashes, and the transfer plan of
+//!   `sync_state`), `pairing` (NoLoCo's seeded groups);
+//! - the control plane: `coordinator` (connections; its vote state machine is
+//!   `coordinator::votes`), and `control`, the peer's side of it;
+//! - the API: `communicator` (one peer: topology votes and collectives), and `worker`, which
+//!   runs a communicator's collectives in order on its own thread.
 
+pub mod aligned_buf;
 pub mod auth;
+pub mod block_quant;
 pub mod communicator;
 pub mod control;
 pub mod coordinator;
 pub mod dtype;
 pub mod engine;
 pub mod frame;
+pub mod group;
 pub mod layout;
 pub mod mesh;
 pub mod message;
 pub mod pairing;
-pub mod plan;
-pub mod quant;
-pub mod quantized;
+pub mod quantized_all_reduce;
 pub mod ring;
+pub mod shared_state;
 pub mod signal;
-pub mod state;
+pub mod step_schedule;
 pub mod worker;

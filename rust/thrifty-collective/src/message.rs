@@ -38,6 +38,7 @@
 //!    restarted primary sends newcomers and strays to the standby the world moved to.
 
 use serde::{Deserialize, Serialize};
+use thrifty_core::CoreError;
 
 /// A peer's identity: random, chosen by the peer, stable for the life of its communicator.
 pub type PeerId = u64;
@@ -95,6 +96,28 @@ pub enum AbortKind {
     Mismatch,
     /// A participant rejected its own input (non-finite values under quantization, ...).
     PeerError,
+}
+
+impl AbortKind {
+    /// How a participant whose data phase failed with `error` reports it in its vote.
+    pub fn of(error: &CoreError) -> Self {
+        match error {
+            CoreError::PeerLost(_) | CoreError::Authentication(_) => AbortKind::PeerLost,
+            CoreError::Timeout(_) => AbortKind::Timeout,
+            CoreError::Mismatch(_) => AbortKind::Mismatch,
+            _ => AbortKind::PeerError,
+        }
+    }
+
+    /// The error a collective aborted for this kind of reason fails with.
+    pub fn error(self, reason: String) -> CoreError {
+        match self {
+            AbortKind::PeerLost => CoreError::PeerLost(reason),
+            AbortKind::Timeout => CoreError::Timeout(reason),
+            AbortKind::Mismatch => CoreError::Mismatch(reason),
+            AbortKind::PeerError => CoreError::Aborted(reason),
+        }
+    }
 }
 
 /// The coordinator's verdict on one collective, identical for every participant.

@@ -1,45 +1,16 @@
-//! The ring patterns, written out as plans: reduce-scatter then all-gather (all-reduce), the
-//! all-gather alone, and the chain broadcast (a ring cut open at the root).
+//! The ring patterns, written out as [`Steps`] for a `StepSchedule`: reduce-scatter then
+//! all-gather (all-reduce), the all-gather alone, and the chain broadcast (a ring cut open at
+//! the root).
 //!
 //! Chunk `k` of every slice travels on stripe `k % connections`, and each step of chunk `k`
 //! waits only for the previous step of chunk `k`: the chunks form independent pipelines, so
 //! sending, receiving and reducing overlap.
 
 use crate::dtype::ReduceOp;
+use crate::group::Group;
 use crate::layout::{bytes, Layout};
 use crate::mesh::Mesh;
-use crate::plan::{RecvStep, SendStep, Sink, Source, Steps};
-
-/// The members taking part, in ring order, and this peer's position among them.
-#[derive(Clone, Debug)]
-pub struct Group {
-    /// Ranks in the mesh's view.
-    pub ranks: Vec<usize>,
-    pub pos: usize,
-}
-
-impl Group {
-    pub fn len(&self) -> usize {
-        self.ranks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ranks.is_empty()
-    }
-
-    fn at(&self, offset: isize) -> usize {
-        let n = self.ranks.len() as isize;
-        self.ranks[((self.pos as isize + offset).rem_euclid(n)) as usize]
-    }
-
-    pub fn right(&self) -> usize {
-        self.at(1)
-    }
-
-    pub fn left(&self) -> usize {
-        self.at(-1)
-    }
-}
+use crate::step_schedule::{RecvStep, SendStep, Sink, Source, Steps};
 
 /// `(a - b) mod n` for slice arithmetic.
 fn wrap(value: isize, n: usize) -> usize {

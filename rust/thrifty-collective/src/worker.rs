@@ -1,7 +1,13 @@
 //! Asynchronous collectives: one thread owns the communicator and runs jobs in the order
 //! they were submitted, so `all_reduce_async` overlaps with the caller's compute while every
 //! peer still sees the same sequence of collectives.
+//!
+//! After each job the worker publishes the communicator's [`Membership`], before the job's
+//! result is handed over: whoever has a job's result reads a membership at least that new. A
+//! job that panics fails with [`CoreError::Internal`], and the worker goes on with the next.
 
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -12,15 +18,27 @@ use thrifty_core::{CoreError, CoreResult};
 use crate::communicator::Communicator;
 use crate::message::PeerId;
 
-type Job = Box<dyn FnOnce(&mut Communicator) + Send>;
+type Job = Box<dyn FnOnce(&mut Communicator, &Mutex<Membership>) + Send>;
 
-/// What callers may read without waiting for queued jobs: refreshed after every job.
+/// What callers may read without waiting for queued jobs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Membership {
     pub id: PeerId,
     pub rank: Option<usize>,
     pub world_size: usize,
     pub epoch: u64,
+}
+
+impl Membership {
+    /// The membership `comm` holds now.
+    pub fn of(comm: &Communicator) -> Self {
+        Self {
+            id: comm.id(),
+            rank: comm.rank(),
+            world_size: comm.world_size(),
+            epoch: comm.epoch(),
+        }
+    }
 }
 
 /// The thread that owns a [`Communicator`].
@@ -34,28 +52,32 @@ pub struct Worker {
 pub struct Pending<T> {
     receiver: mpsc::Receiver<CoreResult<T>>,
     done: Option<CoreResult<T>>,
+    /// The result was handed out by `wait_timeout`.
+    taken: bool,
 }
 
-fn membership_of(comm: &Communicator) -> Membership {
-    Membership {
-        id: comm.id(),
-        rank: comm.rank(),
-        world_size: comm.world_size(),
-        epoch: comm.epoch(),
-    }
+fn stopped() -> CoreError {
+    CoreError::Internal("the collective worker stopped before finishing the job".into())
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
 impl Worker {
     pub fn spawn(mut comm: Communicator) -> CoreResult<Self> {
         let (sender, receiver) = mpsc::channel::<Job>();
-        let membership = Arc::new(Mutex::new(membership_of(&comm)));
+        let membership = Arc::new(Mutex::new(Membership::of(&comm)));
         let shared = Arc::clone(&membership);
         let thread = std::thread::Builder::new()
             .name("thrifty-collective".into())
             .spawn(move || {
                 for job in receiver {
-                    job(&mut comm);
-                    *shared.lock().unwrap_or_else(|e| e.into_inner()) = membership_of(&comm);
+                    job(&mut comm, &shared);
                 }
                 comm.close();
             })
@@ -74,9 +96,18 @@ impl Worker {
         F: FnOnce(&mut Communicator) -> CoreResult<T> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel();
-        let boxed: Job = Box::new(move |comm| {
+        let boxed: Job = Box::new(move |comm, membership| {
+            let result = catch_unwind(AssertUnwindSafe(|| job(comm))).unwrap_or_else(|payload| {
+                Err(CoreError::Internal(format!(
+                    "a collective panicked (a bug in thrifty, please report it): {}",
+                    panic_message(&*payload)
+                )))
+            });
+            // Published first, so that the caller never reads an older membership than the
+            // result it holds (a rank read right after `update_topology()`, say).
+            *membership.lock().unwrap_or_else(|e| e.into_inner()) = Membership::of(comm);
             // The caller may have dropped its handle; the job still ran in order.
-            let _ = tx.send(job(comm));
+            let _ = tx.send(result);
         });
         let sent = match &*self.sender.lock().unwrap_or_else(|e| e.into_inner()) {
             Some(sender) => sender.send(boxed).is_ok(),
@@ -87,9 +118,14 @@ impl Worker {
         } else {
             Some(Err(CoreError::invalid("communicator", "is closed")))
         };
-        Pending { receiver: rx, done }
+        Pending {
+            receiver: rx,
+            done,
+            taken: false,
+        }
     }
 
+    /// The membership as of the last finished job.
     pub fn membership(&self) -> Membership {
         self.membership
             .lock()
@@ -115,19 +151,37 @@ impl Drop for Worker {
 impl<T> Pending<T> {
     /// Block until the job has run and return its result.
     pub fn wait(mut self) -> CoreResult<T> {
-        if let Some(done) = self.done.take() {
-            return done;
+        loop {
+            if let Some(result) = self.wait_timeout(Duration::from_secs(3600)) {
+                return result;
+            }
         }
-        self.receiver.recv().unwrap_or_else(|_| {
-            Err(CoreError::Internal(
-                "the collective worker stopped before finishing the job".into(),
-            ))
-        })
+    }
+
+    /// Wait at most `timeout` for the job: its result once it has run, `None` while it has
+    /// not. A caller that must stay responsive (to signals, say) waits in slices with this.
+    /// The result is handed out once; a later call waits for nothing and says so.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<CoreResult<T>> {
+        if self.taken {
+            return Some(Err(CoreError::Internal(
+                "the result of this job was already taken".into(),
+            )));
+        }
+        let result = match self.done.take() {
+            Some(done) => done,
+            None => match self.receiver.recv_timeout(timeout) {
+                Ok(result) => result,
+                Err(mpsc::RecvTimeoutError::Timeout) => return None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => Err(stopped()),
+            },
+        };
+        self.taken = true;
+        Some(result)
     }
 
     /// Whether the job has finished (its result is kept for `wait`).
     pub fn is_done(&mut self) -> bool {
-        if self.done.is_some() {
+        if self.done.is_some() || self.taken {
             return true;
         }
         match self.receiver.recv_timeout(Duration::ZERO) {
@@ -137,9 +191,7 @@ impl<T> Pending<T> {
             }
             Err(mpsc::RecvTimeoutError::Timeout) => false,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                self.done = Some(Err(CoreError::Internal(
-                    "the collective worker stopped before finishing the job".into(),
-                )));
+                self.done = Some(Err(stopped()));
                 true
             }
         }

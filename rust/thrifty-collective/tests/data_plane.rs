@@ -6,16 +6,17 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use thrifty_collective::auth::Secret;
+use thrifty_collective::block_quant::Quantization;
 use thrifty_collective::dtype::{DType, ReduceOp};
 use thrifty_collective::engine;
+use thrifty_collective::group::Group;
 use thrifty_collective::layout::Layout;
 use thrifty_collective::mesh::{Listener, Mesh};
 use thrifty_collective::message::{AbortKind, Member, View};
-use thrifty_collective::plan::{Plan, Reduction, Scratch};
-use thrifty_collective::quant::Quantization;
-use thrifty_collective::quantized::QuantizedAllReduce;
-use thrifty_collective::ring::{self, Group};
+use thrifty_collective::quantized_all_reduce::{QuantizedAllReduce, QuantizedScratch};
+use thrifty_collective::ring;
 use thrifty_collective::signal::OpSignal;
+use thrifty_collective::step_schedule::{Reduction, StepSchedule, StepScratch};
 use thrifty_core::CoreError;
 
 fn secret() -> Secret {
@@ -100,13 +101,13 @@ fn ring_all_reduce_sums_over_striped_links() {
             };
             let layout = Layout::new(len, n, 1, 4096);
             let steps = ring::all_reduce(mesh, &group, &layout, 4, ReduceOp::Sum);
-            let mut scratch = Scratch::default();
+            let mut scratch = StepScratch::default();
             let reduction = Reduction {
                 dtype: DType::F32,
                 op: ReduceOp::Sum,
                 group: n,
             };
-            let mut plan = Plan::new(
+            let mut plan = StepSchedule::new(
                 bytemuck::cast_slice_mut(&mut x),
                 Some(reduction),
                 steps,
@@ -148,8 +149,8 @@ fn chain_broadcast_and_quantized_schedule() {
         let mut b = input(rank, len);
         let layout = Layout::new(len, 1, 1, 3000);
         let steps = ring::broadcast(mesh, &group, 1, &layout, 4);
-        let mut scratch = Scratch::default();
-        let mut plan = Plan::new(
+        let mut scratch = StepScratch::default();
+        let mut plan = StepSchedule::new(
             bytemuck::cast_slice_mut(&mut b),
             None,
             steps,
@@ -167,6 +168,7 @@ fn chain_broadcast_and_quantized_schedule() {
         .expect("broadcast");
         drop(plan);
         let mut q = input(rank, len);
+        let mut quantized = QuantizedScratch::default();
         let mut schedule = QuantizedAllReduce::new(
             mesh,
             &group,
@@ -176,7 +178,7 @@ fn chain_broadcast_and_quantized_schedule() {
             Quantization::Int8,
             64,
             2000,
-            &mut scratch.quantized,
+            &mut quantized,
         );
         engine::run(
             mesh,
@@ -209,13 +211,13 @@ fn an_abort_signal_stops_the_engine_and_restore_puts_the_buffer_back() {
         };
         let layout = Layout::new(len, n, 1, 1 << 14);
         let steps = ring::all_reduce(mesh, &group, &layout, 4, ReduceOp::Sum);
-        let mut scratch = Scratch::default();
+        let mut scratch = StepScratch::default();
         let reduction = Reduction {
             dtype: DType::F32,
             op: ReduceOp::Sum,
             group: n,
         };
-        let mut plan = Plan::new(
+        let mut plan = StepSchedule::new(
             bytemuck::cast_slice_mut(&mut x),
             Some(reduction),
             steps,

@@ -607,6 +607,20 @@ fn names_parse_and_round_trip() {
     assert_eq!(ReduceOp::parse("prod").unwrap_err().argument(), Some("op"));
 }
 
+#[test]
+fn a_rejected_name_is_answered_with_every_allowed_one() {
+    let dtype = DType::parse("float8").unwrap_err().to_string();
+    for allowed in DType::ALL {
+        assert!(dtype.contains(allowed.name()), "{dtype}");
+        assert!(dtype.contains(allowed.short_name()), "{dtype}");
+        assert_eq!(DType::parse(allowed.short_name()).unwrap(), allowed);
+    }
+    let op = ReduceOp::parse("prod").unwrap_err().to_string();
+    for allowed in ReduceOp::ALL {
+        assert!(op.contains(allowed.name()), "{op}");
+    }
+}
+
 proptest! {
     #[test]
     fn f32_reductions_match_the_reference(

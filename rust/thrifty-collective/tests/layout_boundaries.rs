@@ -5,8 +5,8 @@
 //! quantization block encode exactly like the same elements of the whole buffer.
 
 use proptest::prelude::*;
+use thrifty_collective::block_quant::Quantization;
 use thrifty_collective::layout::{bytes, Layout};
-use thrifty_collective::quant::Quantization;
 
 const MAX_LEN: usize = 131_075;
 

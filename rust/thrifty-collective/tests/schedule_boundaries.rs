@@ -1,5 +1,5 @@
-//! The ring plans (all-reduce, all-gather, broadcast) and the quantized all-reduce, for every
-//! world size 1..=8 and every stripe count 1..=8, over buffers whose lengths straddle the
+//! The ring step schedules (all-reduce, all-gather, broadcast) and the quantized all-reduce,
+//! for every world size 1..=8 and every stripe count 1..=8, over buffers whose lengths straddle the
 //! chunk, slice and block edges, run frame by frame through an in-memory engine that
 //! interleaves the links at random.
 //!
@@ -20,16 +20,17 @@ use half::{bf16, f16};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use thrifty_collective::auth::Secret;
+use thrifty_collective::block_quant::Quantization;
 use thrifty_collective::dtype::{from_f32, to_f32, DType, ReduceOp};
-use thrifty_collective::engine::{Incoming, Outgoing, Schedule};
+use thrifty_collective::engine::{FrameSchedule, Incoming, Outgoing};
 use thrifty_collective::frame::MAX_DATA_FRAME;
+use thrifty_collective::group::Group;
 use thrifty_collective::layout::Layout;
 use thrifty_collective::mesh::{Listener, Mesh};
 use thrifty_collective::message::{Member, View};
-use thrifty_collective::plan::{Plan, Reduction, Scratch};
-use thrifty_collective::quant::Quantization;
-use thrifty_collective::quantized::{QuantScratch, QuantizedAllReduce};
-use thrifty_collective::ring::{self, Group};
+use thrifty_collective::quantized_all_reduce::{QuantizedAllReduce, QuantizedScratch};
+use thrifty_collective::ring;
+use thrifty_collective::step_schedule::{Reduction, StepSchedule, StepScratch};
 
 /// Cases per world size and stripe count, for each kind of schedule.
 const CASES: u32 = 6;
@@ -125,8 +126,8 @@ impl Wiring {
 struct World {
     meshes: Vec<Mesh>,
     wiring: Wiring,
-    scratch: RefCell<Vec<Scratch>>,
-    quantized: RefCell<Vec<QuantScratch>>,
+    scratch: RefCell<Vec<StepScratch>>,
+    quantized: RefCell<Vec<QuantizedScratch>>,
     _listeners: Vec<Listener>,
 }
 
@@ -135,8 +136,8 @@ impl World {
         let (listeners, meshes) = meshes(n, connections);
         Self {
             wiring: Wiring::new(&meshes),
-            scratch: RefCell::new((0..n).map(|_| Scratch::default()).collect()),
-            quantized: RefCell::new((0..n).map(|_| QuantScratch::default()).collect()),
+            scratch: RefCell::new((0..n).map(|_| StepScratch::default()).collect()),
+            quantized: RefCell::new((0..n).map(|_| QuantizedScratch::default()).collect()),
             meshes,
             _listeners: listeners,
         }
@@ -171,7 +172,7 @@ struct InFlight {
 fn simulate(
     wiring: &Wiring,
     members: &[usize],
-    schedules: &mut [&mut dyn Schedule],
+    schedules: &mut [&mut dyn FrameSchedule],
     seed: u64,
     stop_after: Option<usize>,
 ) -> Result<usize, String> {
@@ -450,7 +451,7 @@ fn abort_point(case: &Case, frames: usize) -> Option<usize> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The ring plans.
+// The ring step schedules.
 
 fn check_ring_all_reduce(world: &World, case: &Case) -> Result<(), String> {
     let g = case.members.len();
@@ -459,7 +460,7 @@ fn check_ring_all_reduce(world: &World, case: &Case) -> Result<(), String> {
     let elem = case.dtype.size();
     let layout = Layout::new(case.len, g, 1, case.chunk_elems);
     if g > 1 {
-        // The backup slots (what an abort restores) tile the buffer: every byte the plan may
+        // The backup slots (what an abort restores) tile the buffer: every byte the schedule may
         // change is covered once.
         let group = Group {
             ranks: case.members.clone(),
@@ -489,7 +490,7 @@ fn check_ring_all_reduce(world: &World, case: &Case) -> Result<(), String> {
     let run = |stop_after: Option<usize>, buffers: &mut Vec<Buffer>| -> Result<usize, String> {
         let mut kept = world.scratch.borrow_mut();
         let scratches = world.members_of(&mut kept, &case.members);
-        let mut plans: Vec<Plan<'_>> = buffers
+        let mut plans: Vec<StepSchedule<'_>> = buffers
             .iter_mut()
             .zip(scratches)
             .enumerate()
@@ -505,7 +506,7 @@ fn check_ring_all_reduce(world: &World, case: &Case) -> Result<(), String> {
                     op: case.op,
                     group: g,
                 };
-                Plan::new(
+                StepSchedule::new(
                     buffer.as_bytes_mut(),
                     Some(reduction),
                     steps,
@@ -514,8 +515,10 @@ fn check_ring_all_reduce(world: &World, case: &Case) -> Result<(), String> {
                 )
             })
             .collect();
-        let mut schedules: Vec<&mut dyn Schedule> =
-            plans.iter_mut().map(|p| p as &mut dyn Schedule).collect();
+        let mut schedules: Vec<&mut dyn FrameSchedule> = plans
+            .iter_mut()
+            .map(|p| p as &mut dyn FrameSchedule)
+            .collect();
         let received = simulate(
             &world.wiring,
             &case.members,
@@ -524,7 +527,7 @@ fn check_ring_all_reduce(world: &World, case: &Case) -> Result<(), String> {
             stop_after,
         )?;
         if stop_after.is_some() {
-            plans.iter_mut().for_each(Plan::restore);
+            plans.iter_mut().for_each(StepSchedule::restore);
         }
         Ok(received)
     };
@@ -583,7 +586,7 @@ fn check_ring_all_gather(world: &World, case: &Case) -> Result<(), String> {
         .collect();
     let mut kept = world.scratch.borrow_mut();
     let scratches = world.members_of(&mut kept, &case.members);
-    let mut plans: Vec<Plan<'_>> = buffers
+    let mut plans: Vec<StepSchedule<'_>> = buffers
         .iter_mut()
         .zip(scratches)
         .enumerate()
@@ -593,11 +596,13 @@ fn check_ring_all_gather(world: &World, case: &Case) -> Result<(), String> {
                 pos,
             };
             let steps = ring::all_gather(&world.meshes[case.members[pos]], &group, &layout, elem);
-            Plan::new(buffer.as_bytes_mut(), None, steps, scratch, &mut [])
+            StepSchedule::new(buffer.as_bytes_mut(), None, steps, scratch, &mut [])
         })
         .collect();
-    let mut schedules: Vec<&mut dyn Schedule> =
-        plans.iter_mut().map(|p| p as &mut dyn Schedule).collect();
+    let mut schedules: Vec<&mut dyn FrameSchedule> = plans
+        .iter_mut()
+        .map(|p| p as &mut dyn FrameSchedule)
+        .collect();
     simulate(
         &world.wiring,
         &case.members,
@@ -630,7 +635,7 @@ fn check_broadcast(world: &World, case: &Case) -> Result<(), String> {
             .collect();
         let mut kept = world.scratch.borrow_mut();
         let scratches = world.members_of(&mut kept, &case.members);
-        let mut plans: Vec<Plan<'_>> = buffers
+        let mut plans: Vec<StepSchedule<'_>> = buffers
             .iter_mut()
             .zip(scratches)
             .enumerate()
@@ -641,11 +646,13 @@ fn check_broadcast(world: &World, case: &Case) -> Result<(), String> {
                 };
                 let mesh = &world.meshes[case.members[pos]];
                 let steps = ring::broadcast(mesh, &group, root, &layout, elem);
-                Plan::new(buffer.as_bytes_mut(), None, steps, scratch, &mut [])
+                StepSchedule::new(buffer.as_bytes_mut(), None, steps, scratch, &mut [])
             })
             .collect();
-        let mut schedules: Vec<&mut dyn Schedule> =
-            plans.iter_mut().map(|p| p as &mut dyn Schedule).collect();
+        let mut schedules: Vec<&mut dyn FrameSchedule> = plans
+            .iter_mut()
+            .map(|p| p as &mut dyn FrameSchedule)
+            .collect();
         let received = simulate(
             &world.wiring,
             &case.members,
@@ -654,7 +661,7 @@ fn check_broadcast(world: &World, case: &Case) -> Result<(), String> {
             stop_after,
         )?;
         if stop_after.is_some() {
-            plans.iter_mut().for_each(Plan::restore);
+            plans.iter_mut().for_each(StepSchedule::restore);
         }
         drop(plans);
         Ok((buffers, received))
@@ -800,9 +807,9 @@ fn run_quantized(
             )
         })
         .collect();
-    let mut dyns: Vec<&mut dyn Schedule> = schedules
+    let mut dyns: Vec<&mut dyn FrameSchedule> = schedules
         .iter_mut()
-        .map(|s| s as &mut dyn Schedule)
+        .map(|s| s as &mut dyn FrameSchedule)
         .collect();
     let received = simulate(
         &world.wiring,

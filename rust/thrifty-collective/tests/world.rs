@@ -5,10 +5,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use thrifty_collective::auth::Secret;
+use thrifty_collective::block_quant::Quantization;
 use thrifty_collective::communicator::{Communicator, CommunicatorOptions, StateArray};
 use thrifty_collective::coordinator::{Coordinator, CoordinatorOptions};
 use thrifty_collective::dtype::{DType, ReduceOp};
-use thrifty_collective::quant::Quantization;
 use thrifty_core::CoreError;
 
 fn secret() -> Secret {

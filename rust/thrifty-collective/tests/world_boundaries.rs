@@ -10,11 +10,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use thrifty_collective::auth::Secret;
+use thrifty_collective::block_quant::Quantization;
 use thrifty_collective::communicator::{Communicator, CommunicatorOptions, StateArray};
 use thrifty_collective::coordinator::{Coordinator, CoordinatorOptions};
 use thrifty_collective::dtype::{DType, ReduceOp};
 use thrifty_collective::layout::Layout;
-use thrifty_collective::quant::Quantization;
 use thrifty_core::CoreError;
 
 /// The smallest and largest chunk the communicator gives a stripe, in f32 elements.

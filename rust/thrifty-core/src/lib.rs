@@ -1,9 +1,11 @@
-//! Shared foundations of thrifty's pure-Rust cores: the error type every core returns, and
-//! fork-safe access to the rayon thread pool.
+//! Shared foundations of thrifty's pure-Rust cores: the error type every core returns, named
+//! options, and fork-safe access to the rayon thread pool.
 //!
 //! Nothing here knows about Python; the binding crate maps [`CoreError`] to exceptions.
 
+mod choice;
 mod error;
 pub mod parallel;
 
+pub use choice::Choice;
 pub use error::{CoreError, CoreResult};

@@ -1,5 +1,6 @@
 //! Bad input to `text_to_pattern` is refused with an error that names the argument.
 
+use thrifty_core::Choice;
 use thrifty_hamming::text::{text_to_pattern, text_to_patterns, Method, Options};
 
 fn argument(r: Result<Vec<i32>, thrifty_core::CoreError>) -> &'static str {

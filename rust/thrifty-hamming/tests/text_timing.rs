@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use thrifty_core::Choice;
 use thrifty_hamming::text::{choose_method, text_to_pattern, Method, Options};
 
 fn random(len: usize, sigma: u64, state: &mut u64) -> Vec<u32> {

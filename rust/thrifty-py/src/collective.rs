@@ -1,12 +1,12 @@
 //! Bindings for `thrifty-collective`: the coordinator, the communicator and its async handles.
 //!
 //! A communicator lives on its own thread (`worker::Worker`). Every call queues one job there
-//! and waits for it through `call::run`, so the GIL is released while it waits, a core error
-//! becomes its exception, and the order of collectives is the order of the calls. A job
-//! borrows the caller's array through its raw pointer: the binding checks the array here,
-//! and keeps a strong reference to it until the job has finished.
+//! and waits for it through `call::run`, in slices, so the GIL is released while it waits,
+//! Ctrl-C interrupts the wait, a core error becomes its exception, and the order of
+//! collectives is the order of the calls. A job borrows the caller's arrays through their raw
+//! pointers: the binding checks each array here, and the job keeps a strong reference to it
+//! until it has finished, since an interrupted caller may drop the array meanwhile.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use numpy::{PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use thrifty_collective::auth::Secret;
+use thrifty_collective::block_quant::Quantization;
 use thrifty_collective::communicator::{
     Communicator as CoreCommunicator, CommunicatorOptions, OpStats, StateArray, SyncReport,
 };
@@ -21,8 +22,7 @@ use thrifty_collective::coordinator::{
     Coordinator as CoreCoordinator, CoordinatorOptions, CoordinatorSnapshot,
 };
 use thrifty_collective::dtype::{DType, ReduceOp};
-use thrifty_collective::quant::Quantization;
-use thrifty_collective::worker::{Membership, Pending, Worker};
+use thrifty_collective::worker::{Pending, Worker};
 use thrifty_core::{CoreError, CoreResult};
 
 use crate::call::run;
@@ -30,6 +30,9 @@ use crate::errors::{core_error, dtype_error};
 
 /// `(bytes_sent, bytes_received, seconds)`.
 type Stats = (u64, u64, f64);
+
+/// How long a blocking wait keeps the GIL released before it checks for signals.
+const WAIT_SLICE: Duration = Duration::from_millis(50);
 
 fn stats(s: OpStats) -> Stats {
     (s.bytes_sent, s.bytes_received, s.seconds)
@@ -161,26 +164,28 @@ fn buffer(
     Ok((RawBytes { ptr, len }, shape))
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned())
+type Job<T> = Box<dyn FnOnce(&mut CoreCommunicator) -> CoreResult<T> + Send>;
+
+/// `job`, holding `arrays` (the ones its raw pointers point into) until it ends.
+fn holding<T>(
+    arrays: Vec<Py<PyAny>>,
+    job: impl FnOnce(&mut CoreCommunicator) -> CoreResult<T> + Send + 'static,
+) -> Job<T> {
+    Box::new(move |comm| {
+        let result = job(comm);
+        drop(arrays);
+        result
+    })
 }
 
-/// A job whose panic becomes an `InternalError` for the caller, and leaves the worker thread
-/// (and the jobs queued after it) running.
-fn guarded<T>(
-    job: impl FnOnce(&mut CoreCommunicator) -> CoreResult<T> + Send + 'static,
-) -> impl FnOnce(&mut CoreCommunicator) -> CoreResult<T> + Send + 'static {
-    move |comm| {
-        catch_unwind(AssertUnwindSafe(|| job(comm))).unwrap_or_else(|payload| {
-            Err(CoreError::Internal(format!(
-                "a collective panicked (a bug in thrifty, please report it): {}",
-                panic_message(&*payload)
-            )))
-        })
+/// Wait for `pending` with the GIL released, in slices, checking for signals in between:
+/// Ctrl-C raises `KeyboardInterrupt` (the job runs on, holding the arrays it touches).
+fn wait<T: Send>(py: Python<'_>, pending: &mut Pending<T>) -> PyResult<T> {
+    loop {
+        if let Some(result) = run(py, || Ok(pending.wait_timeout(WAIT_SLICE)))? {
+            return result.map_err(|e| core_error(py, e));
+        }
+        py.check_signals()?;
     }
 }
 
@@ -260,52 +265,17 @@ impl PyCoordinator {
 #[pyclass(module = "thrifty._native", name = "Communicator", frozen)]
 struct PyCommunicator {
     worker: Worker,
-    /// The membership as `update_topology` left it, read inside its job: the worker
-    /// refreshes its own copy only after the job has handed back its result, so a caller
-    /// reading it right after `update_topology()` could see the previous topology.
-    latest: Mutex<Membership>,
-}
-
-fn membership_of(comm: &CoreCommunicator) -> Membership {
-    Membership {
-        id: comm.id(),
-        rank: comm.rank(),
-        world_size: comm.world_size(),
-        epoch: comm.epoch(),
-    }
 }
 
 impl PyCommunicator {
-    /// The newer of the worker's membership and the one `update_topology` returned.
-    fn membership(&self) -> Membership {
-        let worker = self.worker.membership();
-        let latest = self
-            .latest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if latest.epoch > worker.epoch {
-            latest
-        } else {
-            worker
-        }
-    }
-
-    fn submit<T: Send + 'static>(
-        &self,
-        job: impl FnOnce(&mut CoreCommunicator) -> CoreResult<T> + Send + 'static,
-    ) -> Pending<T> {
-        self.worker.submit(guarded(job))
-    }
-
-    /// Queue `job` and wait for it with the GIL released.
+    /// Queue `job` and wait for it (GIL released, Ctrl-C honoured).
     fn call<T: Send + 'static>(
         &self,
         py: Python<'_>,
         job: impl FnOnce(&mut CoreCommunicator) -> CoreResult<T> + Send + 'static,
     ) -> PyResult<T> {
-        let pending = self.submit(job);
-        run(py, move || pending.wait())
+        let mut pending = self.worker.submit(job);
+        wait(py, &mut pending)
     }
 }
 
@@ -356,8 +326,7 @@ impl PyCommunicator {
             let secret = Secret::from_arg_or_env(secret.as_deref())?;
             Worker::spawn(CoreCommunicator::new(&coordinator, secret, options)?)
         })?;
-        let latest = Mutex::new(worker.membership());
-        Ok(Self { worker, latest })
+        Ok(Self { worker })
     }
 
     /// Start the peer-to-peer listener and register with the coordinator (as pending).
@@ -367,32 +336,27 @@ impl PyCommunicator {
 
     /// Vote on the topology; blocks until it is decided and the mesh is built.
     fn update_topology(&self, py: Python<'_>) -> PyResult<()> {
-        let membership = self.call(py, |comm| {
-            comm.update_topology()?;
-            Ok(membership_of(comm))
-        })?;
-        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = membership;
-        Ok(())
+        self.call(py, |comm| comm.update_topology())
     }
 
     #[getter]
     fn rank(&self) -> Option<usize> {
-        self.membership().rank
+        self.worker.membership().rank
     }
 
     #[getter]
     fn world_size(&self) -> usize {
-        self.membership().world_size
+        self.worker.membership().world_size
     }
 
     #[getter]
     fn epoch(&self) -> u64 {
-        self.membership().epoch
+        self.worker.membership().epoch
     }
 
     #[getter]
     fn id(&self) -> u64 {
-        self.membership().id
+        self.worker.membership().id
     }
 
     /// all_reduce(array, dtype, op="sum", quantize=None, block=64) -> (sent, received, seconds)
@@ -422,7 +386,7 @@ impl PyCommunicator {
     ) -> PyResult<PendingOp> {
         let job = all_reduce_job(array, dtype, op, quantize, block)?;
         Ok(PendingOp {
-            state: Mutex::new(OpState::Running(self.submit(job))),
+            state: Mutex::new(OpState::Running(self.worker.submit(job))),
             array: array.clone().unbind(),
         })
     }
@@ -437,11 +401,11 @@ impl PyCommunicator {
     ) -> PyResult<Stats> {
         let dtype = parse(py, DType::parse(dtype))?;
         let (bytes, _) = buffer(array, "array", dtype, true)?;
-        self.call(py, move |comm| {
-            // SAFETY: the caller holds `array` until `call` returns, after the job.
+        let job = holding(vec![array.clone().unbind()], move |comm| {
+            // SAFETY: the job holds `array` until it ends.
             comm.broadcast(unsafe { bytes.bytes_mut() }, dtype, root)
-        })
-        .map(stats)
+        });
+        self.call(py, job).map(stats)
     }
 
     /// all_gather(array, dtype, out) -> (sent, received, seconds); `out` holds every rank's
@@ -465,11 +429,12 @@ impl PyCommunicator {
                 ));
             }
         }
-        self.call(py, move |comm| {
-            // SAFETY: the caller holds both arrays until `call` returns; they do not overlap.
+        let arrays = vec![array.clone().unbind(), out.clone().unbind()];
+        let job = holding(arrays, move |comm| {
+            // SAFETY: the job holds both arrays until it ends; they do not overlap.
             comm.all_gather(unsafe { bytes.bytes() }, dtype, unsafe { into.bytes_mut() })
-        })
-        .map(stats)
+        });
+        self.call(py, job).map(stats)
     }
 
     fn barrier(&self, py: Python<'_>) -> PyResult<()> {
@@ -493,10 +458,11 @@ impl PyCommunicator {
     ) -> PyResult<(Vec<usize>, Stats)> {
         let dtype = parse(py, DType::parse(dtype))?;
         let (bytes, _) = buffer(array, "array", dtype, true)?;
-        let info = self.call(py, move |comm| {
-            // SAFETY: the caller holds `array` until `call` returns, after the job.
+        let job = holding(vec![array.clone().unbind()], move |comm| {
+            // SAFETY: the job holds `array` until it ends.
             comm.pair_average(unsafe { bytes.bytes_mut() }, dtype, step, group_size)
-        })?;
+        });
+        let info = self.call(py, job)?;
         Ok((info.group, stats(info.stats)))
     }
 
@@ -525,20 +491,22 @@ impl PyCommunicator {
                 CoreError::invalid("named_arrays", "two arrays share memory"),
             ));
         }
-        let report = self.call(py, move |comm| {
+        let held = arrays.iter().map(|(_, a, _)| a.clone().unbind()).collect();
+        let job = holding(held, move |comm| {
             let mut state: Vec<StateArray<'_>> = entries
                 .into_iter()
                 .map(|(name, dtype, shape, bytes)| StateArray {
                     name,
                     dtype,
                     shape,
-                    // SAFETY: the caller holds every array until `call` returns, after the
-                    // job, and no two of them overlap.
+                    // SAFETY: the job holds every array until it ends, and no two of them
+                    // overlap.
                     data: unsafe { bytes.bytes_mut() },
                 })
                 .collect();
             comm.sync_state(&mut state, revision)
-        })?;
+        });
+        let report = self.call(py, job)?;
         sync_report(py, report)
     }
 
@@ -551,15 +519,13 @@ impl PyCommunicator {
     }
 }
 
-type Job = Box<dyn FnOnce(&mut CoreCommunicator) -> CoreResult<OpStats> + Send>;
-
 fn all_reduce_job(
     array: &Bound<'_, PyAny>,
     dtype: &str,
     op: &str,
     quantize: Option<&str>,
     block: usize,
-) -> PyResult<Job> {
+) -> PyResult<Job<OpStats>> {
     let py = array.py();
     let dtype = parse(py, DType::parse(dtype))?;
     let op = parse(py, ReduceOp::parse(op))?;
@@ -567,19 +533,15 @@ fn all_reduce_job(
     let (bytes, _) = buffer(array, "array", dtype, true)?;
     // The job holds the array too: an async handle dropped before its job ran must not free
     // the memory the job writes.
-    let keep = array.clone().unbind();
-    Ok(Box::new(move |comm| {
-        // SAFETY: `keep` holds the array until this job ends.
-        let result = comm.all_reduce(unsafe { bytes.bytes_mut() }, dtype, op, quantize, block);
-        drop(keep);
-        result
+    Ok(holding(vec![array.clone().unbind()], move |comm| {
+        // SAFETY: the job holds the array until it ends.
+        comm.all_reduce(unsafe { bytes.bytes_mut() }, dtype, op, quantize, block)
     }))
 }
 
 enum OpState {
     Running(Pending<OpStats>),
     Done(CoreResult<OpStats>),
-    Taken,
 }
 
 /// A queued all-reduce: `wait()` blocks (GIL released) and returns its stats or raises.
@@ -591,24 +553,31 @@ struct PendingOp {
 
 #[pymethods]
 impl PendingOp {
-    /// Block until the collective has finished; idempotent.
+    /// Block until the collective has finished (Ctrl-C interrupts the wait, not the
+    /// collective); idempotent.
     fn wait(&self, py: Python<'_>) -> PyResult<Stats> {
-        run(py, || {
-            // Locked without the GIL: another thread may be waiting on the same handle.
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if let OpState::Running(_) = &*state {
-                if let OpState::Running(pending) = std::mem::replace(&mut *state, OpState::Taken) {
-                    *state = OpState::Done(pending.wait());
+        loop {
+            let finished = run(py, || {
+                // Locked without the GIL: another thread may be waiting on the same handle.
+                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                if let OpState::Running(pending) = &mut *state {
+                    match pending.wait_timeout(WAIT_SLICE) {
+                        Some(result) => *state = OpState::Done(result),
+                        None => return Ok(None),
+                    }
                 }
+                match &*state {
+                    OpState::Done(result) => result.clone().map(Some),
+                    OpState::Running(_) => Err(CoreError::Internal(
+                        "a collective handle lost its result".into(),
+                    )),
+                }
+            })?;
+            if let Some(done) = finished {
+                return Ok(stats(done));
             }
-            match &*state {
-                OpState::Done(result) => result.clone(),
-                _ => Err(CoreError::Internal(
-                    "a collective handle lost its result".into(),
-                )),
-            }
-        })
-        .map(stats)
+            py.check_signals()?;
+        }
     }
 
     /// Whether the collective has finished (never blocks).
@@ -616,7 +585,7 @@ impl PendingOp {
         match self.state.try_lock() {
             Ok(mut state) => match &mut *state {
                 OpState::Running(pending) => pending.is_done(),
-                OpState::Done(_) | OpState::Taken => true,
+                OpState::Done(_) => true,
             },
             // Another thread holds it inside wait(): not done yet.
             Err(_) => false,
@@ -652,7 +621,9 @@ fn state_hash(py: Python<'_>, array: &Bound<'_, PyAny>, dtype: &str) -> PyResult
     // SAFETY: the caller holds `array` for this whole call; the slice is read only.
     let data = unsafe { bytes.bytes() };
     let hash = run(py, || {
-        Ok(thrifty_collective::state::hash_array(dtype, &shape, data))
+        Ok(thrifty_collective::shared_state::hash_array(
+            dtype, &shape, data,
+        ))
     })?;
     Ok(format!("{hash:032x}"))
 }

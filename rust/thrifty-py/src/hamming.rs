@@ -2,6 +2,7 @@
 
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
+use thrifty_core::Choice;
 use thrifty_hamming::{binary, text};
 
 use crate::arrays::{borrow, expect_ndim, format_shape, shape, slice};

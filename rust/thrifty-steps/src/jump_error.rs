@@ -10,7 +10,7 @@
 
 use std::ops::Range;
 use std::sync::Mutex;
-use thrifty_core::{parallel, CoreError, CoreResult};
+use thrifty_core::{parallel, Choice, CoreError, CoreResult};
 
 mod sealed {
     pub trait Sealed {}
@@ -48,6 +48,18 @@ pub enum Metric {
     L2,
     /// Sum of absolute values: `sum |r_d|`.
     L1,
+}
+
+impl Choice for Metric {
+    const ARGUMENT: &'static str = "metric";
+    const ALL: &'static [Metric] = &[Metric::L2, Metric::L1];
+
+    fn name(self) -> &'static str {
+        match self {
+            Metric::L2 => "l2",
+            Metric::L1 => "l1",
+        }
+    }
 }
 
 /// One batch of jumps to score: where each jump starts, with what velocity, and the states

@@ -19,7 +19,7 @@
 
 use crate::validate::{self, PARALLEL_MIN_NODES};
 use crate::{minplus, monge};
-use thrifty_core::{parallel, CoreError, CoreResult};
+use thrifty_core::{parallel, Choice, CoreError, CoreResult};
 
 /// A path through the grid: `nodes[0] = 0 < nodes[1] < ... < nodes[k] = N`, so
 /// `nodes.len() == k + 1`, and its cost `sum_m future_weight^m * c[nodes[m]][nodes[m+1]]`
@@ -48,6 +48,19 @@ pub enum Strategy {
     /// Divide and conquer over monotone minimisers: `O(K N log N)`. The matrix must be Monge,
     /// else `InvalidValue` on `cost`.
     Monge,
+}
+
+impl Choice for Strategy {
+    const ARGUMENT: &'static str = "strategy";
+    const ALL: &'static [Strategy] = &[Strategy::Auto, Strategy::Full, Strategy::Monge];
+
+    fn name(self) -> &'static str {
+        match self {
+            Strategy::Auto => "auto",
+            Strategy::Full => "full",
+            Strategy::Monge => "monge",
+        }
+    }
 }
 
 /// The cheapest path of exactly `k` jumps from node 0 to node `N = n_nodes - 1`.

@@ -16,7 +16,7 @@ pub mod sensitivity;
 pub mod sketch;
 
 pub use kmeans::{kmeans_sensitivities, KmeansSensitivities};
-pub use leverage::{leverage_scores, root_leverage_scores};
+pub use leverage::{leverage_scores, leverage_scores_by, root_leverage_scores, LeverageMethod};
 pub use lewis::{lewis_weights, LewisOptions, LewisWeights};
 pub use matrix::Rows;
 pub use regression::{lp_regression, RegressionFit, RegressionOptions, MAX_P};

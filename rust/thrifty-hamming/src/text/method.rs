@@ -1,6 +1,6 @@
 //! The algorithm names a caller may ask for, and the options that go with them.
 
-use thrifty_core::{CoreError, CoreResult};
+use thrifty_core::Choice;
 
 /// Which algorithm computes the distances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -19,32 +19,18 @@ pub enum Method {
     Approx,
 }
 
-const ALL: [Method; 6] = [
-    Method::Auto,
-    Method::Naive,
-    Method::Fft,
-    Method::Abrahamson,
-    Method::Kangaroo,
-    Method::Approx,
-];
+impl Choice for Method {
+    const ARGUMENT: &'static str = "method";
+    const ALL: &'static [Method] = &[
+        Method::Auto,
+        Method::Naive,
+        Method::Fft,
+        Method::Abrahamson,
+        Method::Kangaroo,
+        Method::Approx,
+    ];
 
-impl Method {
-    /// The method called `name` (the strings [`Method::name`] returns).
-    pub fn parse(name: &str) -> CoreResult<Method> {
-        ALL.iter()
-            .copied()
-            .find(|m| m.name() == name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = ALL.iter().map(|m| m.name()).collect();
-                CoreError::invalid(
-                    "method",
-                    format!("expected one of {}, got {name:?}", names.join(", ")),
-                )
-            })
-    }
-
-    /// The name [`Method::parse`] accepts.
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Method::Auto => "auto",
             Method::Naive => "naive",

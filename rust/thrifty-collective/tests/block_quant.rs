@@ -2,8 +2,8 @@
 //! brute-force search of the decoded tables, the wire layout, and the documented error bound.
 
 use proptest::prelude::*;
+use thrifty_collective::block_quant::{Quantization, FP4_VALUES};
 use thrifty_collective::dtype::{reduce_f32, ReduceOp};
-use thrifty_collective::quant::{Quantization, FP4_VALUES};
 use thrifty_core::CoreError;
 
 const FORMATS: [Quantization; 3] = Quantization::ALL;
@@ -490,6 +490,14 @@ fn bad_arguments_are_errors() {
         Quantization::parse("int4").unwrap_err().argument(),
         Some("quantize")
     );
+}
+
+#[test]
+fn a_rejected_format_is_answered_with_every_allowed_one() {
+    let message = Quantization::parse("int4").unwrap_err().to_string();
+    for format in FORMATS {
+        assert!(message.contains(format.name()), "{message}");
+    }
 }
 
 fn check_bound(format: Quantization, values: &[f32], block: usize) -> Result<(), String> {

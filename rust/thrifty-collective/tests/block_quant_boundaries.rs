@@ -6,8 +6,8 @@
 //! documented error bound.
 
 use proptest::prelude::*;
+use thrifty_collective::block_quant::Quantization;
 use thrifty_collective::dtype::ReduceOp;
-use thrifty_collective::quant::Quantization;
 use thrifty_core::CoreError;
 
 /// The largest buffer drawn: past 10^5 elements and past 2^17.

@@ -72,23 +72,21 @@ pub const FP4_VALUES: [f32; 16] = [
 ];
 
 impl Quantization {
-    /// Every format, in declaration order.
+    /// Every format, in declaration order: the one list `parse` accepts, and the one a binding
+    /// exports as the allowed values.
     pub const ALL: [Quantization; 3] = [Quantization::Int8, Quantization::Fp8, Quantization::Fp4];
 
     pub fn parse(name: &str) -> CoreResult<Self> {
-        Ok(match name {
-            "int8" => Quantization::Int8,
-            "fp8" => Quantization::Fp8,
-            "fp4" => Quantization::Fp4,
-            _ => {
-                return Err(CoreError::invalid(
-                    "quantize",
-                    format!("must be one of int8, fp8, fp4, got {name:?}"),
-                ))
-            }
-        })
+        Self::ALL
+            .into_iter()
+            .find(|format| format.name() == name)
+            .ok_or_else(|| {
+                let names = Self::ALL.map(Quantization::name).join(", ");
+                CoreError::invalid("quantize", format!("must be one of {names}, got {name:?}"))
+            })
     }
 
+    /// The name `parse` accepts: `"int8"`, `"fp8"`, `"fp4"`.
     pub fn name(self) -> &'static str {
         match self {
             Quantization::Int8 => "int8",

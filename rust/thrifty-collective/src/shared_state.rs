@@ -4,8 +4,8 @@
 //! summary. The most popular (revision, state) wins; ties go to the higher revision, then to
 //! the state held by the lowest rank. Each out-of-date array of each peer is fetched from one
 //! of the up-to-date peers, spread round-robin so no single peer serves everything, and
-//! verified against the winning hash before it is used. Every peer computes the same plan
-//! from the same summaries, so no further agreement is needed.
+//! verified against the winning hash before it is used. Every peer computes the same
+//! [`TransferPlan`] from the same summaries, so no further agreement is needed.
 
 use std::collections::BTreeMap;
 
@@ -62,8 +62,9 @@ pub struct Transfer {
     pub entry: usize,
 }
 
+/// Who wins, and which arrays move between which peers to make every peer hold the winner.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SyncPlan {
+pub struct TransferPlan {
     /// Position of the peer whose summary is the winning state.
     pub winner: usize,
     pub revision: u64,
@@ -77,8 +78,8 @@ fn describe(entry: &Entry) -> String {
     format!("{}[{:?}]", entry.dtype.name(), entry.shape)
 }
 
-/// The plan every peer derives from the same summaries (in rank order).
-pub fn plan(summaries: &[Summary]) -> SyncPlan {
+/// The transfer plan every peer derives from the same summaries (in rank order).
+pub fn transfer_plan(summaries: &[Summary]) -> TransferPlan {
     let keys: Vec<(u64, u128)> = summaries
         .iter()
         .map(|s| (s.revision, s.state_hash()))
@@ -145,7 +146,7 @@ pub fn plan(summaries: &[Summary]) -> SyncPlan {
             transfers.retain(|t| t.to != to);
         }
     }
-    SyncPlan {
+    TransferPlan {
         winner,
         revision: winning_key.0,
         up_to_date,
@@ -182,7 +183,7 @@ mod tests {
             summary(2, &[1, 9]),
             summary(3, &[7, 8]),
         ];
-        let plan = plan(&s);
+        let plan = transfer_plan(&s);
         assert_eq!(plan.revision, 3);
         assert_eq!(plan.up_to_date, vec![true, true, false, false]);
         assert_eq!(
@@ -209,7 +210,7 @@ mod tests {
 
     #[test]
     fn ties_go_to_the_higher_revision() {
-        let plan = plan(&[summary(4, &[1]), summary(5, &[2])]);
+        let plan = transfer_plan(&[summary(4, &[1]), summary(5, &[2])]);
         assert_eq!(plan.winner, 1);
         assert_eq!(plan.revision, 5);
     }
@@ -218,7 +219,7 @@ mod tests {
     fn a_shape_mismatch_is_reported_not_transferred() {
         let mut odd = summary(1, &[5]);
         odd.entries[0].shape = vec![2, 2];
-        let plan = plan(&[summary(1, &[1]), summary(1, &[1]), odd]);
+        let plan = transfer_plan(&[summary(1, &[1]), summary(1, &[1]), odd]);
         assert!(plan.mismatch[2].as_deref().unwrap_or("").contains("a0"));
         assert!(plan.transfers.is_empty());
     }

@@ -1,62 +1,31 @@
-//! A schedule written out in full: per link, the frames to send (each waiting, if need be,
-//! for a number of frames to have arrived on another link) and the frames to receive (each
-//! with what to do with it). The ring all-reduce, the ring all-gather, the chain broadcast and
-//! the shared-state transfers are all plans; only their builders differ (`ring`, `transfer`).
+//! A frame schedule written out in full, as steps: per link, the frames to send (each
+//! waiting, if need be, for a number of frames to have arrived on another link) and the
+//! frames to receive (each with what to do with it). The ring all-reduce, the ring
+//! all-gather, the chain broadcast and the shared-state transfers are all step schedules;
+//! only their builders differ (`ring`, and `communicator::sync_state` for the transfers).
 //!
-//! Every byte range of the caller's buffer that a plan overwrites is copied to a backup just
-//! before its first change, so a failed collective restores the buffer exactly.
+//! Every byte range of the caller's buffer that a step schedule overwrites is copied to a
+//! backup just before its first change, so a failed collective restores the buffer exactly.
 
 use std::collections::VecDeque;
 use std::ops::Range;
 
 use thrifty_core::{CoreError, CoreResult};
 
+use crate::aligned_buf::AlignedBuf;
 use crate::dtype::{finalize_avg, reduce_bytes, DType, ReduceOp};
-use crate::engine::{Incoming, Outgoing, Schedule};
+use crate::engine::{FrameSchedule, Incoming, Outgoing};
 use crate::mesh::LinkId;
-use crate::quantized::QuantScratch;
 
-/// An 8-byte-aligned byte buffer, so any element type can be viewed in it.
+/// The buffers of a step schedule, kept by the communicator from one collective to the next,
+/// so a collective neither allocates nor zeroes (and page-faults) megabytes of staging every
+/// time.
 #[derive(Default)]
-pub struct AlignedBuf {
-    words: Vec<u64>,
-    len: usize,
-}
-
-impl AlignedBuf {
-    pub fn with_len(len: usize) -> Self {
-        let mut buf = Self::default();
-        buf.resize(len);
-        buf
-    }
-
-    /// Set the length, keeping the allocation when it is large enough.
-    pub fn resize(&mut self, len: usize) {
-        let words = len.div_ceil(8);
-        if self.words.len() < words {
-            self.words.resize(words, 0);
-        }
-        self.len = len;
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &bytemuck::cast_slice(&self.words)[..self.len]
-    }
-
-    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
-        &mut bytemuck::cast_slice_mut(&mut self.words)[..self.len]
-    }
-}
-
-/// Buffers a communicator keeps from one collective to the next, so a collective neither
-/// allocates nor zeroes (and page-faults) megabytes of staging every time.
-#[derive(Default)]
-pub struct Scratch {
+pub struct StepScratch {
     /// The caller's bytes that the current collective has overwritten.
     pub backup: AlignedBuf,
     /// One staging buffer per link for frames that are reduced into the caller's buffer.
     pub link_stage: Vec<AlignedBuf>,
-    pub quantized: QuantScratch,
 }
 
 /// Where an outgoing frame's bytes come from.
@@ -143,7 +112,9 @@ pub struct Reduction {
     pub group: usize,
 }
 
-pub struct Plan<'a> {
+/// Runs [`Steps`] over the caller's buffer: what the engine sends and receives, reductions,
+/// backups, and the restore of an aborted collective.
+pub struct StepSchedule<'a> {
     /// The buffer every sink writes to; sends may also read `extra` buffers.
     data: &'a mut [u8],
     extra: Vec<&'a [u8]>,
@@ -160,18 +131,16 @@ pub struct Plan<'a> {
 /// Checks the staged data once every frame has arrived (fetched state against its hash).
 pub type Verifier<'a> = Box<dyn Fn(&[AlignedBuf]) -> CoreResult<()> + 'a>;
 
-impl<'a> Plan<'a> {
+impl<'a> StepSchedule<'a> {
     pub fn new(
         data: &'a mut [u8],
         reduction: Option<Reduction>,
         steps: Steps,
-        scratch: &'a mut Scratch,
+        scratch: &'a mut StepScratch,
         stages: &'a mut [AlignedBuf],
     ) -> Self {
         let links = steps.sends.len();
-        let Scratch {
-            backup, link_stage, ..
-        } = scratch;
+        let StepScratch { backup, link_stage } = scratch;
         if link_stage.len() < links {
             link_stage.resize_with(links, AlignedBuf::default);
         }
@@ -227,7 +196,7 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// Put back every byte range this plan changed.
+    /// Put back every byte range this schedule changed.
     pub fn restore(&mut self) {
         for (slot, backed) in self.backed.iter_mut().enumerate() {
             if *backed {
@@ -239,7 +208,7 @@ impl<'a> Plan<'a> {
     }
 }
 
-impl Schedule for Plan<'_> {
+impl FrameSchedule for StepSchedule<'_> {
     fn next_send(&mut self, link: LinkId) -> CoreResult<Option<Outgoing>> {
         let Some(step) = self.steps.sends[link].front() else {
             return Ok(None);

@@ -7,7 +7,7 @@
 //! and quantizes the result once. The all-gather then forwards those bytes unchanged around
 //! the ring, and every peer, the owner included, decodes the same bytes: results are
 //! bit-identical everywhere, and the error of an element is at most the sum of the other
-//! peers' input errors plus one output error, whatever the world size (see `quant`).
+//! peers' input errors plus one output error, whatever the world size (see `block_quant`).
 //!
 //! The caller's buffer is only read during the collective: the encoded results of every
 //! slice are kept (a quarter of the buffer or less) and decoded into it once the coordinator
@@ -18,13 +18,13 @@ use std::ops::Range;
 
 use thrifty_core::{CoreError, CoreResult};
 
-use crate::dtype::{from_f32, to_f32, DType, ReduceOp};
-use crate::engine::{Incoming, Outgoing, Schedule};
+use crate::aligned_buf::AlignedBuf;
+use crate::block_quant::Quantization;
+use crate::dtype::{from_f32, reduce_f32, to_f32, DType, ReduceOp};
+use crate::engine::{FrameSchedule, Incoming, Outgoing};
+use crate::group::Group;
 use crate::layout::{bytes, Layout};
 use crate::mesh::{LinkId, Mesh};
-use crate::plan::AlignedBuf;
-use crate::quant::Quantization;
-use crate::ring::Group;
 
 enum Send {
     /// This peer's contribution to chunk `k` of slice `slice`, for that slice's owner.
@@ -48,7 +48,7 @@ enum Recv {
 /// The buffers of a quantized all-reduce, kept by the communicator from one collective to
 /// the next: allocating and zeroing them anew cost more page faults than the codec's work.
 #[derive(Default)]
-pub struct QuantScratch {
+pub struct QuantizedScratch {
     outgoing: Vec<AlignedBuf>,
     contributions: Vec<Vec<Vec<u8>>>,
     results: Vec<Vec<Vec<u8>>>,
@@ -95,7 +95,7 @@ impl<'a> QuantizedAllReduce<'a> {
         format: Quantization,
         block: usize,
         chunk_elems: usize,
-        buffers: &'a mut QuantScratch,
+        buffers: &'a mut QuantizedScratch,
     ) -> Self {
         let n = group.len();
         let pos = group.pos;
@@ -125,7 +125,7 @@ impl<'a> QuantizedAllReduce<'a> {
                 }
             }
         }
-        let QuantScratch {
+        let QuantizedScratch {
             outgoing,
             contributions,
             results,
@@ -267,7 +267,7 @@ impl<'a> QuantizedAllReduce<'a> {
                 if first {
                     self.acc.copy_from_slice(own);
                 } else {
-                    crate::dtype::reduce_f32(self.op, self.acc, own);
+                    reduce_f32(self.op, self.acc, own);
                 }
             } else if first {
                 self.format
@@ -348,7 +348,7 @@ fn unquantizable(data: &[u8], dtype: DType, index: usize, value: f32) -> CoreErr
     )
 }
 
-impl Schedule for QuantizedAllReduce<'_> {
+impl FrameSchedule for QuantizedAllReduce<'_> {
     fn next_send(&mut self, link: LinkId) -> CoreResult<Option<Outgoing>> {
         let chunks = self.layout.chunks();
         let ready = match self.sends[link].front() {
