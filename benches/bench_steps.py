@@ -29,7 +29,7 @@ import torch
 
 from baselines import naive_cost_matrix, numpy_optimal_path, python_optimal_path
 from thrifty import steps
-from thrifty.steps.cost import DEFAULT_MAX_MEMORY
+from thrifty.steps._cost import DEFAULT_MAX_MEMORY
 
 Array = np.ndarray[Any, Any]
 

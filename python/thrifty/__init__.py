@@ -1,8 +1,8 @@
 """thrifty: combinatorial cores that make machine-learning training and sampling cheaper.
 
-The cores are imported on first use (``thrifty.steps``, ``thrifty.collective``), so that
-``import thrifty`` stays fast and the optional extras (torch, CuPy) are only needed by what
-uses them.
+Every core is reachable as ``thrifty.<core>`` (``thrifty.steps``, ``thrifty.coreset``, ...) and
+is imported on first use, so that ``import thrifty`` stays fast and the optional extras (torch,
+CuPy) are only needed by what uses them.
 
 Examples
 --------
@@ -30,7 +30,7 @@ from thrifty.errors import (
 )
 
 if TYPE_CHECKING:
-    from thrifty import collective, hamming, steps
+    from thrifty import collective, coreset, diloco, hamming, optim, schedule, steps
 
 __all__ = [
     "DTypeError",
@@ -43,11 +43,15 @@ __all__ = [
     "ThriftyError",
     "__version__",
     "collective",
+    "coreset",
+    "diloco",
     "hamming",
+    "optim",
+    "schedule",
     "steps",
 ]
 
-_CORES = {"collective", "hamming", "steps"}
+_CORES = {"collective", "coreset", "diloco", "hamming", "optim", "schedule", "steps"}
 
 
 def __getattr__(name: str) -> Any:

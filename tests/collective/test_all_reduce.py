@@ -91,7 +91,7 @@ def test_exact_all_reduce_equals_numpy_on_every_rank(n: int) -> None:
 
 # Quantization --------------------------------------------------------------------------
 
-# The constants of the documented bound (see rust/thrifty-collective/src/quant.rs):
+# The constants of the documented bound (see rust/thrifty-collective/src/block_quant.rs):
 # |decode(encode(x)) - x| <= max(rel |x|, abs * scale) (1 + 2^-12) + 2^-138,
 # where scale = absmax / max_code.
 QUANT = {"int8": (0.0, 0.5, 127.0), "fp8": (1 / 16, 1 / 1024, 448.0), "fp4": (0.25, 0.25, 6.0)}

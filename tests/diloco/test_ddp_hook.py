@@ -16,6 +16,7 @@ from thrifty.errors import InvalidArgumentError
 torch = pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
 
+from thrifty.diloco._ddp_hook import CompressedHookState, ddp_comm_hook, exchange_seed  # noqa: E402
 from thrifty.diloco.compressors import (  # noqa: E402 (after the torch skip)
     BlockQuantizer,
     EControl,
@@ -24,7 +25,6 @@ from thrifty.diloco.compressors import (  # noqa: E402 (after the torch skip)
     RandomK,
     TopK,
 )
-from thrifty.diloco.ddp_hook import CompressedHookState, ddp_comm_hook, exchange_seed  # noqa: E402
 
 # --- one process, fake buckets ----------------------------------------------------------
 

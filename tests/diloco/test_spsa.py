@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "collective"))
 
 from collective_harness import World, run_peers
 
-from thrifty.diloco import spsa as spsa_module
-from thrifty.diloco.spsa import SharedSeedSPSA
+from thrifty.diloco import _spsa as spsa_module
+from thrifty.diloco._spsa import SharedSeedSPSA
 from thrifty.errors import CollectiveTimeout, InvalidArgumentError, NonFiniteError, PeerLost
 
 torch = pytest.importorskip("torch")

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 import thrifty
 from thrifty import hamming
-from thrifty.hamming.dedup import components
-from thrifty.hamming.simhash import hyperplanes
+from thrifty.hamming._dedup import components
+from thrifty.hamming._simhash import hyperplanes
 
 
 def reference_simhash(x: np.ndarray, bits: int, seed: int) -> np.ndarray:
@@ -147,7 +147,7 @@ def test_near_duplicates_equal_the_reference(seed: int, r: int) -> None:
 
 
 def test_near_duplicates_of_exact_copies_and_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    from thrifty.hamming import dedup
+    from thrifty.hamming import _dedup as dedup
 
     monkeypatch.setattr(dedup, "_CHUNK", 3)
     codes = np.array([[1], [2], [1], [3], [2], [1], [200]], np.uint8)

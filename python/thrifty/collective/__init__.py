@@ -37,16 +37,11 @@ Examples
 
 from __future__ import annotations
 
-from thrifty.collective._communicator import (
-    Communicator,
-    Handle,
-    OpStats,
-    SyncReport,
-    pairing_groups,
-    state_hash,
-)
+from thrifty.collective._communicator import Communicator, Handle, OpStats, SyncReport
 from thrifty.collective._coordinator import Coordinator, CoordinatorSnapshot
-from thrifty.collective.torch_distributed import TorchDistributed, TorchSyncReport
+from thrifty.collective._pairing import pairing_groups
+from thrifty.collective._state_hash import state_hash
+from thrifty.collective._torch_distributed import TorchDistributed, TorchSyncReport
 from thrifty.errors import (
     AuthenticationError,
     CollectiveAborted,

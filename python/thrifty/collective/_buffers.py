@@ -1,9 +1,8 @@
-"""Array intake for the collectives: what the Rust core reads and writes, without copying.
+"""Host buffers for the collectives: what the Rust core reads and writes, without copying.
 
-NumPy arrays and CPU torch tensors are handed to the core as they are (a torch tensor through
-``.detach().numpy()``, which shares its memory; bfloat16, which NumPy lacks, as an int16 view
-with the dtype name ``"bfloat16"``). CUDA tensors and CuPy arrays go through a pinned host
-buffer (:mod:`thrifty.collective._staging`).
+A torch tensor is seen through ``.detach().numpy()``, which shares its memory; bfloat16, which
+NumPy lacks, as an int16 view with the dtype name ``"bfloat16"``. How an argument becomes a
+buffer is :mod:`thrifty.collective._intake`.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from thrifty._arrays import is_cupy_array, is_gpu_array, is_torch_tensor
+from thrifty._arrays import is_cupy_array, is_torch_tensor
 from thrifty._extras import require
 from thrifty.errors import DTypeError
 
@@ -66,7 +65,8 @@ def numpy_dtype_name(array: np.ndarray[Any, Any], argument: str) -> str:
     return name
 
 
-def _check_layout(host: np.ndarray[Any, Any], argument: str, writable: bool) -> None:
+def check_layout(host: np.ndarray[Any, Any], argument: str, writable: bool) -> None:
+    """Refuse a host view the core cannot use in place: strided, misaligned, read-only."""
     if not host.flags.c_contiguous:
         raise DTypeError(
             f"{argument} must be C-contiguous, got a strided view (use numpy.ascontiguousarray "
@@ -89,42 +89,6 @@ def torch_host_view(tensor: Any, name: str) -> np.ndarray[Any, Any]:
     if name == "bfloat16":
         tensor = tensor.view(torch.int16)
     return np.asarray(tensor.numpy())
-
-
-def intake(
-    array: Any,
-    argument: str,
-    *,
-    writable: bool,
-    staging: Any = None,
-) -> Buffer:
-    """Check ``array`` and return the host buffer the core works on.
-
-    ``staging`` is the communicator's pinned-buffer pool, used for CUDA tensors and CuPy
-    arrays; ``writable`` says whether the collective writes the result in place.
-    """
-    if is_gpu_array(array):
-        from thrifty.collective import _staging
-
-        pool = staging if staging is not None else _staging.PinnedPool()
-        return _staging.stage(array, argument, pool, writable=writable)
-    if is_torch_tensor(array):
-        name = torch_dtype_name(array, argument)
-        if not array.is_contiguous():
-            raise DTypeError(
-                f"{argument} must be contiguous, got a strided tensor (use .contiguous() and "
-                "use the copy)",
-                argument,
-            )
-        host = torch_host_view(array, name)
-        _check_layout(host, argument, writable)
-        return Buffer(host=host, dtype=name, original=array)
-    if isinstance(array, np.ndarray):
-        name = numpy_dtype_name(array, argument)
-        _check_layout(array, argument, writable)
-        return Buffer(host=array, dtype=name, original=array)
-    kind = "a CuPy array" if is_cupy_array(array) else type(array).__name__
-    raise DTypeError(f"{argument} must be a numpy array or a torch tensor, got {kind}", argument)
 
 
 def like(original: Any, host: np.ndarray[Any, Any], dtype: str) -> Any:

@@ -11,13 +11,14 @@ import numpy as np
 
 from thrifty import _native
 from thrifty._checks import check_int, check_positive
-from thrifty.collective._buffers import FLOAT_DTYPES, Buffer, intake, like
+from thrifty.collective._buffers import FLOAT_DTYPES, Buffer, like
 from thrifty.collective._coordinator import Coordinator, check_text
+from thrifty.collective._intake import intake
+from thrifty.collective._pairing import USIZE_MAX
 from thrifty.collective._staging import PinnedPool
 from thrifty.errors import InvalidArgumentError, PeerLost
 
 OPS = ("sum", "avg", "max", "min")
-_USIZE_MAX = 2**63 - 1
 QUANTIZATIONS = ("int8", "fp8", "fp4")
 
 
@@ -279,7 +280,7 @@ class Communicator:
         _check_choice(op, "op", OPS)
         if quantize is not None:
             _check_choice(quantize, "quantize", QUANTIZATIONS)
-        check_int(block, "block", minimum=1, maximum=_USIZE_MAX)
+        check_int(block, "block", minimum=1, maximum=USIZE_MAX)
         buffer = intake(array, "array", writable=True, staging=self._staging)
         if quantize is not None and buffer.dtype not in FLOAT_DTYPES:
             buffer.done(False)
@@ -402,7 +403,7 @@ class Communicator:
         with the same ``step`` and ``group_size``.
         """
         step = check_int(step, "step", minimum=0, maximum=2**64 - 1)
-        group_size = check_int(group_size, "group_size", minimum=2, maximum=_USIZE_MAX)
+        group_size = check_int(group_size, "group_size", minimum=2, maximum=USIZE_MAX)
         self._require_topology()
         buffer = intake(array, "array", writable=True, staging=self._staging)
         try:
@@ -483,38 +484,3 @@ class Communicator:
             f"Communicator(id={self.id:#x}, rank={self.rank}, world_size={self.world_size}, "
             f"epoch={self.epoch})"
         )
-
-
-def pairing_groups(world_size: int, step: int, group_size: int = 2) -> list[list[int]]:
-    """The groups :meth:`Communicator.pair_average` forms at ``step``: ranks, each sorted.
-
-    Examples
-    --------
-    >>> from thrifty.collective import pairing_groups
-    >>> groups = pairing_groups(5, step=3)
-    >>> sorted(r for g in groups for r in g), sorted(len(g) for g in groups)
-    ([0, 1, 2, 3, 4], [2, 3])
-    """
-    # Counts travel to Rust as usize and the step as u64: larger ones are refused here.
-    world_size = check_int(world_size, "world_size", minimum=0, maximum=_USIZE_MAX)
-    step = check_int(step, "step", minimum=0, maximum=2**64 - 1)
-    group_size = check_int(group_size, "group_size", minimum=2, maximum=_USIZE_MAX)
-    return [list(g) for g in _native.pairing_groups(world_size, step, group_size)]
-
-
-def state_hash(array: Any) -> str:
-    """xxh3-128 (hex) of an array's dtype, shape and bytes, as :meth:`sync_state` hashes it.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from thrifty.collective import state_hash
-    >>> a = np.arange(6, dtype=np.float32)
-    >>> state_hash(a) == state_hash(a.copy()), state_hash(a) == state_hash(a.reshape(2, 3))
-    (True, False)
-    """
-    buffer = intake(array, "array", writable=False)
-    try:
-        return _native.state_hash(buffer.host, buffer.dtype)
-    finally:
-        buffer.done(False)

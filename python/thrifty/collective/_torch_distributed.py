@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 
 from thrifty._extras import require
+from thrifty.collective._pairing import pairing_groups
+from thrifty.collective._state_hash import state_hash
 from thrifty.errors import InvalidArgumentError
 
 _OPS = ("sum", "avg", "max", "min")
@@ -207,8 +209,6 @@ class TorchDistributed:
 
     def pair_average(self, array: Any, step: int, group_size: int = 2) -> list[int]:
         """Average with the partners thrifty's seeded pairing gives this rank at ``step``."""
-        from thrifty.collective import pairing_groups
-
         torch = require("torch")
         groups = pairing_groups(self.world_size, step, group_size)
         mine = next(g for g in groups if self.rank in g)
@@ -238,8 +238,6 @@ class TorchDistributed:
         (0 on the first)."""
         if revision is None:
             revision = 0 if self._revision is None else self._revision + 1
-        from thrifty.collective import state_hash
-
         names = sorted(named_arrays)
         hashes = tuple(state_hash(_tensor(named_arrays[n]).detach().cpu()) for n in names)
         summary = (revision, hashes)

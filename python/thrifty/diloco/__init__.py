@@ -25,12 +25,12 @@ Examples
 from __future__ import annotations
 
 from thrifty.diloco import compressors
+from thrifty.diloco._ddp_hook import ddp_comm_hook
 from thrifty.diloco._diloco import DiLoCo
 from thrifty.diloco._fragments import Fragment
 from thrifty.diloco._noloco import NoLoCo
+from thrifty.diloco._spsa import SharedSeedSPSA, SPSAStepReport
 from thrifty.diloco._stats import CommStats, SyncRecord
-from thrifty.diloco.ddp_hook import ddp_comm_hook
-from thrifty.diloco.spsa import SharedSeedSPSA, SPSAStepReport
 
 __all__ = [
     "CommStats",

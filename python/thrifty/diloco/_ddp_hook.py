@@ -17,7 +17,7 @@ Examples
 --------
 >>> import torch, torch.distributed as dist
 >>> from thrifty.diloco.compressors import BlockQuantizer
->>> from thrifty.diloco.ddp_hook import ddp_comm_hook
+>>> from thrifty.diloco._ddp_hook import ddp_comm_hook
 >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
 >>> model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 2))
 >>> hook, state = ddp_comm_hook(BlockQuantizer("int8"))
@@ -75,7 +75,7 @@ def exchange_seed(seed: int, bucket: int, iteration: int) -> int:
 
     Examples
     --------
-    >>> from thrifty.diloco.ddp_hook import exchange_seed
+    >>> from thrifty.diloco._ddp_hook import exchange_seed
     >>> exchange_seed(0, 1, 2) == exchange_seed(0, 1, 2) != exchange_seed(0, 2, 1)
     True
     """
@@ -108,7 +108,7 @@ class CompressedHookState:
     Examples
     --------
     >>> from thrifty.diloco.compressors import TopK
-    >>> from thrifty.diloco.ddp_hook import ddp_comm_hook
+    >>> from thrifty.diloco._ddp_hook import ddp_comm_hook
     >>> _, state = ddp_comm_hook(TopK(0.01), seed=7)
     >>> state.seed, state.iteration, state.bytes_sent, state.feedback is None
     (7, 0, 0, True)
@@ -239,7 +239,7 @@ def compressed_hook(
     Examples
     --------
     >>> from thrifty.diloco.compressors import RandomK
-    >>> from thrifty.diloco.ddp_hook import compressed_hook, ddp_comm_hook
+    >>> from thrifty.diloco._ddp_hook import compressed_hook, ddp_comm_hook
     >>> hook, _ = ddp_comm_hook(RandomK(0.1))
     >>> hook is compressed_hook
     True
@@ -343,7 +343,7 @@ def ddp_comm_hook(
     Examples
     --------
     >>> from thrifty.diloco.compressors import EControl, TopK
-    >>> from thrifty.diloco.ddp_hook import ddp_comm_hook
+    >>> from thrifty.diloco._ddp_hook import ddp_comm_hook
     >>> hook, state = ddp_comm_hook(EControl(TopK(0.01), eta=0.01), seed=1)
     >>> state.compressor.name, state.feedback.name
     ('topk(0.01)', 'econtrol(topk(0.01), eta=0.01)')

@@ -139,7 +139,7 @@ class SPSAStepReport:
 
     Examples
     --------
-    >>> from thrifty.diloco.spsa import SPSAStepReport
+    >>> from thrifty.diloco._spsa import SPSAStepReport
     >>> report = SPSAStepReport(step=0, loss=1.5, projected_gradient=-0.25, world_size=4,
     ...                         bytes_exchanged=1, scale=1.0, retries=0)
     >>> report.bytes_exchanged * report.world_size  # bytes on the wire for the step
@@ -215,7 +215,7 @@ class SharedSeedSPSA:
     --------
     >>> import torch
     >>> from thrifty import collective
-    >>> from thrifty.diloco.spsa import SharedSeedSPSA
+    >>> from thrifty.diloco._spsa import SharedSeedSPSA
     >>> generator = torch.Generator().manual_seed(0)
     >>> x = torch.randn(64, 4, generator=generator)
     >>> y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
@@ -333,7 +333,7 @@ class SharedSeedSPSA:
         --------
         >>> import torch
         >>> from thrifty.collective import Coordinator, Communicator
-        >>> from thrifty.diloco.spsa import SharedSeedSPSA
+        >>> from thrifty.diloco._spsa import SharedSeedSPSA
         >>> coordinator = Coordinator(secret="s3cret")
         >>> comm = Communicator(coordinator.address, secret="s3cret")
         >>> comm.connect()
@@ -364,7 +364,7 @@ class SharedSeedSPSA:
         --------
         >>> import torch
         >>> from thrifty.collective import Coordinator, Communicator
-        >>> from thrifty.diloco.spsa import SharedSeedSPSA
+        >>> from thrifty.diloco._spsa import SharedSeedSPSA
         >>> coordinator = Coordinator(secret="s3cret")
         >>> comm = Communicator(coordinator.address, secret="s3cret")
         >>> comm.connect()
@@ -433,7 +433,7 @@ class SharedSeedSPSA:
         --------
         >>> import torch
         >>> from thrifty.collective import Coordinator, Communicator
-        >>> from thrifty.diloco.spsa import SharedSeedSPSA
+        >>> from thrifty.diloco._spsa import SharedSeedSPSA
         >>> coordinator = Coordinator(secret="s3cret")
         >>> comm = Communicator(coordinator.address, secret="s3cret")
         >>> comm.connect()
@@ -566,7 +566,7 @@ class SharedSeedSPSA:
         --------
         >>> import torch
         >>> from thrifty.collective import Coordinator, Communicator
-        >>> from thrifty.diloco.spsa import SharedSeedSPSA
+        >>> from thrifty.diloco._spsa import SharedSeedSPSA
         >>> coordinator = Coordinator(secret="s3cret")
         >>> comm = Communicator(coordinator.address, secret="s3cret")
         >>> comm.connect()

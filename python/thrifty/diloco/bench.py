@@ -281,7 +281,7 @@ class _SPSA:
 
     def __init__(self, model: Any, comm: Any, rank: int) -> None:
         from thrifty.diloco import workload
-        from thrifty.diloco.spsa import SharedSeedSPSA
+        from thrifty.diloco._spsa import SharedSeedSPSA
 
         self.model = model
         model.eval()
@@ -411,7 +411,7 @@ def _worker(index: int, conn: Any) -> None:
     model = workload.make_model()
     workload.train_step(model, workload.make_inner_optimizer(model), next(workload.batches(0, 1)))
     import thrifty.collective
-    import thrifty.diloco.spsa  # noqa: F401 (imported for its cost, not its names)
+    import thrifty.diloco._spsa  # noqa: F401 (imported for its cost, not its names)
 
     lock = threading.Lock()
 

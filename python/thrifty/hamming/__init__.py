@@ -27,11 +27,11 @@ Examples
 
 from __future__ import annotations
 
-from thrifty.hamming.binary import cdist, pack, popcount_kernel, radius, radius_csr, topk
-from thrifty.hamming.dedup import near_duplicates
-from thrifty.hamming.index import BinaryIndex
-from thrifty.hamming.simhash import simhash
-from thrifty.hamming.text import Method, text_to_pattern, text_to_patterns
+from thrifty.hamming._binary import cdist, pack, popcount_kernel, radius, radius_csr, topk
+from thrifty.hamming._dedup import near_duplicates
+from thrifty.hamming._index import BinaryIndex
+from thrifty.hamming._simhash import simhash
+from thrifty.hamming._text import Method, text_to_pattern, text_to_patterns
 
 __all__ = [
     "BinaryIndex",

@@ -8,8 +8,8 @@ import numpy as np
 
 from thrifty._arrays import is_cupy_array, is_gpu_array
 from thrifty._checks import check_int
+from thrifty.hamming._binary import radius_csr
 from thrifty.hamming._inputs import codes as as_codes
-from thrifty.hamming.binary import radius_csr
 
 # Queries per radius search, which bounds the memory of one batch of hits.
 _CHUNK = 4096

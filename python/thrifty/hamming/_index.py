@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from thrifty.errors import DTypeError, InvalidArgumentError, ShapeError
+from thrifty.hamming._binary import pack, topk
 from thrifty.hamming._inputs import UInt8Array, same_width
 from thrifty.hamming._inputs import codes as as_codes
-from thrifty.hamming.binary import pack, topk
 
 Int32Array = np.ndarray[Any, np.dtype[np.int32]]
 Int64Array = np.ndarray[Any, np.dtype[np.int64]]

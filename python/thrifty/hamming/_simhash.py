@@ -10,8 +10,8 @@ from thrifty._arrays import host_array, is_cupy_array, is_gpu_array
 from thrifty._checks import check_int, check_seed
 from thrifty._extras import require
 from thrifty.errors import DTypeError, NonFiniteError, ShapeError
+from thrifty.hamming._binary import pack
 from thrifty.hamming._inputs import UInt8Array
-from thrifty.hamming.binary import pack
 
 _WEIGHTS = (128, 64, 32, 16, 8, 4, 2, 1)  # numpy.packbits' bit order
 

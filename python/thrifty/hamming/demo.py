@@ -5,7 +5,7 @@ Two stories, both on seeded generated data, so that the truth is known:
 * **Near-duplicate passages.** A corpus of passages of Zipf-distributed pseudo-words, in
   which some passages were copied with a few word edits (substitutions, insertions,
   deletions). Each passage becomes a signed hashed bag of its word 3-shingles, then a
-  256-bit :func:`~thrifty.hamming.simhash` code (Charikar, STOC 2002);
+  256-bit :func:`~thrifty.hamming._simhash` code (Charikar, STOC 2002);
   :func:`~thrifty.hamming.near_duplicates` groups the codes within ``RADIUS`` bits, and
   the groups are scored against the planted ones (recall of the planted groups, precision
   of the linked pairs).

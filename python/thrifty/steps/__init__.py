@@ -1,7 +1,7 @@
 """thrifty.steps: the best K-step sampling schedule for flow-matching and diffusion models.
 
 Time runs from ``t = 0`` (noise) to ``t = 1`` (data), as in rectified flow; diffusers'
-flow-matching sigmas are ``sigma = 1 - t`` (see :mod:`thrifty.steps.grid`).
+flow-matching sigmas are ``sigma = 1 - t`` (see :mod:`thrifty.steps._grid`).
 
 * :func:`time_grid` -- uniform and EDM grids.
 * :func:`cost_matrix` -- BOSS's teacher jump-error matrix (arXiv 2312.16414), O(n^2) memory.
@@ -25,24 +25,24 @@ Examples
 
 from __future__ import annotations
 
-from thrifty.steps.bottleneck import (
+from thrifty.steps._bottleneck import (
     BottleneckPlan,
     BottleneckStage,
     bottleneck_plan,
     sample_bottleneck,
 )
-from thrifty.steps.cost import cost_matrix
-from thrifty.steps.flows import GaussianMixtureFlow
-from thrifty.steps.grid import (
+from thrifty.steps._cost import cost_matrix
+from thrifty.steps._flows import GaussianMixtureFlow
+from thrifty.steps._grid import (
     shift_times,
     sigmas_from_times,
     time_grid,
     times_from_sigmas,
 )
-from thrifty.steps.path import is_monge, optimal_path, optimal_path_cost, optimal_paths
-from thrifty.steps.sampling import sample
-from thrifty.steps.schedule import Schedule, schedule
-from thrifty.steps.straighten import StraighteningPairs, straightening_loss, straightening_pairs
+from thrifty.steps._path import is_monge, optimal_path, optimal_path_cost, optimal_paths
+from thrifty.steps._sampling import sample
+from thrifty.steps._schedule import Schedule, schedule
+from thrifty.steps._straighten import StraighteningPairs, straightening_loss, straightening_pairs
 
 __all__ = [
     "BottleneckPlan",

@@ -28,9 +28,9 @@ from thrifty._arrays import is_cupy_array, is_torch_tensor
 from thrifty._checks import check_choice, check_length, check_real, check_seed
 from thrifty._extras import require
 from thrifty.errors import DTypeError, InvalidArgumentError, ShapeError
+from thrifty.steps._grid import Float64Array, check_times, shift_times
+from thrifty.steps._sampling import Solver
 from thrifty.steps._velocity import Velocity, check_state, check_velocity, evaluate, inference
-from thrifty.steps.grid import Float64Array, check_times, shift_times
-from thrifty.steps.sampling import Solver
 
 __all__ = ["BottleneckPlan", "BottleneckStage", "bottleneck_plan", "sample_bottleneck"]
 

@@ -12,6 +12,7 @@ from thrifty import _native
 from thrifty._arrays import is_gpu_array
 from thrifty._progress import progress_bar
 from thrifty.errors import InvalidArgumentError, ShapeError
+from thrifty.steps._grid import Float64Array, check_times
 from thrifty.steps._velocity import (
     Velocity,
     array_like,
@@ -23,7 +24,6 @@ from thrifty.steps._velocity import (
     inference,
     to_host,
 )
-from thrifty.steps.grid import Float64Array, check_times
 
 Metric = Literal["l2", "l1"] | Callable[[Any, Any], Any]
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from thrifty.errors import InternalError, InvalidArgumentError
-from thrifty.steps.grid import Float64Array, check_times
+from thrifty.steps._grid import Float64Array, check_times
 
 # float32 is what diffusers stores, so the replay check cannot ask for more.
 _REPLAY_TOLERANCE = 1e-5

@@ -10,7 +10,7 @@ from thrifty import _cuda
 from thrifty._arrays import is_torch_tensor
 from thrifty._extras import require
 from thrifty.errors import DTypeError
-from thrifty.steps.grid import Float64Array
+from thrifty.steps._grid import Float64Array
 
 _WARPS = 8  # kWarps in cuda/steps.cu
 _METRICS = {"l2": 0, "l1": 1}

@@ -8,8 +8,8 @@ from typing import Any, Literal
 import numpy.typing as npt
 
 from thrifty._checks import check_choice
+from thrifty.steps._grid import check_times
 from thrifty.steps._velocity import Velocity, check_state, check_velocity, evaluate, inference
-from thrifty.steps.grid import check_times
 
 Solver = Literal["euler", "heun"]
 

@@ -33,6 +33,11 @@ from thrifty._extras import require
 from thrifty._plot import figure
 from thrifty._progress import progress_bar
 from thrifty.errors import InvalidArgumentError, ShapeError, ThriftyError
+from thrifty.steps._cost import Metric, _teacher, jump_error_sums
+from thrifty.steps._diffusers import set_scheduler_times
+from thrifty.steps._grid import Float64Array, GridKind, check_times, time_grid
+from thrifty.steps._path import Int64Array, optimal_path
+from thrifty.steps._sampling import sample
 from thrifty.steps._velocity import (
     Velocity,
     check_state,
@@ -41,11 +46,6 @@ from thrifty.steps._velocity import (
     inference,
     to_host,
 )
-from thrifty.steps.cost import Metric, _teacher, jump_error_sums
-from thrifty.steps.diffusers import set_scheduler_times
-from thrifty.steps.grid import Float64Array, GridKind, check_times, time_grid
-from thrifty.steps.path import Int64Array, optimal_path
-from thrifty.steps.sampling import sample
 
 Method = Literal["auto", "bellman", "student", "uniform", "edm"]
 CANDIDATES: tuple[str, ...] = ("uniform", "edm", "bellman", "student")
@@ -109,7 +109,7 @@ class Schedule:
 
     def to_diffusers(self, scheduler: Any, *, mu: float | None = None, device: Any = None) -> Any:
         """Set this schedule on a diffusers scheduler, exactly; see
-        :func:`thrifty.steps.diffusers.set_scheduler_times`."""
+        :func:`thrifty.steps._diffusers.set_scheduler_times`."""
         return set_scheduler_times(scheduler, self.times, mu=mu, device=device)
 
     def sample(self, velocity: Velocity, noise: Any, *, solver: str = "euler") -> Any:

@@ -22,6 +22,7 @@ from thrifty._checks import check_choice, check_int
 from thrifty._extras import require
 from thrifty._progress import progress_bar
 from thrifty.errors import DTypeError, InvalidArgumentError, ShapeError
+from thrifty.steps._grid import Float64Array, check_times
 from thrifty.steps._velocity import (
     Velocity,
     array_like,
@@ -31,7 +32,6 @@ from thrifty.steps._velocity import (
     evaluate,
     inference,
 )
-from thrifty.steps.grid import Float64Array, check_times
 
 __all__ = ["StraighteningPairs", "straightening_loss", "straightening_pairs"]
 

@@ -15,9 +15,9 @@ import numpy as np
 
 from thrifty._extras import available, require
 from thrifty._plot import figure
-from thrifty.steps.flows import GaussianMixtureFlow
-from thrifty.steps.sampling import sample
-from thrifty.steps.schedule import Schedule, schedule
+from thrifty.steps._flows import GaussianMixtureFlow
+from thrifty.steps._sampling import sample
+from thrifty.steps._schedule import Schedule, schedule
 
 BUDGETS = (2, 4, 8)
 METHODS = ("uniform", "edm", "bellman", "student", "auto")
