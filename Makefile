@@ -1,4 +1,5 @@
 # The two commands a new machine needs: `make demo` and `make test`. Both set everything up.
+# `make demo` runs examples/<core>_demo.py (through `thrifty demo`), from a source checkout.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3
@@ -33,22 +34,23 @@ demo: build
 lint: build
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(BIN)/ruff check python tests benches
-	$(BIN)/ruff format --check python tests benches
+	$(BIN)/ruff check python tests benches examples
+	$(BIN)/ruff format --check python tests benches examples
 	$(BIN)/mypy --strict python/
 	$(BIN)/python -m mypy.stubtest thrifty._native
 
 test: lint
 	cargo test --workspace --exclude thrifty-py
 	$(BIN)/pytest $(PYTEST_FLAGS) -m "not slow" tests
-	$(BIN)/pytest $(PYTEST_FLAGS) --doctest-modules python/thrifty
+	$(BIN)/pytest $(PYTEST_FLAGS) --doctest-modules python/thrifty benches/workloads \
+		benches/allreduce_vs_gloo.py benches/diloco_vs_ddp.py
 	$(BIN)/pytest $(PYTEST_FLAGS) benches --benchmark-disable
 	$(MAKE) wheel-check
 
 fmt: $(STAMP)
 	cargo fmt --all
-	$(BIN)/ruff format python tests benches
-	$(BIN)/ruff check --fix python tests benches
+	$(BIN)/ruff format python tests benches examples
+	$(BIN)/ruff check --fix python tests benches examples
 
 bench: build
 	$(BIN)/pytest benches --benchmark-only --benchmark-json=benches/.last.json -q

@@ -1,10 +1,10 @@
 """Time to accuracy of RS2 at 10 % of the data per epoch against full-data training.
 
-The workload is :mod:`thrifty.coreset.workload`: a 64-128-10 MLP on scikit-learn's digits,
+The workload is :mod:`benches.workloads.coreset_rs2`: a 64-128-10 MLP on scikit-learn's digits,
 SGD with Nesterov momentum and a cosine learning rate over the same number of epochs for
 both runs (the comparison of Okanovic et al., arXiv 2305.18424). Each run is timed once
 (``rounds=1``): what is reported is not the run's duration but the training seconds until
-the test accuracy first reaches :data:`~thrifty.coreset.workload.TARGET_ACCURACY`, in
+the test accuracy first reaches :data:`~benches.workloads.coreset_rs2.TARGET_ACCURACY`, in
 ``extra_info["seconds_to_target"]``, beside the total and the final accuracy. Under
 ``--benchmark-disable`` (``make test``) both runs are three epochs long and are checked to
 have trained at all.
@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from thrifty.coreset import workload
+from benches.workloads import coreset_rs2 as workload
 
 FRACTION = 0.1
 

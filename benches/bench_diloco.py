@@ -1,8 +1,9 @@
 """DDP beside DiLoCo, Streaming DiLoCo (fp32, fp4), NoLoCo and SPSA, on 4 local workers.
 
 One group: every method trains the workload's TinyLM for the same inner steps on the same
-tokens with 4 spawned workers over thrifty.collective (``thrifty.diloco.bench``; the
-workers live for the whole module, each run gets a fresh coordinator). DDP, an fp32
+tokens with 4 spawned workers over thrifty.collective (``diloco_vs_ddp.py``, the driver of
+``thrifty bench diloco``; the workers live for the whole module, each run gets a fresh
+coordinator). DDP, an fp32
 all-reduce of the gradients every step over the same transport, is the baseline. A round
 is one whole training run; the time is the parent's (it includes connecting the four
 communicators, well under a second), and ``extra_info`` holds what the method is judged
@@ -22,9 +23,10 @@ from typing import Any
 
 import pytest
 
-from thrifty.diloco import bench
-
 pytest.importorskip("torch")
+
+from benches import diloco_vs_ddp as bench
+from benches.workloads.diloco_workers import RunSpec, WorkerOutput, WorkerPool
 
 WORLD = 4
 
@@ -50,12 +52,12 @@ def _pool() -> Iterator[None]:
 def _measure(benchmark: Any, config: pytest.Config, method: str) -> bench.MethodResult:
     workload_config, steps, sync_every, _ = _settings(config)
     if "pool" not in _state:
-        _state["pool"] = bench.WorkerPool(WORLD)
+        _state["pool"] = WorkerPool(WORLD)
         _state["evaluator"] = bench.Evaluator(workload_config)
     pool, evaluator = _state["pool"], _state["evaluator"]
     # One held-out point, at the end: the curves are the CLI's business.
-    spec = bench.RunSpec(method, WORLD, steps, sync_every, steps, workload_config)
-    outputs: list[list[bench.WorkerOutput]] = []
+    spec = RunSpec(method, WORLD, steps, sync_every, steps, workload_config)
+    outputs: list[list[WorkerOutput]] = []
 
     def one() -> None:
         outputs.append(pool.run(spec, progress=False))

@@ -1,7 +1,8 @@
 """Drop-Muon against Muon: wall time to Muon's final accuracy, a small CNN on digits.
 
-The workload is :mod:`thrifty.optim.workload` (shared with ``thrifty demo schedule``):
-the same CNN, epochs, batches and seeds for :class:`thrifty.optim.Muon` plus AdamW and for
+The workload is :mod:`benches.workloads.optim_drop_muon` (shared with
+``examples/schedule_demo.py``): the same CNN, epochs, batches and seeds for
+:class:`thrifty.optim.Muon` plus AdamW and for
 :class:`thrifty.optim.DropMuon` (arXiv 2510.02239), which is exactly the baseline with
 ``s = 0`` at every step (``tests/optim/test_drop_muon.py`` checks that). The figure of
 merit, in ``extra_info``, is ``seconds_to_target``: the training time until the running
@@ -20,15 +21,20 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+if __package__ in (None, ""):  # run as a script: the repository root goes on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 torch = pytest.importorskip("torch")
 
+from benches.workloads import optim_drop_muon as workload  # noqa: E402
+from benches.workloads.optim_drop_muon import EPOCHS, Run  # noqa: E402
 from thrifty._extras import available  # noqa: E402
-from thrifty.optim import workload  # noqa: E402
-from thrifty.optim.workload import EPOCHS, Run  # noqa: E402
 
 THREADS = 2  # the cores of the machine the README's numbers come from
 

@@ -1,8 +1,9 @@
 """AdAdaGrad (adaptive batch size, arXiv 2402.11215) against fixed-batch AdaGrad.
 
-The workload is :mod:`thrifty.schedule.workload` (shared with ``thrifty demo schedule``):
-multinomial logistic regression on scikit-learn's digits, trained with
-``torch.optim.Adagrad`` until the loss on the whole training set falls below ``TARGET``.
+The workload is :mod:`benches.workloads.schedule_adadagrad` (shared with
+``examples/schedule_demo.py``): multinomial logistic regression on scikit-learn's digits,
+trained with ``torch.optim.Adagrad`` until the loss on the whole training set falls below
+``TARGET``.
 Entries of one group:
 
 - **AdAdaGrad norm** / **AdAdaGrad augmented**: batches from
@@ -27,9 +28,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from benches.workloads import schedule_adadagrad as workload  # noqa: E402
+from benches.workloads.schedule_adadagrad import (  # noqa: E402
+    MAX_BATCH,
+    MIN_BATCH,
+    SOLVERS,
+    TARGET,
+)
 from thrifty._extras import available  # noqa: E402
-from thrifty.schedule import workload  # noqa: E402
-from thrifty.schedule.workload import MAX_BATCH, MIN_BATCH, SOLVERS, TARGET  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not available("sklearn.datasets"), reason="needs scikit-learn (thrifty[datasets])"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,3 +32,35 @@ def test_demo_quick_json(tmp_path, capsys: pytest.CaptureFixture[str]) -> None: 
     for row in result["table"].values():
         assert row["auto"] <= row["uniform"]
     assert (tmp_path / "steps_demo.png").stat().st_size > 1000
+
+
+def test_demo_without_a_checkout_exits_2_saying_how_to_get_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As from a wheel: the package in site-packages, run from a folder outside any checkout.
+    monkeypatch.setattr(cli, "_PACKAGE", tmp_path / "site-packages" / "thrifty")
+    monkeypatch.delenv("THRIFTY_EXAMPLES", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["demo", "steps", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "clone the repository" in err
+    assert "make demo" in err
+    assert cli.main(["demo", "--examples", str(tmp_path)]) == 2
+    assert f"no steps_demo.py in {tmp_path}" in capsys.readouterr().err
+
+
+def test_demo_finds_the_examples_of_the_checkout_it_runs_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkout = Path(__file__).resolve().parents[1]
+    monkeypatch.setattr(cli, "_PACKAGE", tmp_path / "site-packages" / "thrifty")
+    monkeypatch.delenv("THRIFTY_EXAMPLES", raising=False)
+    monkeypatch.chdir(checkout / "tests" / "collective")
+    found = cli._source_folder("examples", "steps_demo", None, "THRIFTY_EXAMPLES")
+    assert found == checkout / "examples"
+    monkeypatch.chdir(tmp_path)
+    assert cli._source_folder("examples", "steps_demo", None, "THRIFTY_EXAMPLES") is None
+    monkeypatch.setenv("THRIFTY_EXAMPLES", str(checkout / "examples"))
+    assert cli._source_folder("examples", "steps_demo", None, "THRIFTY_EXAMPLES") == (
+        checkout / "examples"
+    )

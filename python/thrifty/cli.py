@@ -1,13 +1,21 @@
 """The ``thrifty`` command: one subcommand group per core, ``--json`` on every output.
 
+The production commands live in the package: ``coordinator``, ``steps grid|path|bottleneck``
+and ``bench allreduce`` (a network check, as nccl-tests reports it). ``demo`` and
+``bench diloco`` run files of the source repository (``examples/``, ``benches/``), which a
+wheel does not install: they find them in the checkout of an editable install, in the
+current directory or one above it, or where ``--examples`` / ``--benches`` (or
+``THRIFTY_EXAMPLES`` / ``THRIFTY_BENCHES``) say; without a checkout they exit with status 2
+and say how to get one.
+
 Examples (shell)::
 
-    thrifty demo                    # every demo on built-in defaults
     thrifty steps grid 8 --kind edm --json
     thrifty steps path cost.npy 8 --json
     thrifty coordinator --bind 0.0.0.0:4800 --json   # THRIFTY_SECRET from the environment
-    thrifty demo collective --quick
     thrifty bench allreduce --world 4 --size 64MB --json
+    thrifty demo                    # every demo on built-in defaults (a source checkout)
+    thrifty demo collective --quick
     thrifty demo diloco --quick
     thrifty bench diloco --methods ddp diloco streaming-fp4 --json
     thrifty demo hamming --quick --json
@@ -20,44 +28,100 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from thrifty.errors import ThriftyError
 
-# core -> its demo module and the function that turns the result into text. Each module is
-# imported only when its demo runs: diloco, coreset and schedule need torch, which other
-# users may lack.
-_DEMO_MODULES = {
-    "steps": ("thrifty.steps.demo", "format_table"),
-    "collective": ("thrifty.collective.demo", "format_report"),
-    "diloco": ("thrifty.diloco.demo", "format_report"),
-    "hamming": ("thrifty.hamming.demo", "format_report"),
-    "coreset": ("thrifty.coreset.demo", "format_report"),
-    "schedule": ("thrifty.schedule.demo", "format_report"),
-}
-DEMOS = tuple(_DEMO_MODULES)
+#: The cores with a demo: ``examples/<core>_demo.py`` in the source repository. Each is
+#: imported only when it runs: diloco, coreset and schedule need torch, which other users
+#: may lack.
+DEMOS = ("steps", "collective", "diloco", "hamming", "coreset", "schedule")
 
 
 def _emit(result: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], str]) -> None:
     print(json.dumps(result, indent=2) if as_json else text(result))
 
 
+#: This package's folder: in a source checkout's editable install, ``<checkout>/python/thrifty``.
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _source_folder(name: str, stem: str, given: str | None, variable: str) -> Path | None:
+    """The folder ``name`` of a source checkout that holds ``<stem>.py``.
+
+    In order: ``given`` (the command-line option), the environment ``variable``, the
+    checkout of an editable install (``python/thrifty`` two levels down), then the current
+    directory and each of its parents. None when no checkout is found.
+    """
+    if given is not None:
+        return Path(given)
+    if os.environ.get(variable):
+        return Path(os.environ[variable])
+    # A wheel's site-packages is no checkout, even in a virtual environment that sits inside
+    # one: beside the package, only an editable install's layout counts.
+    roots = [_PACKAGE.parent.parent] if _PACKAGE.parent.name == "python" else []
+    cwd = Path.cwd().resolve()
+    roots += [cwd, *cwd.parents]
+    for root in roots:
+        if (root / name / f"{stem}.py").is_file():
+            return root / name
+    return None
+
+
+def _import_source(
+    folder: Path | None, stems: Sequence[str], *, command: str, option: str, how: str
+) -> list[ModuleType]:
+    """Import ``<folder>/<stem>.py`` for each stem, with the folder's parent (the repository
+    root, which holds ``benches/``) on ``sys.path``, so that the modules and the processes
+    they spawn import ``benches.workloads`` as the tests do.
+
+    Raises ``FileNotFoundError`` (exit status 2), saying how to get the files, when any is
+    missing.
+    """
+    missing = [] if folder is None else [s for s in stems if not (folder / f"{s}.py").is_file()]
+    if folder is None or missing:
+        where = (
+            f"no {option}/ folder in {Path.cwd()} or above it, nor beside the package at {_PACKAGE}"
+            if folder is None
+            else f"no {missing[0]}.py in {folder}"
+        )
+        variable = f"THRIFTY_{option.upper()}"
+        raise FileNotFoundError(
+            f"{command} runs the {option}/ folder of thrifty's source repository, which a "
+            f"wheel does not install ({where}). To get it, clone the repository and {how}; "
+            f"or run it from inside a checkout, or point --{option} (or {variable}) at the "
+            f"{option}/ folder of one."
+        )
+    root = str(folder.resolve().parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return [importlib.import_module(f"{folder.name}.{stem}") for stem in stems]
+
+
 def _demo(args: argparse.Namespace) -> None:
     cores = DEMOS if args.core in (None, "all") else (args.core,)
+    folder = _source_folder("examples", f"{cores[0]}_demo", args.examples, "THRIFTY_EXAMPLES")
+    modules = _import_source(
+        folder,
+        [f"{core}_demo" for core in cores],
+        command="thrifty demo",
+        option="examples",
+        how="run `make demo` in it",
+    )
     results: dict[str, Any] = {}
-    for core in cores:
-        module_name, formatter = _DEMO_MODULES[core]
-        module = importlib.import_module(module_name)
+    for core, module in zip(cores, modules, strict=True):
         results[core] = module.run(out_dir=Path(args.out), quick=args.quick, progress=not args.json)
         if not args.json:
-            print(getattr(module, formatter)(results[core]))
+            print(module.format_report(results[core]))
     if args.json:
         print(json.dumps(results, indent=2))
 
@@ -88,29 +152,42 @@ def _steps_bottleneck(args: argparse.Namespace) -> None:
 
 
 def _bench_allreduce(args: argparse.Namespace) -> None:
-    from thrifty.collective import bench
+    from thrifty.collective import _bandwidth
 
-    sizes = [bench.parse_size(text) for text in args.size]
+    sizes = [_bandwidth.parse_size(text) for text in args.size]
     quantizations = tuple(None if q == "none" else q for q in args.quantize)
-    records = bench.all_reduce_bandwidth(
+    records = _bandwidth.all_reduce_bandwidth(
         world=args.world,
         sizes=sizes,
         quantizations=quantizations,
-        backends=tuple(args.backend),
         iters=args.iters,
         progress=not args.json,
     )
     if args.plot:
-        bench.plot(records, args.plot)
+        _bandwidth.plot(records, args.plot)
     result = {"records": [r.to_dict() for r in records], "plot": args.plot}
-    _emit(result, args.json, lambda _: bench.format_table(records))
+    _emit(result, args.json, lambda _: _bandwidth.format_table(records))
 
 
 def _bench_diloco(args: argparse.Namespace) -> None:
-    from thrifty.diloco import bench
-
-    result = bench.run(
-        args.methods,
+    folder = _source_folder("benches", "diloco_vs_ddp", args.benches, "THRIFTY_BENCHES")
+    (driver,) = _import_source(
+        folder,
+        ["diloco_vs_ddp"],
+        command="thrifty bench diloco",
+        option="benches",
+        how="run `make build`, then `.venv/bin/thrifty bench diloco`, in it",
+    )
+    methods = driver.METHODS if args.methods is None else args.methods
+    unknown = [m for m in methods if m not in driver.METHODS]
+    if unknown:
+        # The methods are the driver's, known only once it is found: refuse as argparse would.
+        args.parser.error(
+            f"argument --methods: invalid choice: {unknown[0]!r} "
+            f"(choose from {', '.join(map(repr, driver.METHODS))})"
+        )
+    result = driver.run(
+        methods,
         world=args.world,
         steps=args.steps,
         sync_every=args.sync_every,
@@ -120,7 +197,7 @@ def _bench_diloco(args: argparse.Namespace) -> None:
     )
 
     def text(r: dict[str, Any]) -> str:
-        return bench.format_table(r) + (f"\nplot: {r['plot']}" if r["plot"] else "")
+        return str(driver.format_table(r)) + (f"\nplot: {r['plot']}" if r["plot"] else "")
 
     _emit(result, args.json, text)
 
@@ -175,11 +252,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thrifty", description=__doc__.splitlines()[0])
     groups = parser.add_subparsers(dest="group", required=True)
 
-    demo = groups.add_parser("demo", help="run the demos on built-in defaults")
+    demo = groups.add_parser(
+        "demo", help="run the demos on built-in defaults (examples/ of a source checkout)"
+    )
     demo.add_argument("core", nargs="?", choices=(*DEMOS, "all"), default=None)
     demo.add_argument("--out", default="out", help="folder for plots (default: out)")
     demo.add_argument("--quick", action="store_true", help="smaller settings, for smoke tests")
     demo.add_argument("--json", action="store_true", help="print JSON")
+    demo.add_argument(
+        "--examples",
+        default=None,
+        metavar="DIR",
+        help="the examples/ folder of a source checkout (default: $THRIFTY_EXAMPLES, or the "
+        "checkout of an editable install)",
+    )
     demo.set_defaults(run=_demo)
 
     steps = groups.add_parser("steps", help="sampling schedules (BOSS, Bottleneck Sampling)")
@@ -201,10 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     bottleneck.add_argument("--json", action="store_true")
     bottleneck.set_defaults(run=_steps_bottleneck)
 
-    bench_group = groups.add_parser("bench", help="measure a core beside its baseline")
+    bench_group = groups.add_parser("bench", help="measure a core")
     benches = bench_group.add_subparsers(dest="bench", required=True)
     allreduce = benches.add_parser(
-        "allreduce", help="thrifty.collective all-reduce beside torch.distributed Gloo"
+        "allreduce",
+        help="thrifty.collective's all-reduce bandwidth on local processes (algbw, busbw)",
     )
     allreduce.add_argument("--world", type=int, default=4, help="processes (default 4)")
     allreduce.add_argument(
@@ -216,25 +303,23 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("none", "int8", "fp8", "fp4"),
         default=["none", "int8", "fp8", "fp4"],
     )
-    allreduce.add_argument(
-        "--backend", nargs="+", choices=("thrifty", "gloo"), default=["thrifty", "gloo"]
-    )
     allreduce.add_argument("--iters", type=int, default=5, help="timed rounds (default 5)")
     allreduce.add_argument("--plot", default=None, help="save a bandwidth plot to this file")
     allreduce.add_argument("--json", action="store_true")
     allreduce.set_defaults(run=_bench_allreduce)
-    from thrifty.diloco.bench import METHODS as DILOCO_METHODS  # numpy only, no torch
 
     diloco = benches.add_parser(
         "diloco",
-        help="DDP beside DiLoCo, Streaming DiLoCo, NoLoCo and SPSA: bytes, time, loss",
+        help="DDP beside DiLoCo, Streaming DiLoCo, NoLoCo and SPSA: bytes, time, loss "
+        "(benches/ of a source checkout)",
     )
     diloco.add_argument(
         "--methods",
         nargs="+",
-        choices=DILOCO_METHODS,
-        default=list(DILOCO_METHODS),
-        help="methods to run, DDP first (default: all)",
+        default=None,
+        metavar="METHOD",
+        help="methods to run, in the driver's order, DDP first (default: all of "
+        "METHODS in benches/diloco_vs_ddp.py)",
     )
     diloco.add_argument("--world", type=int, default=4, help="worker processes (default 4)")
     diloco.add_argument(
@@ -249,7 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
     diloco.add_argument("--quick", action="store_true", help="smaller settings, for smoke tests")
     diloco.add_argument("--plot", default=None, help="save the loss curves and bytes to this file")
     diloco.add_argument("--json", action="store_true")
-    diloco.set_defaults(run=_bench_diloco)
+    diloco.add_argument(
+        "--benches",
+        default=None,
+        metavar="DIR",
+        help="the benches/ folder of a source checkout (default: $THRIFTY_BENCHES, or the "
+        "checkout of an editable install)",
+    )
+    diloco.set_defaults(run=_bench_diloco, parser=diloco)
 
     coordinator = groups.add_parser(
         "coordinator", help="run a thrifty.collective coordinator until Ctrl-C or SIGTERM"

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import chaos
 import pytest
-
-from thrifty.collective import chaos
 
 
 @pytest.mark.timeout(180)

@@ -140,7 +140,8 @@ def test_bench_allreduce_json_reports_wire_bytes(
     assert cli.main(argv) == 0
     records = json.loads(capsys.readouterr().out)["records"]
     wire = {(r["backend"], r["quantize"]): r["wire_bytes"] for r in records}
-    assert set(wire) == {("thrifty", None), ("thrifty", "fp4"), ("gloo", None)}
+    # thrifty only: the Gloo baseline lives in the benchmarks (and `thrifty demo collective`).
+    assert set(wire) == {("thrifty", None), ("thrifty", "fp4")}
     # fp4 with one fp32 scale per 64 values: at least 6x less than fp32 on the wire.
     assert wire[("thrifty", None)] >= 6 * wire[("thrifty", "fp4")] > 0
     assert plot.stat().st_size > 1000

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from thrifty import cli
-from thrifty.coreset import demo
 
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
+
+from examples import coreset_demo as demo
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from thrifty import cli
-from thrifty.diloco import bench, demo
 
 pytest.importorskip("torch")
+
+from benches import diloco_vs_ddp as bench
+from examples import diloco_demo as demo
 
 
 @pytest.mark.timeout(180)

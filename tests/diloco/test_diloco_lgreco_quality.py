@@ -1,5 +1,6 @@
-"""L-GreCo in DiLoCo on the small transformer LM of ``diloco.workload``: 4 worker processes,
-each layer at its own level, against the same run with the uniform default compressor."""
+"""L-GreCo in DiLoCo on the small transformer LM of
+``benches.workloads.diloco_language_model``: 4 worker processes, each layer at its own level,
+against the same run with the uniform default compressor."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ def _compressors() -> dict[str, Any]:
 
 def _worker(comm: Any) -> dict[str, Any]:
     torch.set_num_threads(1)
+    from benches.workloads import diloco_language_model as workload
     from thrifty import diloco
-    from thrifty.diloco import workload
 
     config = workload.WorkloadConfig()
     out: dict[str, Any] = {}

@@ -1,5 +1,6 @@
 """Quality at a fraction of the bytes: 4 worker processes train the small transformer LM of
-``diloco.workload`` against a DDP baseline at the same steps and tokens."""
+``benches.workloads.diloco_language_model`` against a DDP baseline at the same steps and
+tokens."""
 
 from __future__ import annotations
 
@@ -42,8 +43,8 @@ def _runs() -> dict[str, dict[str, Any]]:
 
 
 def _train(comm: Any, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    from benches.workloads import diloco_language_model as workload
     from thrifty import diloco
-    from thrifty.diloco import workload
 
     config = workload.WorkloadConfig()
     options = dict(options)
@@ -77,8 +78,8 @@ def _train(comm: Any, name: str, options: dict[str, Any]) -> dict[str, Any]:
 
 def _spsa(comm: Any, steps: int = 200) -> dict[str, Any]:
     """Zeroth-order training of the same model: one byte per worker and step."""
+    from benches.workloads import diloco_language_model as workload
     from thrifty import diloco
-    from thrifty.diloco import workload
 
     config = workload.WorkloadConfig()
     model = workload.make_model(config)
@@ -98,7 +99,7 @@ def _spsa(comm: Any, steps: int = 200) -> dict[str, Any]:
 
 def _worker(comm: Any) -> dict[str, Any]:
     torch.set_num_threads(1)
-    from thrifty.diloco import workload
+    from benches.workloads import diloco_language_model as workload
 
     out = {name: _train(comm, name, options) for name, options in _runs().items()}
     out["spsa"] = _spsa(comm)
@@ -112,7 +113,7 @@ def _worker(comm: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def results() -> dict[str, Any]:
-    from thrifty.diloco import workload
+    from benches.workloads import diloco_language_model as workload
 
     with World() as world:
         for _ in range(WORLD):

@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from thrifty.diloco import workload  # noqa: E402
+from benches.workloads import diloco_language_model as workload  # noqa: E402
 from thrifty.errors import InvalidArgumentError  # noqa: E402
 
 SMALL = workload.WorkloadConfig(batch_size=4, seq_len=16)

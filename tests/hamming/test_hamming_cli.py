@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from examples import hamming_demo as demo
 from thrifty import cli
-from thrifty.hamming import demo
 
 
 @pytest.mark.timeout(120)

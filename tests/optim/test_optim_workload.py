@@ -1,4 +1,5 @@
-"""thrifty.optim.workload: the Drop-Muon against Muon comparison shared by bench and demo."""
+"""benches.workloads.optim_drop_muon: the Drop-Muon against Muon comparison shared by the
+benchmark and the demo."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
+from benches.workloads import optim_drop_muon as workload  # noqa: E402
 from thrifty.errors import InvalidArgumentError  # noqa: E402
-from thrifty.optim import workload  # noqa: E402
 
 
 def run(seconds: list[float], accuracy: list[float]) -> workload.Run:

@@ -16,9 +16,9 @@ from thrifty import cli
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from thrifty.optim import workload as optim_workload
-from thrifty.schedule import demo
-from thrifty.schedule import workload as schedule_workload
+from benches.workloads import optim_drop_muon as optim_workload
+from benches.workloads import schedule_adadagrad as schedule_workload
+from examples import schedule_demo as demo
 
 
 @pytest.fixture(scope="module")

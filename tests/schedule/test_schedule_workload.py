@@ -1,4 +1,4 @@
-"""thrifty.schedule.workload: the AdAdaGrad comparison shared by bench and demo."""
+"""benches.workloads.schedule_adadagrad: the AdAdaGrad comparison shared by bench and demo."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
+from benches.workloads import schedule_adadagrad as workload  # noqa: E402
 from thrifty.errors import InvalidArgumentError  # noqa: E402
-from thrifty.schedule import workload  # noqa: E402
 
 
 def test_a_capped_run_stops_at_max_steps_short_of_the_target() -> None:

@@ -21,8 +21,8 @@ PyTorch:
 
 :func:`lp_regression` solves (weighted) lp regression by IRLS and :func:`kmeans_cost`
 measures a k-means coreset. CuPy arrays and CUDA tensors get their leverage scores and
-Lewis weights on the device (``cuda/coreset.cu``). :mod:`thrifty.coreset.workload` holds
-the RS2 time-to-accuracy comparison on scikit-learn's digits.
+Lewis weights on the device (``cuda/coreset.cu``). The RS2 time-to-accuracy comparison on
+scikit-learn's digits is a workload of the source repository (``benches/workloads/``).
 
 Examples
 --------

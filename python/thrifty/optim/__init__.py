@@ -8,7 +8,8 @@
 * :class:`AdaGradNorm` -- AdaGrad with one scalar step size (arXiv 1806.01811).
 
 The optimizers subclass ``torch.optim.Optimizer``: importing this module imports torch.
-:mod:`thrifty.optim.workload` holds the Drop-Muon against Muon comparison on a digits CNN.
+The Drop-Muon against Muon comparison on a digits CNN is a workload of the source repository
+(``benches/workloads/``).
 """
 
 from __future__ import annotations

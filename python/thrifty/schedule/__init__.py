@@ -9,8 +9,8 @@
 * :func:`small_gain_certificate` -- block weights, margin, rate and safe Euler and RK4
   steps for a game from per-player curvature and coupling bounds (a :class:`Certificate`).
 
-:mod:`thrifty.schedule.workload` holds the AdAdaGrad against fixed-batch AdaGrad comparison
-on digits.
+The AdAdaGrad against fixed-batch AdaGrad comparison on digits is a workload of the source
+repository (``benches/workloads/``).
 """
 
 from __future__ import annotations

@@ -17,12 +17,12 @@ same mean over its last evaluations): one evaluation on 450 images moves by 0.2 
 image, and a single lucky evaluation would otherwise decide the time. The paper reports up
 to 1.4x. :func:`compare` alternates which method trains first, seed by seed.
 
-This is the workload of ``benches/bench_optim.py`` and of ``thrifty demo schedule``. The
+This is the workload of ``benches/bench_optim.py`` and of ``examples/schedule_demo.py``. The
 digits ship inside scikit-learn (``thrifty[datasets]``): nothing is downloaded.
 
 Examples
 --------
->>> from thrifty.optim import workload
+>>> from benches.workloads import optim_drop_muon as workload
 >>> run = workload.train("drop-muon", seed=0, epochs=1, limit=300)
 >>> run.steps, len(run.seconds) == len(run.accuracy) == len(run.loss)
 ([1, 2], True)
@@ -36,14 +36,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from thrifty._checks import check_choice
 from thrifty._extras import require
 
 require("torch")  # without torch, the error names the extra that installs it
 import torch  # noqa: E402
 
 from thrifty.errors import InvalidArgumentError  # noqa: E402
-from thrifty.optim._drop_muon import DropMuon, Sampler  # noqa: E402
-from thrifty.optim._muon import Muon  # noqa: E402
+from thrifty.optim import DropMuon, Muon  # noqa: E402
 
 EPOCHS = 6
 BATCH = 256
@@ -162,14 +162,13 @@ def train(
     seed: int = 0,
     epochs: int = EPOCHS,
     limit: int | None = None,
-    sampler: Sampler = "uniform",
+    sampler: Any = "uniform",
 ) -> Run:
     """Train with ``"muon"`` or ``"drop-muon"``; ``limit`` caps the training images.
 
     ``sampler`` is Drop-Muon's start-index sampler (see :class:`~thrifty.optim.DropMuon`).
     """
-    if method not in METHODS:
-        raise InvalidArgumentError(f"method must be one of {METHODS}, got {method!r}", "method")
+    check_choice(method, "method", METHODS)
     if epochs < 1:
         raise InvalidArgumentError(f"epochs must be at least 1, got {epochs}", "epochs")
     train_x, train_y, test_x, test_y = digits(seed)
@@ -243,7 +242,7 @@ def summary(muon: Run, drop: Run) -> dict[str, Any]:
     }
 
 
-def compare(seed: int, epochs: int = EPOCHS, sampler: Sampler = "uniform") -> dict[str, Any]:
+def compare(seed: int, epochs: int = EPOCHS, sampler: Any = "uniform") -> dict[str, Any]:
     """Both methods with the same ``seed`` and ``epochs``: the :func:`summary`.
 
     Muon trains first on even seeds and second on odd ones, so that whatever the first run

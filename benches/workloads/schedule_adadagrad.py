@@ -17,12 +17,12 @@ Every run is seeded (model, sampler), so its steps and batch sizes are the same 
 The full-data loss is evaluated after every step, for all solvers alike, and the clock
 includes it.
 
-This is the workload of ``benches/bench_schedule.py`` and of ``thrifty demo schedule``.
+This is the workload of ``benches/bench_schedule.py`` and of ``examples/schedule_demo.py``.
 The digits ship inside scikit-learn (``thrifty[datasets]``): nothing is downloaded.
 
 Examples
 --------
->>> from thrifty.schedule import workload
+>>> from benches.workloads import schedule_adadagrad as workload
 >>> run = workload.train("AdAdaGrad norm", max_steps=3)
 >>> run.batch_sizes[0], run.batch_sizes[-1] > run.batch_sizes[0]  # grown by the norm test
 (16, True)
@@ -38,14 +38,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from thrifty._checks import check_choice
 from thrifty._extras import require
 
 require("torch")  # without torch, the error names the extra that installs it
 import torch  # noqa: E402
 
 from thrifty.errors import InvalidArgumentError  # noqa: E402
-from thrifty.schedule._adaptive_batch import AdaptiveBatchSize  # noqa: E402
-from thrifty.schedule._batch_sampler import AdaptiveBatchSampler  # noqa: E402
+from thrifty.schedule import AdaptiveBatchSampler, AdaptiveBatchSize  # noqa: E402
 
 TARGET = 0.1
 LR = 0.1
@@ -151,8 +151,7 @@ def train(
 ) -> Trajectory:
     """Train with ``solver`` (one of ``SOLVERS``) until the full-data loss is below
     ``target``, or for ``max_steps`` steps."""
-    if solver not in SOLVERS:
-        raise InvalidArgumentError(f"solver must be one of {SOLVERS}, got {solver!r}", "solver")
+    check_choice(solver, "solver", SOLVERS)
     if max_steps < 1:
         raise InvalidArgumentError(f"max_steps must be at least 1, got {max_steps}", "max_steps")
     x, y = digits()

@@ -4,8 +4,8 @@ A coordinator and four peer processes start on 127.0.0.1. The peers loop over al
 of a large array; once they are inside one, the demo SIGKILLs rank 3. Each survivor's call
 raises ``PeerLost`` with its buffer restored exactly; the survivors call
 ``update_topology()``, retry with a world of three, and check the result. The demo then
-measures all-reduce bandwidth beside torch.distributed Gloo (see ``bench``) and saves a
-plot.
+measures all-reduce bandwidth beside torch.distributed Gloo
+(``benches/allreduce_vs_gloo.py``) and saves a plot.
 """
 
 from __future__ import annotations
@@ -14,14 +14,19 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as a script: the repository root goes on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
 
+from benches import allreduce_vs_gloo
 from thrifty._plot import save_figure
-from thrifty.collective import bench
+from thrifty.collective._bandwidth import BandwidthRecord, plot
 
 _SECRET = "thrifty-demo"
 
@@ -104,7 +109,7 @@ def run(out_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[st
     """
     story = failure(size=(1 << 20) if quick else (16 << 20))
     sizes = [1 << 20] if quick else [1 << 20, 16 << 20, 64 << 20]
-    records = bench.all_reduce_bandwidth(
+    records = allreduce_vs_gloo.all_reduce_bandwidth(
         world=4,
         sizes=sizes,
         quantizations=(None, "int8", "fp4"),
@@ -114,13 +119,12 @@ def run(out_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[st
     return {
         "failure": story,
         "bandwidth": [r.to_dict() for r in records],
-        "plot": save_figure(
-            lambda path: bench.plot(records, path), out_dir / "collective_bandwidth.png"
-        ),
+        "plot": save_figure(lambda path: plot(records, path), out_dir / "collective_bandwidth.png"),
     }
 
 
 def format_report(result: dict[str, Any]) -> str:
+    """What each survivor saw, then the bandwidth table beside Gloo."""
     story = result["failure"]
     lines = ["thrifty.collective: 4 peers, rank 3 killed with SIGKILL inside an all-reduce"]
     for event in sorted(story["peer_lost"], key=lambda e: e["rank"]):
@@ -133,9 +137,15 @@ def format_report(result: dict[str, Any]) -> str:
             f"  rank {event['rank']}: retried with world {event['world_size']}, "
             f"result correct: {event['correct']} (value {event['value']:g})"
         )
-    records = [bench.BenchRecord(**r) for r in result["bandwidth"]]
+    records = [BandwidthRecord(**r) for r in result["bandwidth"]]
     lines.append("")
-    lines.append(bench.format_table(records))
+    lines.append(allreduce_vs_gloo.format_table(records))
     if result.get("plot"):
         lines.append(f"plot: {result['plot']}")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from examples._script import main
+
+    raise SystemExit(main(run, format_report, __doc__ or ""))

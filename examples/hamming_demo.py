@@ -5,7 +5,7 @@ Two stories, both on seeded generated data, so that the truth is known:
 * **Near-duplicate passages.** A corpus of passages of Zipf-distributed pseudo-words, in
   which some passages were copied with a few word edits (substitutions, insertions,
   deletions). Each passage becomes a signed hashed bag of its word 3-shingles, then a
-  256-bit :func:`~thrifty.hamming._simhash` code (Charikar, STOC 2002);
+  256-bit :func:`~thrifty.hamming.simhash` code (Charikar, STOC 2002);
   :func:`~thrifty.hamming.near_duplicates` groups the codes within ``RADIUS`` bits, and
   the groups are scored against the planted ones (recall of the planted groups, precision
   of the linked pairs).
@@ -23,6 +23,9 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # run as a script: the repository root goes on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
@@ -303,3 +306,9 @@ def save_plot(result: dict[str, Any], path: str) -> None:
         genome_ax.set_ylabel("windows")
         genome_ax.set_title(f"read of {gen['read_length']}: hits at {gen['found_positions']}")
         genome_ax.legend(fontsize=8)
+
+
+if __name__ == "__main__":
+    from examples._script import main
+
+    raise SystemExit(main(run, format_report, __doc__ or ""))

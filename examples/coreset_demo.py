@@ -11,7 +11,7 @@ Two stories, on seeded data:
   ``||[A b] z||_1`` over random directions ``z`` and the full-data cost of its solution
   against the optimum. A sample that holds none of the rows carrying the rare direction
   leaves the sampled regression without a unique solution; those are counted.
-* **RS2 on digits.** :func:`~thrifty.coreset.workload.time_to_accuracy`: 10 % of the data
+* **RS2 on digits.** :func:`~benches.workloads.coreset_rs2.time_to_accuracy`: 10 % of the data
   per epoch against full data, same epochs, same cosine schedule; training seconds to the
   target accuracy, totals and final accuracies.
 
@@ -26,12 +26,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as a script: the repository root goes on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
 
+from benches.workloads import coreset_rs2 as workload
 from thrifty import coreset
 from thrifty._plot import figure, save_figure
 from thrifty._progress import progress_bar
-from thrifty.coreset import workload
 from thrifty.coreset._embedding import Method
 from thrifty.errors import InvalidArgumentError
 
@@ -133,7 +136,7 @@ def run(out_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[st
     -------
     dict
         ``regression`` (sizes, and per method the median distortion and excess cost),
-        ``rs2`` (see :func:`~thrifty.coreset.workload.time_to_accuracy`) and ``plot``.
+        ``rs2`` (see :func:`~benches.workloads.coreset_rs2.time_to_accuracy`) and ``plot``.
     """
     result: dict[str, Any] = {"regression": regression_study(quick=quick, progress=progress)}
     epochs = 10 if quick else workload.EPOCHS
@@ -218,3 +221,9 @@ def save_plot(result: dict[str, Any], path: str) -> None:
         rs2_ax.set_ylabel("test accuracy")
         rs2_ax.set_title("RS2 against full data on digits")
         rs2_ax.legend(fontsize=8)
+
+
+if __name__ == "__main__":
+    from examples._script import main
+
+    raise SystemExit(main(run, format_report, __doc__ or ""))

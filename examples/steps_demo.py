@@ -7,17 +7,19 @@ fine teacher on held-out noise, and saves a plot of the schedules and samples.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # run as a script: the repository root goes on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
 from thrifty._extras import available, require
 from thrifty._plot import figure
-from thrifty.steps._flows import GaussianMixtureFlow
-from thrifty.steps._sampling import sample
-from thrifty.steps._schedule import Schedule, schedule
+from thrifty.steps import GaussianMixtureFlow, Schedule, sample, schedule
 
 BUDGETS = (2, 4, 8)
 METHODS = ("uniform", "edm", "bellman", "student", "auto")
@@ -133,7 +135,8 @@ def _plot(
     return path
 
 
-def format_table(result: dict[str, Any]) -> str:
+def format_report(result: dict[str, Any]) -> str:
+    """The teacher distance of each method at each budget, and what auto chose."""
     lines = [f"teacher distance ({result['metric']}), teacher = {result['teacher_steps']} steps"]
     lines.append(f"{'budget':<8}" + "".join(f"{m:>10}" for m in METHODS) + "   auto chose")
     for budget, row in result["table"].items():
@@ -143,3 +146,9 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"plot: {result['plot']}")
     lines.append(f"trained in {result['train_seconds']} s, total {result['total_seconds']} s")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from examples._script import main
+
+    raise SystemExit(main(run, format_report, __doc__ or ""))

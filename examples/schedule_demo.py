@@ -2,12 +2,12 @@
 
 Two stories, both on scikit-learn's digits on the CPU, both seeded:
 
-* **Drop-Muon against Muon.** :mod:`thrifty.optim.workload`: a small CNN trained by Muon
+* **Drop-Muon against Muon.** :mod:`benches.workloads.optim_drop_muon`: a small CNN trained by Muon
   plus AdamW and by :class:`~thrifty.optim.DropMuon` (arXiv 2510.02239) for the same
   epochs, batches and seed. The report gives each method's final test accuracy, training
   seconds, seconds to reach Muon's final accuracy and the ratio of those times, and how
   many of the layers Drop-Muon trained per step.
-* **AdAdaGrad's batch sizes.** :mod:`thrifty.schedule.workload`: logistic regression by
+* **AdAdaGrad's batch sizes.** :mod:`benches.workloads.schedule_adadagrad`: logistic regression by
   AdaGrad until the full-data loss falls below a target, with the batch size grown by
   :class:`~thrifty.schedule.AdaptiveBatchSize`'s norm and augmented tests (arXiv
   2402.11215) beside fixed batches of 16 and 256. The report gives the steps, samples and
@@ -21,8 +21,12 @@ and the full-data loss against the step.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # run as a script: the repository root goes on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
@@ -52,12 +56,12 @@ def run(out_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[st
     -------
     dict
         ``optim`` (the settings, ``muon`` and ``drop_muon`` curves as in
-        :meth:`thrifty.optim.workload.Run.to_dict`, and
-        :func:`thrifty.optim.workload.summary`), ``batch_size`` (the target loss and one
-        :meth:`thrifty.schedule.workload.Trajectory.to_dict` per solver) and ``plot``.
+        :meth:`benches.workloads.optim_drop_muon.Run.to_dict`, and
+        :func:`benches.workloads.optim_drop_muon.summary`), ``batch_size`` (the target loss and one
+        :meth:`benches.workloads.schedule_adadagrad.Trajectory.to_dict` per solver) and ``plot``.
     """
-    from thrifty.optim import workload as optim_workload
-    from thrifty.schedule import workload as schedule_workload
+    from benches.workloads import optim_drop_muon as optim_workload
+    from benches.workloads import schedule_adadagrad as schedule_workload
 
     out_dir = Path(out_dir)
     # Checked before minutes of training, not after them.
@@ -189,3 +193,9 @@ def save_plot(result: dict[str, Any], path: str) -> None:
         loss_ax.set_ylabel("full-data loss")
         loss_ax.set_title("AdaGrad on digits, loss against step")
         loss_ax.legend(fontsize=8)
+
+
+if __name__ == "__main__":
+    from examples._script import main
+
+    raise SystemExit(main(run, format_report, __doc__ or ""))

@@ -1,7 +1,7 @@
 """``thrifty demo diloco``: four local workers train with DiLoCo; one is killed half way.
 
 Four spawned worker processes on 127.0.0.1 train the workload's
-:class:`~thrifty.diloco.workload.TinyLM`, first as DDP (an fp32 all-reduce of the
+:class:`~benches.workloads.diloco_language_model.TinyLM`, first as DDP (an fp32 all-reduce of the
 gradients every step, the baseline), then with DiLoCo (arXiv 2311.08105; H inner steps,
 then an fp32 all-reduce of the pseudo-gradients and an outer Nesterov step), both over
 :class:`thrifty.collective.Communicator`. Half way through the DiLoCo run, the worker of
@@ -9,20 +9,25 @@ rank 3 SIGKILLs itself inside a sync, as a crashed machine would. The survivors'
 raises ``PeerLost``; they agree on a world of three, redo the exchange and train on.
 
 The demo prints each worker's loss curve in brief, the held-out loss of DiLoCo's global
-model beside DDP's, and the table of bytes against DDP (see :mod:`thrifty.diloco.bench`),
+model beside DDP's, and the table of bytes against DDP (see ``benches/diloco_vs_ddp.py``),
 and saves the loss curves to ``out_dir/diloco_demo.png``.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as a script: the repository root goes on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
 
+from benches import diloco_vs_ddp as bench
+from benches.workloads.diloco_workers import RunSpec, WorkerOutput, WorkerPool
 from thrifty._plot import figure, save_figure
-from thrifty.diloco import bench
 
 #: The rank that is killed, and when: the first sync at or after half of the steps.
 VICTIM = 3
@@ -47,21 +52,21 @@ def run(out_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[st
         ``killed`` (rank, the step whose sync it died in, the steps it finished),
         ``workers`` (one summary per worker), ``train_curves`` (each worker's training
         losses, by worker index), ``bench`` (DDP's and DiLoCo's rows in the form of
-        :func:`thrifty.diloco.bench.run`'s result) and ``plot``.
+        :func:`benches.diloco_vs_ddp.run`'s result) and ``plot``.
     """
-    from thrifty.diloco import workload
+    from benches.workloads import diloco_language_model as workload
 
     config, steps, sync_every, _ = bench.settings(steps=None, sync_every=None, quick=quick)
     # A held-out point at every sync: the curve shows the kill.
     eval_every = sync_every
     kill_at = steps // 2
     evaluator = bench.Evaluator(config)
-    with bench.WorkerPool(WORLD, progress=progress) as pool:
-        ddp_spec = bench.RunSpec("ddp", WORLD, steps, sync_every, eval_every, config)
+    with WorkerPool(WORLD, progress=progress) as pool:
+        ddp_spec = RunSpec("ddp", WORLD, steps, sync_every, eval_every, config)
         ddp_outputs = pool.run(ddp_spec, progress=progress, description="ddp x4")
         ddp = bench.summarize(ddp_spec, ddp_outputs, evaluator, ddp_bytes=None)
         ddp.bytes_vs_ddp = 1.0
-        spec = bench.RunSpec(
+        spec = RunSpec(
             "diloco",
             WORLD,
             steps,
@@ -107,7 +112,7 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def _worker_summary(output: bench.WorkerOutput) -> dict[str, Any]:
+def _worker_summary(output: WorkerOutput) -> dict[str, Any]:
     losses = output.train_losses
     sizes = output.stats.get("world_sizes", [])
     return {
@@ -208,3 +213,9 @@ def save_plot(result: dict[str, Any], path: str) -> None:
         held_out.set_ylabel("held-out loss (nats/token)")
         held_out.set_title("the model each run produces (DiLoCo: global)")
         held_out.legend(fontsize=8)
+
+
+if __name__ == "__main__":
+    from examples._script import main
+
+    raise SystemExit(main(run, format_report, __doc__ or ""))

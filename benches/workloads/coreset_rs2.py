@@ -11,8 +11,8 @@ The digits (1,797 8x8 images, 10 classes) ship inside scikit-learn: nothing is d
 
 Examples
 --------
->>> from thrifty.coreset import workload
->>> data = workload.digits(seed=0)
+>>> from benches.workloads import coreset_rs2
+>>> data = coreset_rs2.digits(seed=0)
 >>> data.x_train.shape[1], int(data.y_train.max()) + 1
 (64, 10)
 """
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from thrifty._extras import require
+from thrifty.coreset import RS2Sampler
 from thrifty.errors import InvalidArgumentError
 
 #: Defaults of the comparison. A 64-128-10 MLP under SGD with Nesterov momentum reaches about
@@ -122,8 +123,6 @@ def train(
     if epochs < 1:
         raise InvalidArgumentError(f"epochs must be at least 1, got {epochs}", "epochs")
     torch = require("torch")
-    from thrifty.coreset import RS2Sampler
-
     n = int(data.x_train.shape[0])
     model = _model(seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)

@@ -9,15 +9,10 @@ at random every few hundred milliseconds and starts a replacement, which joins t
 - a failed call must leave its input buffer exactly as it was;
 - nothing may hang: every call has a deadline, and the harness bounds every join.
 
-``thrifty.collective.chaos.run(duration_s=30)`` returns a :class:`ChaosReport`; the test
-suite runs a short one and ``make soak`` a long one.
+``run(duration_s=30)`` returns a :class:`ChaosReport`; ``test_chaos.py`` runs a short one,
+and ``make soak`` a long one. By hand, from the repository root::
 
-Examples
---------
->>> from thrifty.collective import chaos
->>> report = chaos.run(duration_s=2, peers=2, progress=False)
->>> report.ok
-True
+    python tests/collective/chaos.py --duration 60 --peers 4
 """
 
 from __future__ import annotations
@@ -206,12 +201,12 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m thrifty.collective.chaos [--duration S] [--peers N] [--json]``."""
+    """``python tests/collective/chaos.py [--duration S] [--peers N] [--seed N] [--json]``."""
     import argparse
     import json
     from dataclasses import asdict
 
-    parser = argparse.ArgumentParser(prog="python -m thrifty.collective.chaos")
+    parser = argparse.ArgumentParser(prog="python tests/collective/chaos.py")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
     parser.add_argument("--peers", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)

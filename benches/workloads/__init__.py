@@ -1,0 +1,12 @@
+"""Training workloads shared by the benchmarks, ``examples/`` and the tests, one per file.
+
+* ``diloco_language_model`` -- a small transformer learning a generated Markov language,
+  with an exact entropy floor (DiLoCo's quality tests, benchmark and demo);
+* ``diloco_trainers``, ``diloco_workers`` -- each low-communication method as one spawned
+  worker trains with it, and the pool of such workers;
+* ``optim_drop_muon`` -- Drop-Muon against Muon on a digits CNN;
+* ``schedule_adadagrad`` -- AdAdaGrad against fixed-batch AdaGrad on digits;
+* ``coreset_rs2`` -- RS2 against full-data training on digits, to a test accuracy.
+
+They need torch (and scikit-learn for the digits); importing this package imports none.
+"""
