@@ -328,10 +328,17 @@ def diloco_entry(rng: np.random.Generator) -> Case:
                 transport=object() if bad == "transport" else comm,
                 **options,
             )
+            huge = float(options.get("outer_lr", 0.7)) > 1e30
             try:
-                _train(model, inner, outer, steps, seed)
+                try:
+                    _train(model, inner, outer, steps, seed)
+                except thrifty.NonFiniteError:
+                    # A huge outer step overflows the parameters; the next quantized sync
+                    # then refuses them by name, which is the documented answer.
+                    if huge and options.get("quantize") is not None:
+                        return
+                    raise
                 expect(outer.inner_steps == steps, f"inner_steps {outer.inner_steps}")
-                huge = float(options.get("outer_lr", 0.7)) > 1e30
                 for p in model.parameters():
                     expect(huge or bool(torch.isfinite(p).all()), "a parameter went non-finite")
                 state = outer.state_dict()
