@@ -24,6 +24,7 @@ from thrifty.diloco.compressors import (  # noqa: E402
     ErrorFeedback,
     RandomK,
     TopK,
+    _quantize,
 )
 
 LENGTHS = (1, 63, 64, 65, 1000)
@@ -163,7 +164,7 @@ def test_fp8_matches_torch_float8_cast(n: int) -> None:
 
 
 def _fp8_probe_values() -> Any:
-    positive = torch.tensor(compressors._FP8_VALUES)
+    positive = torch.tensor(_quantize._FP8_VALUES)
     midpoints = (positive[:-1] + positive[1:]) / 2
     near = torch.cat([midpoints, torch.nextafter(midpoints, torch.tensor(0.0))])
     near = torch.cat([near, torch.nextafter(midpoints, torch.tensor(500.0)), positive])
@@ -177,7 +178,7 @@ def _fp8_probe_values() -> Any:
 def test_fp8_table_rounding_equals_torch_cast() -> None:
     y = _fp8_probe_values()
     expected = y.to(torch.float8_e4m3fn).view(torch.uint8)
-    assert torch.equal(compressors._fp8_codes_by_table(y), expected)
+    assert torch.equal(_quantize._fp8_codes_by_table(y), expected)
 
 
 @float8
@@ -186,7 +187,7 @@ def test_fp8_without_torch_float8_gives_the_same_payloads(monkeypatch: Any) -> N
     x = torch.cat([_fp8_probe_values() / 448, randn(1001)])
     payload = q.encode(x, seed=0)
     decoded = q.decode(payload, x.numel(), seed=0)
-    monkeypatch.setattr(compressors, "_float8_dtype", lambda: None)
+    monkeypatch.setattr(_quantize, "_float8_dtype", lambda: None)
     assert torch.equal(q.encode(x, seed=0), payload)
     assert torch.equal(q.decode(payload, x.numel(), seed=0), decoded)
 
@@ -234,8 +235,10 @@ def test_randomk_coordinates_come_from_the_seed() -> None:
     assert torch.equal(support, torch.nonzero(b.compress(other, seed=42)).flatten())
     assert support.numel() == 50
     assert not torch.equal(support, torch.nonzero(a.compress(x, seed=43)).flatten())
-    # seeds are taken modulo 2**64, so negative and huge ints work
-    assert torch.equal(a.encode(x, seed=-1), a.encode(x, seed=2**64 - 1))
+    # one seed rule across thrifty: an integer in [0, 2**64)
+    assert not torch.equal(a.encode(x, seed=2**64 - 1), a.encode(x, seed=0))
+    with pytest.raises(InvalidArgumentError, match="seed"):
+        a.encode(x, seed=-1)
     assert a.shared_support
     assert not TopK(0.05).shared_support
 

@@ -178,6 +178,37 @@ def test_tables_from_diloco_compressors() -> None:
     assert errors[np.arange(2), levels].sum() <= errors[:, 1].sum()
 
 
+def test_tables_equal_lgreco_measure_for_the_same_seed() -> None:
+    # One error table: the schedule's tables and the compressor's own measurement seed each
+    # layer alike, so seeded candidates (random-k) give the same errors in both.
+    torch = pytest.importorskip("torch")
+    from thrifty.diloco.compressors import BlockQuantizer, LGreCo, RandomK, TopK
+
+    generator = torch.Generator().manual_seed(1)
+    layers = [torch.randn(40, generator=generator), torch.randn(40, generator=generator)]
+    candidates = [RandomK(0.25), TopK(0.25), BlockQuantizer("fp4", block=8)]
+    compressor = LGreCo(candidates, default=2, layers=[t.numel() for t in layers])
+    flat = torch.cat(layers)
+    for seed in (0, 7, 2**64 - 1):
+        errors, sizes = schedule.lgreco_tables(layers, candidates, seed=seed)
+        measured = compressor.measure(flat, seed=seed)
+        assert np.array_equal(errors, measured)
+        assert np.array_equal(sizes, compressor.sizes())
+    # random-k's error depends on the seed, so the agreement above is not vacuous
+    first, _ = schedule.lgreco_tables(layers, candidates, seed=0)
+    other, _ = schedule.lgreco_tables(layers, candidates, seed=7)
+    assert not np.array_equal(first[:, 0], other[:, 0])
+
+
+def test_tables_refuse_a_negative_seed() -> None:
+    torch = pytest.importorskip("torch")
+    from thrifty.diloco.compressors import RandomK
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        schedule.lgreco_tables([torch.ones(4)], [RandomK(0.5)], seed=-1)
+    assert caught.value.argument == "seed"
+
+
 def test_tables_name_bad_input() -> None:
     torch = pytest.importorskip("torch")
     from thrifty.diloco.compressors import TopK

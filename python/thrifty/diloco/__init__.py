@@ -13,13 +13,18 @@ Over :mod:`thrifty.collective` (fault-tolerant, elastic) or ``torch.distributed`
   :class:`~thrifty.diloco.compressors.EControl` (arXiv 2311.05645), also for plain DDP
   through :func:`ddp_comm_hook`;
 * :class:`SharedSeedSPSA` -- zeroth-order fine-tuning that exchanges one byte per worker
-  and step (arXiv 2306.10015).
+  and step (arXiv 2306.10015);
+* :class:`Transport` -- what they all exchange through: a
+  :class:`thrifty.collective.Communicator` or :class:`thrifty.collective.TorchDistributed`
+  (DiLoCo and NoLoCo also wrap a bare ``torch.distributed`` process group).
 
 Examples
 --------
 >>> from thrifty import diloco
->>> sorted(name for name in diloco.__all__ if name[0].isupper())
-['CommStats', 'DiLoCo', 'Fragment', 'NoLoCo', 'SPSAStepReport', 'SharedSeedSPSA', 'SyncRecord']
+>>> classes = sorted(name for name in diloco.__all__ if name[0].isupper())
+>>> classes  # doctest: +NORMALIZE_WHITESPACE
+['CommStats', 'DiLoCo', 'Fragment', 'NoLoCo', 'SPSAStepReport', 'SharedSeedSPSA', 'SyncRecord',
+ 'Transport']
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from thrifty.diloco._fragments import Fragment
 from thrifty.diloco._noloco import NoLoCo
 from thrifty.diloco._spsa import SharedSeedSPSA, SPSAStepReport
 from thrifty.diloco._stats import CommStats, SyncRecord
+from thrifty.diloco._transport import Transport
 
 __all__ = [
     "CommStats",
@@ -40,6 +46,7 @@ __all__ = [
     "SPSAStepReport",
     "SharedSeedSPSA",
     "SyncRecord",
+    "Transport",
     "compressors",
     "ddp_comm_hook",
 ]

@@ -33,8 +33,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from thrifty._checks import check_seed
 from thrifty._extras import require
-from thrifty.diloco.compressors import Compressor, Feedback, LGreCo, _check_seed
+from thrifty.diloco.compressors import Compressor, Feedback, LGreCo
 from thrifty.errors import InternalError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -349,7 +350,7 @@ def ddp_comm_hook(
     ('topk(0.01)', 'econtrol(topk(0.01), eta=0.01)')
     """
     require("torch")
-    _check_seed(seed)
+    seed = check_seed(seed)
     if isinstance(compressor_or_feedback, Feedback):
         state = CompressedHookState(
             compressor_or_feedback.compressor,

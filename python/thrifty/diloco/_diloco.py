@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from thrifty._checks import check_int, check_rate, check_real
+from thrifty._checks import check_choice, check_int, check_rate, check_real
 from thrifty._extras import require
 from thrifty.diloco._exchange import QUANTIZATIONS, Exchange, Exchanged
 from thrifty.diloco._flat import flatten, write_back
@@ -27,12 +27,17 @@ from thrifty.diloco._fragments import Fragment, plan_fragments
 from thrifty.diloco._stats import CommStats, SyncRecord
 from thrifty.diloco._transport import (
     MAX_RETRIES,
+    Transport,
     as_transport,
     epoch,
     is_elastic,
     recover,
 )
+from thrifty.diloco.compressors import Compressor, EControl, ErrorFeedback, Feedback
 from thrifty.errors import CollectiveAborted, InvalidArgumentError, PeerLost
+
+if TYPE_CHECKING:
+    import torch.distributed
 
 _LOST = (PeerLost, CollectiveAborted)
 
@@ -77,10 +82,10 @@ class DiLoCo:
     inner_optimizer
         Its optimizer (AdamW in the paper); kept as it is across syncs.
     transport
-        A :class:`thrifty.collective.Communicator` (peers may join and leave), a
-        :class:`thrifty.collective.TorchDistributed`, or a ``torch.distributed`` process
-        group. The same code runs on all of them; in fp32 without quantization they give
-        bit-equal parameters at the same world size.
+        A :class:`~thrifty.diloco.Transport`: a :class:`thrifty.collective.Communicator`
+        (peers may join and leave) or a :class:`thrifty.collective.TorchDistributed`, or a
+        ``torch.distributed`` process group. The same code runs on all of them; in fp32
+        without quantization they give bit-equal parameters at the same world size.
     sync_every
         H, inner steps between two syncs of the same fragment (OpenDiLoCo: 500).
     outer_lr, outer_momentum, nesterov
@@ -148,7 +153,7 @@ class DiLoCo:
         model: Any,
         inner_optimizer: Any,
         *,
-        transport: Any,
+        transport: Transport | torch.distributed.ProcessGroup,
         sync_every: int,
         outer_lr: float = 0.7,
         outer_momentum: float = 0.9,
@@ -157,8 +162,8 @@ class DiLoCo:
         fragment_pattern: str = "strided",
         overlap_steps: int = 0,
         mix: float = 0.0,
-        quantize: Any = None,
-        error_feedback: Any = None,
+        quantize: str | Compressor | None = None,
+        error_feedback: Feedback | None = None,
     ) -> None:
         torch = require("torch")
         check_training_loop(model, inner_optimizer)
@@ -210,13 +215,12 @@ class DiLoCo:
         self._join()
 
     @staticmethod
-    def _check_compression(quantize: Any, feedback: Any) -> None:
-        from thrifty.diloco.compressors import Compressor, EControl, ErrorFeedback
-
-        named = isinstance(quantize, str) and quantize in QUANTIZATIONS
-        if quantize is not None and not named and not isinstance(quantize, Compressor):
+    def _check_compression(quantize: object, feedback: object) -> None:
+        if isinstance(quantize, str):
+            check_choice(quantize, "quantize", QUANTIZATIONS)
+        elif quantize is not None and not isinstance(quantize, Compressor):
             raise InvalidArgumentError(
-                f"quantize must be None, one of {QUANTIZATIONS} or a "
+                f"quantize must be None, one of {', '.join(map(repr, QUANTIZATIONS))} or a "
                 f"diloco.compressors.Compressor, got {quantize!r}",
                 "quantize",
             )
@@ -469,10 +473,8 @@ class DiLoCo:
 
     def _levels(self, f: int) -> Any:
         """Fragment ``f``'s L-GreCo levels (shared by every worker), or ``None``."""
-        from thrifty.diloco.compressors import LGreCo
-
-        compressor = self._exchange.compressors[f]
-        return compressor.levels if isinstance(compressor, LGreCo) else None
+        compressor = self._exchange.lgreco(f)
+        return None if compressor is None else compressor.levels
 
     def _sync_state(self, outstanding: list[int]) -> Any:
         arrays = self._shared_arrays(outstanding)
@@ -480,8 +482,9 @@ class DiLoCo:
         clock = arrays["clock"]
         count = len(self.fragments)
         for f in range(count):
-            if f"f{f}.levels" in arrays:
-                self._exchange.compressors[f].set_levels(arrays[f"f{f}.levels"].numpy())
+            compressor = self._exchange.lgreco(f)
+            if compressor is not None and f"f{f}.levels" in arrays:
+                compressor.set_levels(arrays[f"f{f}.levels"].numpy())
         self._step = int(clock[0])
         self._ready = [bool(clock[1 + f]) for f in range(count)]
         return report, [f for f in range(count) if clock[1 + count + f]]
@@ -554,8 +557,9 @@ class DiLoCo:
             for key, value in saved.items():
                 self._feedback_state[f][key].copy_(value)
         for f, levels in enumerate(state.get("levels", [])):  # absent before L-GreCo
-            if levels is not None and self._levels(f) is not None:
-                self._exchange.compressors[f].set_levels(levels)
+            compressor = self._exchange.lgreco(f)
+            if levels is not None and compressor is not None and compressor.levels is not None:
+                compressor.set_levels(levels)
         self.stats = CommStats.from_dict(state["stats"])
 
     def close(self) -> None:

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from thrifty._extras import require
-from thrifty.diloco._transport import is_elastic, ring_bytes, wire_bytes
+from thrifty.diloco._transport import Transport, is_elastic, ring_bytes, wire_bytes
+from thrifty.diloco.compressors import BlockQuantizer, Compressor, Feedback, LGreCo
 
 QUANTIZATIONS = ("int8", "fp8", "fp4")
 
@@ -40,13 +41,15 @@ class Exchange:
     """The wire format chosen by DiLoCo's ``quantize`` and ``error_feedback``."""
 
     def __init__(
-        self, transport: Any, quantize: Any, feedback: Any, layouts: list[list[int]]
+        self,
+        transport: Transport,
+        quantize: str | Compressor | None,
+        feedback: Feedback | None,
+        layouts: list[list[int]],
     ) -> None:
-        from thrifty.diloco.compressors import BlockQuantizer, LGreCo
-
         self.feedback = feedback
         self.native: str | None = None
-        self.compressor: Any = None
+        self.compressor: Compressor | None = None
         if feedback is not None:
             self.compressor = feedback.compressor
         elif isinstance(quantize, str):
@@ -56,13 +59,19 @@ class Exchange:
                 self.compressor = BlockQuantizer(quantize)
         else:
             self.compressor = quantize
-        # One compressor per part: an LGreCo's levels belong to one layout.
-        self.compressors: list[Any] = [
-            self.compressor.for_layers(layout)
-            if isinstance(self.compressor, LGreCo)
-            else self.compressor
-            for layout in layouts
-        ]
+        # One compressor per part (none without one): an LGreCo's levels belong to one layout.
+        compressor = self.compressor
+        self.compressors: list[Compressor] = []
+        if compressor is not None:
+            self.compressors = [
+                compressor.for_layers(layout) if isinstance(compressor, LGreCo) else compressor
+                for layout in layouts
+            ]
+
+    def lgreco(self, part: int) -> LGreCo | None:
+        """Part ``part``'s L-GreCo compressor, or ``None`` when it has none."""
+        compressor = self.compressors[part] if self.compressors else None
+        return compressor if isinstance(compressor, LGreCo) else None
 
     @property
     def name(self) -> str:
@@ -76,7 +85,7 @@ class Exchange:
 
     def run(
         self,
-        transport: Any,
+        transport: Transport,
         vector: Any,
         seed: int,
         feedback_state: Any,
@@ -102,15 +111,13 @@ class Exchange:
 
     def _gathered(
         self,
-        transport: Any,
+        transport: Transport,
         vector: Any,
         seed: int,
         feedback_state: Any,
         part: int,
         exchange_index: int,
     ) -> Exchanged:
-        from thrifty.diloco.compressors import LGreCo
-
         torch = require("torch")
         message = (
             vector if self.feedback is None else self.feedback.outgoing(vector, feedback_state)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from thrifty._checks import check_choice
 from thrifty._extras import require
 from thrifty.errors import InvalidArgumentError
 
@@ -74,10 +75,7 @@ def _units(model: Any) -> list[tuple[str, list[tuple[str, Any]]]]:
 
 def plan_fragments(model: Any, fragments: Any, pattern: str) -> list[Fragment]:
     """The fragments of ``model``, by count and ``pattern`` or by explicit module names."""
-    if not isinstance(pattern, str) or pattern not in PATTERNS:
-        raise InvalidArgumentError(
-            f"fragment_pattern must be one of {PATTERNS}, got {pattern!r}", "fragment_pattern"
-        )
+    check_choice(pattern, "fragment_pattern", PATTERNS)
     units = _units(model)
     if not units:
         raise InvalidArgumentError("model has no parameters to train", "model")

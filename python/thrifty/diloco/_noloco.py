@@ -10,15 +10,18 @@ its inner steps from ``phi``. No worker ever waits for the whole world.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from thrifty._checks import check_int, check_rate, check_real
 from thrifty._extras import require
 from thrifty.diloco._diloco import check_training_loop
 from thrifty.diloco._flat import flatten, write_back
 from thrifty.diloco._stats import CommStats, SyncRecord
-from thrifty.diloco._transport import as_transport, wire_bytes, with_retries
+from thrifty.diloco._transport import Transport, as_transport, wire_bytes, with_retries
 from thrifty.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    import torch.distributed
 
 
 class NoLoCo:
@@ -73,7 +76,7 @@ class NoLoCo:
         model: Any,
         inner_optimizer: Any,
         *,
-        transport: Any,
+        transport: Transport | torch.distributed.ProcessGroup,
         sync_every: int,
         outer_lr: float,
         beta: float,

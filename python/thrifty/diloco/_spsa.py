@@ -43,8 +43,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from thrifty._checks import check_int, check_positive
+from thrifty._checks import check_int, check_positive, check_seed
 from thrifty._extras import require
+from thrifty.diloco._transport import ScalarTransport, check_scalar_transport
 from thrifty.errors import InternalError, InvalidArgumentError, NonFiniteError, PeerLost
 
 if TYPE_CHECKING:
@@ -66,7 +67,6 @@ _MASK64 = (1 << 64) - 1
 _MIN_MEAN_SQUARE = 1e-60  # keeps the scale positive after long runs of zero codes
 _DIRECTION = 0x5EED_D1EC  # stream tags: directions and rounding never share draws
 _ROUNDING = 0x5EED_0DD5
-_NEEDED = ("rank", "world_size", "all_gather_scalars", "sync_state", "update_topology")
 _PARAM_DTYPES = ("torch.float32", "torch.float64", "torch.float16", "torch.bfloat16")
 
 
@@ -244,7 +244,7 @@ class SharedSeedSPSA:
         model: torch.nn.Module,
         loss_fn: Callable[[torch.nn.Module, Any], Any],
         *,
-        transport: Any,
+        transport: ScalarTransport,
         eps: float = 1e-3,
         lr: float,
         seed: int = 0,
@@ -262,16 +262,10 @@ class SharedSeedSPSA:
                 f"loss_fn must be callable as loss_fn(model, batch), got {type(loss_fn).__name__}",
                 "loss_fn",
             )
-        missing = [name for name in _NEEDED if not hasattr(transport, name)]
-        if missing:
-            raise InvalidArgumentError(
-                f"transport must be a thrifty.collective.Communicator or TorchDistributed "
-                f"(it lacks {', '.join(missing)}), got {type(transport).__name__}",
-                "transport",
-            )
+        checked = check_scalar_transport(transport)
         self._eps = check_positive(eps, "eps")
         self._lr = check_positive(lr, "lr")
-        self._seed = check_int(seed, "seed", minimum=0, maximum=_MASK64)
+        self._seed = check_seed(seed)
         # Bounded so a step's values stay a tiny payload of the commit vote.
         self._samples = check_int(samples, "samples", minimum=1, maximum=64)
         initial = check_positive(initial_scale, "initial_scale")
@@ -297,7 +291,7 @@ class SharedSeedSPSA:
             raise InvalidArgumentError("model has no parameters with requires_grad", "model")
         self._model = model
         self._loss_fn = loss_fn
-        self._transport = transport
+        self._transport = checked
         self._step = 0
         # x * x rather than x ** 2: a float product saturates to inf, where ** raises.
         mean_square = (initial / CLIP_SIGMAS) * (initial / CLIP_SIGMAS)

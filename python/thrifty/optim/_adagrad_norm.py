@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from thrifty._checks import check_rate, check_real
 from thrifty.errors import InvalidArgumentError
 from thrifty.optim._muon import closure_loss
+
+if TYPE_CHECKING:
+    from torch.optim.optimizer import ParamsT
 
 __all__ = ["AdaGradNorm"]
 
@@ -62,7 +65,7 @@ class AdaGradNorm(torch.optim.Optimizer):
 
     def __init__(
         self,
-        params: Iterable[Any],
+        params: ParamsT,
         *,
         lr: float = 1.0,
         initial_accumulator_value: float = 0.0,

@@ -138,7 +138,7 @@ class DropMuon(torch.optim.Optimizer):
 
     def __init__(
         self,
-        layers: Sequence[Any],
+        layers: Sequence[torch.nn.Module],
         *,
         lr: float,
         momentum: float = 0.95,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from thrifty._checks import check_choice, check_int, check_rate, check_real
 from thrifty._extras import require
@@ -15,6 +15,9 @@ import torch  # noqa: E402
 
 from thrifty.errors import InvalidArgumentError, ShapeError  # noqa: E402
 from thrifty.optim._newton_schulz import COEFFICIENTS, EPS, newton_schulz  # noqa: E402
+
+if TYPE_CHECKING:
+    from torch.optim.optimizer import ParamsT
 
 # torch.optim.Muon's names (PyTorch >= 2.9, ``adjust_lr_fn``): the factor the learning rate
 # of a (rows, cols) matrix is multiplied by.
@@ -158,7 +161,7 @@ class Muon(torch.optim.Optimizer):
 
     def __init__(
         self,
-        params: Iterable[Any],
+        params: ParamsT,
         lr: float = 0.02,
         momentum: float = 0.95,
         nesterov: bool = True,

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from thrifty import _native
 from thrifty._arrays import host_array, is_torch_tensor
-from thrifty._checks import check_int
+from thrifty._checks import check_int, check_seed
 from thrifty.errors import DTypeError, InvalidArgumentError, NonFiniteError
 
 if TYPE_CHECKING:
     import torch
-
-    from thrifty.diloco.compressors import Compressor
 
 Int64Array = np.ndarray[Any, np.dtype[np.int64]]
 Float64Array = np.ndarray[Any, np.dtype[np.float64]]
@@ -23,6 +21,67 @@ Float64Array = np.ndarray[Any, np.dtype[np.float64]]
 #: Buckets of the error budget when errors are floats: each layer's error is rounded up by
 #: less than ``budget / DEFAULT_BUCKETS``, and the DP costs ``L * C * (buckets + 1)`` steps.
 DEFAULT_BUCKETS = 10_000
+
+
+_SEED_MASK = (1 << 64) - 1
+
+
+@runtime_checkable
+class LevelCompressor(Protocol):
+    """What a candidate level must offer for its error and size to be measured: a lossy
+    ``compress`` of a flat float32 tensor and the size of its payload (the compressors of
+    :mod:`thrifty.diloco.compressors` all do)."""
+
+    def compress(self, x: torch.Tensor, *, seed: int) -> torch.Tensor: ...
+
+    def payload_bytes(self, numel: int) -> int: ...
+
+
+def layer_seed(seed: int, layer: int) -> int:
+    """The seed layer ``layer`` is compressed with, for a table or an exchange seeded ``seed``.
+
+    Each layer gets its own draw (a seeded compressor such as random-k would otherwise pick
+    the same offsets in every layer of a size); an odd multiplier keeps distinct layers
+    distinct modulo ``2**64``.
+
+    Examples
+    --------
+    >>> from thrifty.schedule._lgreco import layer_seed
+    >>> layer_seed(0, 0) != layer_seed(0, 1) and 0 <= layer_seed(2**64 - 1, 3) < 2**64
+    True
+    """
+    return (seed + (layer + 1) * 0x9E3779B97F4A7C15) & _SEED_MASK
+
+
+def error_table(
+    pieces: Sequence[torch.Tensor], candidates: Sequence[LevelCompressor], *, seed: int
+) -> Float64Array:
+    """``errors[l, c] = ||x_l - C_c(x_l)||^2`` for flat float32 layers ``x_l``, each
+    compressed with :func:`layer_seed` of ``seed`` and ``l``.
+
+    The table fills on the layers' device and is copied to the host once, without a host
+    sync per entry. Non-finite layers give NaN or infinite entries.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from thrifty.diloco.compressors import TopK
+    >>> from thrifty.schedule._lgreco import error_table
+    >>> error_table([torch.tensor([3.0, 1.0]), torch.tensor([2.0, 2.0])], [TopK(0.5)], seed=0)
+    array([[1.],
+           [4.]])
+    """
+    import torch
+
+    device = pieces[0].device if pieces else torch.device("cpu")
+    table = torch.zeros(len(pieces), len(candidates), dtype=torch.float64, device=device)
+    for layer, piece in enumerate(pieces):
+        mixed = layer_seed(seed, layer)
+        for level, compressor in enumerate(candidates):
+            residual = compressor.compress(piece, seed=mixed) - piece
+            table[layer, level] = residual.double().square().sum()
+    errors: Float64Array = table.cpu().numpy()
+    return errors
 
 
 def _checked_budget(budget: Any) -> float:
@@ -100,23 +159,28 @@ def lgreco(errors: Any, sizes: Any, budget: float, *, buckets: int | None = None
 
 
 def lgreco_tables(
-    tensors: Sequence[torch.Tensor], candidates: Sequence[Compressor], *, seed: int = 0
+    tensors: Sequence[torch.Tensor], candidates: Sequence[LevelCompressor], *, seed: int = 0
 ) -> tuple[Float64Array, Float64Array]:
     """The (errors, sizes) tables of :func:`lgreco` for per-layer tensors and compressors.
 
     ``errors[l, c] = ||g_l - C_c(g_l)||^2`` is the squared error of compressing layer ``l``'s
     flattened tensor (as float32) with candidate ``c``, and ``sizes[l, c]`` is the payload
     size in bytes, ``C_c.payload_bytes(g_l.numel())``: the tables L-GreCo (arXiv 2210.17357)
-    minimises over, for the compressors of :mod:`thrifty.diloco.compressors`.
+    minimises over, for the compressors of :mod:`thrifty.diloco.compressors`. The errors
+    are those :meth:`thrifty.diloco.compressors.LGreCo.measure` gives for the layers laid
+    end to end, with the same ``seed``.
 
     Parameters
     ----------
     tensors : sequence of torch.Tensor
         One tensor per layer (a gradient, or a DiLoCo pseudo-gradient), finite.
-    candidates : sequence of Compressor
-        The candidate levels, e.g. ``[TopK(0.01), TopK(0.1), BlockQuantizer("int8")]``.
+    candidates : sequence of compressors
+        The candidate levels, e.g. ``[TopK(0.01), TopK(0.1), BlockQuantizer("int8")]``:
+        anything with ``compress(x, *, seed)`` and ``payload_bytes(numel)``.
     seed : int
-        The seed every compression uses (it matters for ``RandomK`` only).
+        An integer in ``[0, 2**64)``; layer ``l`` is compressed with a seed derived from it
+        and ``l``, as :class:`~thrifty.diloco.compressors.LGreCo` compresses its layers (it
+        matters for seeded compressors such as ``RandomK`` only).
 
     Returns
     -------
@@ -134,16 +198,18 @@ def lgreco_tables(
     >>> schedule.lgreco(errors, sizes, float(errors[:, 1].sum())).tolist()
     [1, 1]
     """
-    from thrifty.diloco.compressors import Compressor
-
-    if not candidates or not all(isinstance(c, Compressor) for c in candidates):
+    seed = check_seed(seed)
+    if (
+        isinstance(candidates, (str, bytes))
+        or not candidates
+        or not all(isinstance(c, LevelCompressor) for c in candidates)
+    ):
         raise InvalidArgumentError(
-            "candidates must be a non-empty sequence of thrifty.diloco.compressors.Compressor, "
-            f"got {candidates!r}",
+            "candidates must be a non-empty sequence of compressors such as "
+            f"thrifty.diloco.compressors.TopK, got {candidates!r}",
             "candidates",
         )
-    errors = np.zeros((len(tensors), len(candidates)))
-    sizes = np.zeros((len(tensors), len(candidates)))
+    pieces = []
     for layer, tensor in enumerate(tensors):
         if not is_torch_tensor(tensor):
             raise DTypeError(
@@ -152,8 +218,8 @@ def lgreco_tables(
         flat = tensor.detach().reshape(-1).float()
         if not bool(flat.isfinite().all()):
             raise NonFiniteError(f"tensors[{layer}] holds NaN or infinity", "tensors")
-        for level, compressor in enumerate(candidates):
-            residual = compressor.compress(flat, seed=seed) - flat
-            errors[layer, level] = float(residual.double().square().sum())
-            sizes[layer, level] = compressor.payload_bytes(flat.numel())
-    return errors, sizes
+        pieces.append(flat)
+    sizes = np.array(
+        [[float(c.payload_bytes(flat.numel())) for c in candidates] for flat in pieces]
+    ).reshape(len(pieces), len(candidates))
+    return error_table(pieces, candidates, seed=seed), sizes
