@@ -803,9 +803,7 @@ def bottleneck_stage(rng: np.random.Generator) -> Case:
 def sample_bottleneck(rng: np.random.Generator) -> Case:
     plan = steps.bottleneck_plan(
         int(rng.integers(3, 10)),
-        stages=pick(
-            rng, (((1.0, 1.0),), DEFAULT_STAGES, ((0.5, 0.5), (1.0, 0.5)))
-        ),
+        stages=pick(rng, (((1.0, 1.0),), DEFAULT_STAGES, ((0.5, 0.5), (1.0, 0.5)))),
     )
     side = int(pick(rng, (4, 8, 6, 5)))
     noise: Any = rng.standard_normal((size(rng, 1, 3), size(rng, 1, 3), side, side))
