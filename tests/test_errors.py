@@ -18,7 +18,7 @@ def test_every_error_derives_from_thrifty_error_and_its_standard_mixin() -> None
 
 def test_rust_errors_arrive_as_thrifty_errors_naming_the_argument() -> None:
     with pytest.raises(
-        thrifty.ShapeError, match=r"cost must be square, got shape \(3, 4\)"
+        thrifty.ShapeError, match=r"cost: must be square, got shape \(3, 4\)"
     ) as info:
         steps.optimal_path(np.zeros((3, 4)), 2)
     assert info.value.argument == "cost"

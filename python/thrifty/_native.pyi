@@ -5,10 +5,38 @@ import numpy as np
 from typing_extensions import Self
 
 __all__ = [
+    "DTYPES",
+    "LEVERAGE_METHODS",
+    "METRICS",
+    "QUANTIZATIONS",
+    "REDUCE_OPS",
+    "STRATEGIES",
+    "TEXT_METHODS",
     "Communicator",
     "Coordinator",
+    "CoordinatorSnapshot",
+    "CoresetAliasTable",
+    "KmeansSensitivities",
+    "LewisWeights",
+    "OpStats",
+    "PairAverage",
+    "Path",
     "PendingOp",
+    "RadiusHits",
+    "RegressionFit",
+    "Sample",
+    "SmallGainCertificate",
+    "SyncReport",
+    "TopK",
     "__version__",
+    "coreset_kmeans_sensitivities",
+    "coreset_leverage_scores",
+    "coreset_lewis_weights",
+    "coreset_lp_regression",
+    "coreset_lp_sensitivities",
+    "coreset_permutation",
+    "coreset_root_leverage_scores",
+    "coreset_sample",
     "hamming_cdist",
     "hamming_kernel",
     "hamming_pack",
@@ -19,6 +47,8 @@ __all__ = [
     "optimal_path",
     "optimal_paths",
     "pairing_groups",
+    "schedule_lgreco",
+    "schedule_small_gain_certificate",
     "state_hash",
     "text_to_pattern",
     "text_to_patterns",
@@ -26,31 +56,92 @@ __all__ = [
 
 __version__: str
 
-_Path = tuple[np.ndarray[Any, np.dtype[np.int64]], float]
+_F64 = np.ndarray[Any, np.dtype[np.float64]]
+_I64 = np.ndarray[Any, np.dtype[np.int64]]
+_I32 = np.ndarray[Any, np.dtype[np.int32]]
+_U32 = np.ndarray[Any, np.dtype[np.uint32]]
+_Codes = np.ndarray[Any, np.dtype[np.uint8]]
 
-def optimal_path(
-    cost: np.ndarray[Any, np.dtype[np.float64]],
-    k: int,
-    future_weight: float = 1.0,
-    strategy: str = "auto",
-) -> _Path: ...
+# The allowed names of each string option, in the core's order.
+STRATEGIES: tuple[str, ...]
+METRICS: tuple[str, ...]
+DTYPES: tuple[str, ...]
+REDUCE_OPS: tuple[str, ...]
+QUANTIZATIONS: tuple[str, ...]
+TEXT_METHODS: tuple[str, ...]
+LEVERAGE_METHODS: tuple[str, ...]
+
+# thrifty.steps
+@final
+class Path:
+    @property
+    def nodes(self) -> _I64: ...
+    @property
+    def cost(self) -> float: ...
+
+def optimal_path(cost: _F64, k: int, future_weight: float = 1.0, strategy: str = ...) -> Path: ...
 def optimal_paths(
-    cost: np.ndarray[Any, np.dtype[np.float64]],
-    k_max: int,
-    future_weight: float = 1.0,
-    strategy: str = "auto",
-) -> list[_Path]: ...
-def is_monge(cost: np.ndarray[Any, np.dtype[np.float64]]) -> bool: ...
+    cost: _F64, k_max: int, future_weight: float = 1.0, strategy: str = ...
+) -> list[Path]: ...
+def is_monge(cost: _F64) -> bool: ...
 def jump_errors(
     starts: np.ndarray[Any, Any],
     velocities: np.ndarray[Any, Any],
     targets: np.ndarray[Any, Any],
-    times: np.ndarray[Any, np.dtype[np.float64]],
-    metric: str = "l2",
-) -> np.ndarray[Any, np.dtype[np.float64]]: ...
+    times: _F64,
+    metric: str = ...,
+) -> _F64: ...
 
 # thrifty.collective
-_Stats = tuple[int, int, float]
+@final
+class OpStats:
+    @property
+    def bytes_sent(self) -> int: ...
+    @property
+    def bytes_received(self) -> int: ...
+    @property
+    def seconds(self) -> float: ...
+
+@final
+class CoordinatorSnapshot:
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def members(self) -> list[int]: ...
+    @property
+    def pending(self) -> list[int]: ...
+    @property
+    def broken(self) -> str | None: ...
+    @property
+    def forming(self) -> int | None: ...
+    @property
+    def asked(self) -> list[int]: ...
+
+@final
+class SyncReport:
+    @property
+    def revision(self) -> int: ...
+    @property
+    def fetched(self) -> list[str]: ...
+    @property
+    def bytes_received(self) -> int: ...
+    @property
+    def bytes_sent(self) -> int: ...
+    @property
+    def sources(self) -> list[tuple[str, int]]: ...
+    @property
+    def state_hash(self) -> str: ...
+    @property
+    def peers_out_of_date(self) -> int: ...
+    @property
+    def world_size(self) -> int: ...
+
+@final
+class PairAverage:
+    @property
+    def group(self) -> list[int]: ...
+    @property
+    def stats(self) -> OpStats: ...
 
 @final
 class Coordinator:
@@ -65,11 +156,11 @@ class Coordinator:
     ) -> Self: ...
     def address(self) -> str: ...
     def close(self) -> None: ...
-    def snapshot(self) -> dict[str, Any]: ...
+    def snapshot(self) -> CoordinatorSnapshot: ...
 
 @final
 class PendingOp:
-    def wait(self) -> _Stats: ...
+    def wait(self) -> OpStats: ...
     def done(self) -> bool: ...
     @property
     def array(self) -> Any: ...
@@ -100,89 +191,120 @@ class Communicator:
         self,
         array: np.ndarray[Any, Any],
         dtype: str,
-        op: str = "sum",
+        op: str = ...,
         quantize: str | None = None,
         block: int = 64,
-    ) -> _Stats: ...
+    ) -> OpStats: ...
     def all_reduce_async(
         self,
         array: np.ndarray[Any, Any],
         dtype: str,
-        op: str = "sum",
+        op: str = ...,
         quantize: str | None = None,
         block: int = 64,
     ) -> PendingOp: ...
-    def broadcast(self, array: np.ndarray[Any, Any], dtype: str, root: int) -> _Stats: ...
+    def broadcast(self, array: np.ndarray[Any, Any], dtype: str, root: int) -> OpStats: ...
     def all_gather(
         self, array: np.ndarray[Any, Any], dtype: str, out: np.ndarray[Any, Any]
-    ) -> _Stats: ...
+    ) -> OpStats: ...
     def barrier(self) -> None: ...
     def all_gather_scalars(self, values: list[float]) -> list[list[float]]: ...
     def pair_average(
         self, array: np.ndarray[Any, Any], dtype: str, step: int, group_size: int = 2
-    ) -> tuple[list[int], _Stats]: ...
+    ) -> PairAverage: ...
     def sync_state(
         self, arrays: list[tuple[str, np.ndarray[Any, Any], str]], revision: int
-    ) -> dict[str, Any]: ...
+    ) -> SyncReport: ...
     def close(self) -> None: ...
 
 def pairing_groups(world_size: int, step: int, group_size: int = 2) -> list[list[int]]: ...
 def state_hash(array: np.ndarray[Any, Any], dtype: str) -> str: ...
 
 # thrifty.hamming
-_Codes = np.ndarray[Any, np.dtype[np.uint8]]
+@final
+class TopK:
+    @property
+    def distances(self) -> _I32: ...
+    @property
+    def indices(self) -> _I64: ...
+
+@final
+class RadiusHits:
+    @property
+    def offsets(self) -> _I64: ...
+    @property
+    def indices(self) -> _I64: ...
+    @property
+    def distances(self) -> _I32: ...
 
 def text_to_pattern(
-    text: np.ndarray[Any, np.dtype[np.uint32]],
-    pattern: np.ndarray[Any, np.dtype[np.uint32]],
-    method: str = "auto",
+    text: _U32,
+    pattern: _U32,
+    method: str = ...,
     k: int | None = None,
     eps: float | None = None,
     seed: int = 0,
-) -> np.ndarray[Any, np.dtype[np.int32]]: ...
+) -> _I32: ...
 def text_to_patterns(
-    text: np.ndarray[Any, np.dtype[np.uint32]],
-    patterns: list[np.ndarray[Any, np.dtype[np.uint32]]],
-    method: str = "auto",
+    text: _U32,
+    patterns: list[_U32],
+    method: str = ...,
     k: int | None = None,
     eps: float | None = None,
     seed: int = 0,
-) -> list[np.ndarray[Any, np.dtype[np.int32]]]: ...
-def hamming_pack(bits: np.ndarray[Any, np.dtype[np.uint8]]) -> _Codes: ...
-def hamming_cdist(a: _Codes, b: _Codes) -> np.ndarray[Any, np.dtype[np.int32]]: ...
-def hamming_topk(
-    queries: _Codes, db: _Codes, k: int
-) -> tuple[np.ndarray[Any, np.dtype[np.int32]], np.ndarray[Any, np.dtype[np.int64]]]: ...
-def hamming_radius(
-    queries: _Codes, db: _Codes, r: int
-) -> tuple[
-    np.ndarray[Any, np.dtype[np.int64]],
-    np.ndarray[Any, np.dtype[np.int64]],
-    np.ndarray[Any, np.dtype[np.int32]],
-]: ...
+) -> list[_I32]: ...
+def hamming_pack(bits: _Codes) -> _Codes: ...
+def hamming_cdist(a: _Codes, b: _Codes) -> _I32: ...
+def hamming_topk(queries: _Codes, db: _Codes, k: int) -> TopK: ...
+def hamming_radius(queries: _Codes, db: _Codes, r: int) -> RadiusHits: ...
 def hamming_kernel() -> str: ...
 
-__all__ += [
-    "coreset_kmeans_sensitivities",
-    "coreset_leverage_scores",
-    "coreset_lewis_weights",
-    "coreset_lp_regression",
-    "coreset_lp_sensitivities",
-    "coreset_root_leverage_scores",
-]
+# thrifty.coreset
+@final
+class LewisWeights:
+    @property
+    def weights(self) -> _F64: ...
+    @property
+    def residual(self) -> float: ...
+    @property
+    def iterations(self) -> int: ...
 
-_F64 = np.ndarray[Any, np.dtype[np.float64]]
-_I64 = np.ndarray[Any, np.dtype[np.int64]]
+@final
+class KmeansSensitivities:
+    @property
+    def sensitivities(self) -> _F64: ...
+    @property
+    def seeds(self) -> _I64: ...
+    @property
+    def assignment(self) -> _I64: ...
+
+@final
+class RegressionFit:
+    @property
+    def x(self) -> _F64: ...
+    @property
+    def cost(self) -> float: ...
+    @property
+    def iterations(self) -> int: ...
+
+@final
+class Sample:
+    @property
+    def indices(self) -> _I64: ...
+    @property
+    def weights(self) -> _F64: ...
+    @property
+    def threshold(self) -> float | None: ...
 
 def coreset_leverage_scores(
-    a: _F64, method: str = "qr", seed: int = 0, eps: float = 0.5
+    a: _F64, method: str = ..., seed: int = 0, eps: float = 0.5
 ) -> _F64: ...
 def coreset_root_leverage_scores(a: _F64) -> _F64: ...
 def coreset_lewis_weights(
     a: _F64, p: float, iters: int = 1000, tol: float = 1e-06
-) -> tuple[_F64, float, int]: ...
+) -> LewisWeights: ...
 def coreset_lp_sensitivities(a: _F64, p: float, iters: int = 1000, tol: float = 1e-06) -> _F64: ...
-def coreset_kmeans_sensitivities(x: _F64, k: int, seed: int = 0) -> tuple[_F64, _I64, _I64]: ...
+def coreset_kmeans_sensitivities(x: _F64, k: int, seed: int = 0) -> KmeansSensitivities: ...
 def coreset_lp_regression(
     a: _F64,
     b: _F64,
@@ -190,52 +312,45 @@ def coreset_lp_regression(
     weights: _F64 | None = None,
     iters: int = 100,
     tol: float = 1e-10,
-) -> tuple[_F64, float, int]: ...
-
-__all__ += ["CoresetAliasTable", "coreset_permutation", "coreset_sample"]
+) -> RegressionFit: ...
 
 @final
 class CoresetAliasTable:
-    def __new__(cls, scores: np.ndarray[Any, np.dtype[np.float64]]) -> Self: ...
-    def draw(self, m: int, seed: int = 0) -> np.ndarray[Any, np.dtype[np.int64]]: ...
+    def __new__(cls, scores: _F64) -> Self: ...
+    def draw(self, m: int, seed: int = 0) -> _I64: ...
 
-def coreset_sample(
-    scores: np.ndarray[Any, np.dtype[np.float64]],
-    m: int,
-    replace: bool = True,
-    seed: int = 0,
-) -> tuple[
-    np.ndarray[Any, np.dtype[np.int64]],
-    np.ndarray[Any, np.dtype[np.float64]],
-    float | None,
-]: ...
+def coreset_sample(scores: _F64, m: int, replace: bool = True, seed: int = 0) -> Sample: ...
 def coreset_permutation(
     n: int, seed: int = 0, salt: int = 0
 ) -> np.ndarray[Any, np.dtype[np.uint32]] | np.ndarray[Any, np.dtype[np.uint64]]: ...
 
-# --- schedule: lgreco and small-gain ---
-__all__ += ["schedule_lgreco", "schedule_small_gain_certificate"]
+# thrifty.schedule
+@final
+class SmallGainCertificate:
+    @property
+    def weights(self) -> _F64: ...
+    @property
+    def margin(self) -> float: ...
+    @property
+    def lipschitz_weighted(self) -> float: ...
+    @property
+    def small_gain(self) -> float: ...
+    @property
+    def step(self) -> float: ...
+    @property
+    def rate(self) -> float: ...
+    @property
+    def max_step_euler(self) -> float: ...
+    @property
+    def max_step_rk4(self) -> float: ...
+    @property
+    def certified(self) -> bool: ...
+    @property
+    def reason(self) -> str: ...
 
 def schedule_lgreco(
-    errors: np.ndarray[Any, np.dtype[np.float64]],
-    sizes: np.ndarray[Any, np.dtype[np.float64]],
-    budget: float,
-    buckets: int | None = None,
-) -> np.ndarray[Any, np.dtype[np.int64]]: ...
+    errors: _F64, sizes: _F64, budget: float, buckets: int | None = None
+) -> _I64: ...
 def schedule_small_gain_certificate(
-    mu: np.ndarray[Any, np.dtype[np.float64]],
-    coupling: np.ndarray[Any, np.dtype[np.float64]],
-    lipschitz: np.ndarray[Any, np.dtype[np.float64]],
-    per_block: bool,
-) -> tuple[
-    np.ndarray[Any, np.dtype[np.float64]],
-    float,
-    float,
-    float,
-    float,
-    float,
-    float,
-    float,
-    bool,
-    str,
-]: ...
+    mu: _F64, coupling: _F64, lipschitz: _F64, per_block: bool
+) -> SmallGainCertificate: ...

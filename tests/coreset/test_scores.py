@@ -161,7 +161,8 @@ def _blobs(n: int, seed: int) -> np.ndarray:
 def test_kmeans_sensitivities_follow_the_formula() -> None:
     points = _blobs(3000, seed=0)
     k = 5
-    scores, seeds, assignment = _native.coreset_kmeans_sensitivities(points, k, seed=4)
+    found = _native.coreset_kmeans_sensitivities(points, k, seed=4)
+    scores, seeds, assignment = found.sensitivities, found.seeds, found.assignment
     assert len(set(seeds.tolist())) == k
     dist = ((points[:, None, :] - points[seeds][None, :, :]) ** 2).sum(axis=2)
     np.testing.assert_array_equal(assignment, dist.argmin(axis=1))

@@ -12,7 +12,13 @@ import pytest
 from thrifty import collective, diloco
 from thrifty.diloco._transport import MAX_RETRIES
 from thrifty.diloco.compressors import EControl, TopK
-from thrifty.errors import CollectiveAborted, InvalidArgumentError, PeerLost, ThriftyError
+from thrifty.errors import (
+    CollectiveAborted,
+    InvalidArgumentError,
+    NonFiniteError,
+    PeerLost,
+    ThriftyError,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -347,3 +353,15 @@ def test_a_cuda_model_trains_like_its_cpu_twin(comm: Any) -> None:
         outer.close()
         finals.append(_flat(model).cpu())
     assert torch.allclose(finals[0], finals[1], atol=1e-4)
+
+
+def test_a_refused_exchange_is_raised_once_and_close_still_stops(comm: Any) -> None:
+    # A diverged model cannot be quantized: step() says so by name, and close() after it
+    # neither raises the same error again nor leaves the exchange thread running.
+    model, _, outer = _setup(comm, sync_every=1, quantize="int8")
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    with pytest.raises(NonFiniteError):
+        outer.step()
+    outer.close()
+    assert not any(t.name.startswith("thrifty-diloco") for t in threading.enumerate())

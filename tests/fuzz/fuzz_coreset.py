@@ -252,7 +252,9 @@ def sample(rng: np.random.Generator) -> Case:
     if r_ok is True and not replace and m_ok is True and int(m) > positive and v_ok is True:
         valid = _and(valid, False)
     positives = scores[scores > 0]
-    if r_ok is True and not replace and positives.size and positives.min() < 2**-1018:
+    # Only for the drawn scores: a spoiled copy (rescaled, cast) has other magnitudes.
+    tiny = v_ok is True and positives.size and positives.min() < 2**-1018
+    if r_ok is True and not replace and tiny:
         valid = _and(valid, False)  # documented: their exponential ranks would overflow
     label = f"{label} {how}; m {m_label}; replace {r_label}; seed {s_label}"
     kwargs = {"replace": replace, "seed": s}

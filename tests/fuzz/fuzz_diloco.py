@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from fuzz_collective import world_of_one
 from fuzz_core import Case, Mismatch, entry, expect
-from fuzz_values import chance, choice, flag, integer, pick, real, size
+from fuzz_values import chance, choice, flag, integer, pick, real, seed, size
 
 import thrifty
 from thrifty import diloco
@@ -89,12 +89,11 @@ def _vector(rng: np.random.Generator, numel: int) -> torch.Tensor:
 def compressor(rng: np.random.Generator) -> Case:
     make, valid, label = _compressor(rng)
     hostile = chance(rng, 0.15)
-    seed_value = (
-        int(rng.integers(0, 2**63))
-        if chance(rng, 0.9)
-        else pick(rng, (-1, 2**70, np.int64(3), 1.5, None))
-    )
-    seeds_ok = isinstance(seed_value, int) and not isinstance(seed_value, bool)
+    if chance(rng, 0.9):
+        seed_value: Any = int(rng.integers(0, 2**63))
+        seeds_ok: bool | None = True
+    else:
+        seed_value, seeds_ok, _ = seed(rng)
     numel_override = size(rng, 0, 300, (1, 63, 64, 65, 127, 128, 129))
 
     def session() -> None:
@@ -143,7 +142,7 @@ def compressor(rng: np.random.Generator) -> Case:
 
     return Case(
         session,
-        valid=_and(valid, bool(seeds_ok)),
+        valid=_and(valid, seeds_ok),
         label=f"{label}; seed {seed_value!r}; hostile {hostile}",
     )
 
@@ -328,10 +327,17 @@ def diloco_entry(rng: np.random.Generator) -> Case:
                 transport=object() if bad == "transport" else comm,
                 **options,
             )
+            huge = float(options.get("outer_lr", 0.7)) > 1e30
             try:
-                _train(model, inner, outer, steps, seed)
+                try:
+                    _train(model, inner, outer, steps, seed)
+                except thrifty.NonFiniteError:
+                    # A huge outer step overflows the parameters; the next quantized sync
+                    # then refuses them by name, which is the documented answer.
+                    if huge and options.get("quantize") is not None:
+                        return
+                    raise
                 expect(outer.inner_steps == steps, f"inner_steps {outer.inner_steps}")
-                huge = float(options.get("outer_lr", 0.7)) > 1e30
                 for p in model.parameters():
                     expect(huge or bool(torch.isfinite(p).all()), "a parameter went non-finite")
                 state = outer.state_dict()
@@ -447,10 +453,7 @@ def shared_seed_spsa(rng: np.random.Generator) -> Case:
 def ddp_comm_hook(rng: np.random.Generator) -> Case:
     make, valid, label = _compressor(rng)
     wrap = int(rng.integers(3))
-    seed_value, s_ok, s_label = integer(rng, 0, 2**64 - 1, typical=int(rng.integers(0, 100)))
-    # The compressors take any Python int as a seed (reduced modulo 2**64) and nothing else.
-    is_int = isinstance(seed_value, int) and not isinstance(seed_value, bool)
-    s_ok = (True if s_ok else None) if is_int else False
+    seed_value, s_ok, s_label = seed(rng)
     bad = chance(rng, 0.1)
 
     def build() -> Any:

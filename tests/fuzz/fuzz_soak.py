@@ -51,7 +51,12 @@ def soak(
             # Armed per entry and round: a stack is dumped if this stretch stalls.
             faulthandler.dump_traceback_later(HANG_S * 2 * max(stop - done[name], 1), exit=False)
             for index in range(done[name], stop):
-                tally.add(run_one(name, base, index))
+                verdict = run_one(name, base, index)
+                tally.add(verdict)
+                if verdict.outcome == "failure":
+                    # Logged at once: a run cut short still names what it found.
+                    first_line = verdict.detail.split("\n")[0][:300]
+                    log(f"FAILURE {name} (replay {base} {index}): {first_line}")
             done[name] = stop
         faulthandler.cancel_dump_traceback_later()
         if rounds % 20 == 0:

@@ -25,6 +25,7 @@ from fuzz_values import (
 )
 
 from thrifty import steps
+from thrifty.steps._bottleneck import DEFAULT_STAGES
 
 Array = np.ndarray[Any, Any]
 
@@ -677,7 +678,7 @@ def _stages(rng: np.random.Generator) -> tuple[Any, bool | None, str]:
         stages = list(zip(scales, fractions, strict=True))
         return stages, None if fractions[-1] <= 0 else True, f"{count} stages"
     if roll == 5:
-        return steps.bottleneck.DEFAULT_STAGES, True, "default stages"
+        return DEFAULT_STAGES, True, "default stages"
     bad = pick(
         rng,
         (
@@ -718,6 +719,8 @@ def bottleneck_plan(rng: np.random.Generator) -> Case:
             kwargs["shift"], ok, label = real(
                 rng, 0.0, math.inf, low_open=True, typical=(0.2, 10.0)
             )
+            if isinstance(kwargs["shift"], (list, tuple)):
+                ok = None  # a sequence of shifts: fine when it has one per stage
         else:
             kwargs["shift"] = [float(rng.uniform(0.2, 10.0)) for _ in range(count)]
             ok, label = True, "shift per stage"
@@ -800,9 +803,7 @@ def bottleneck_stage(rng: np.random.Generator) -> Case:
 def sample_bottleneck(rng: np.random.Generator) -> Case:
     plan = steps.bottleneck_plan(
         int(rng.integers(3, 10)),
-        stages=pick(
-            rng, (((1.0, 1.0),), steps.bottleneck.DEFAULT_STAGES, ((0.5, 0.5), (1.0, 0.5)))
-        ),
+        stages=pick(rng, (((1.0, 1.0),), DEFAULT_STAGES, ((0.5, 0.5), (1.0, 0.5)))),
     )
     side = int(pick(rng, (4, 8, 6, 5)))
     noise: Any = rng.standard_normal((size(rng, 1, 3), size(rng, 1, 3), side, side))

@@ -43,6 +43,8 @@ EXCLUDED = {
     "collective.PeerLost": "exception class",
     # A submodule: its own names are fuzzed as "diloco.compressors.*".
     "diloco.compressors": "submodule",
+    # A typing.Protocol: what DiLoCo's transport argument must provide (fuzzed there).
+    "diloco.Transport": "protocol",
 }
 
 
@@ -91,6 +93,8 @@ def test_exclusions_are_not_callables_to_fuzz() -> None:
             assert issubclass(value, Exception), qualified
         elif reason == "submodule":
             assert inspect.ismodule(value), qualified
+        elif reason == "protocol":
+            assert getattr(value, "_is_protocol", False), qualified
         else:
             assert is_dataclass(value), qualified
 

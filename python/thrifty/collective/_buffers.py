@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from thrifty import _native
 from thrifty._arrays import is_cupy_array, is_torch_tensor
 from thrifty._extras import require
 from thrifty.errors import DTypeError
 
 #: The element types the core reduces, by their NumPy / PyTorch names.
-DTYPES = ("float32", "float64", "float16", "bfloat16", "int32", "int64")
-FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16")
+DTYPES = _native.DTYPES
+FLOAT_DTYPES = tuple(name for name in DTYPES if name.startswith(("float", "bfloat")))
 
 _TORCH_NAMES = {f"torch.{name}": name for name in DTYPES}
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from thrifty import _native
-from thrifty._checks import check_int, check_positive
+from thrifty._checks import check_choice, check_int, check_positive
 from thrifty.collective._buffers import FLOAT_DTYPES, Buffer, like
 from thrifty.collective._coordinator import Coordinator, check_text
 from thrifty.collective._intake import intake
@@ -18,8 +18,8 @@ from thrifty.collective._pairing import USIZE_MAX
 from thrifty.collective._staging import PinnedPool
 from thrifty.errors import InvalidArgumentError, PeerLost
 
-OPS = ("sum", "avg", "max", "min")
-QUANTIZATIONS = ("int8", "fp8", "fp4")
+OPS = _native.REDUCE_OPS
+QUANTIZATIONS = _native.QUANTIZATIONS
 
 
 @dataclass(frozen=True)
@@ -68,16 +68,8 @@ class SyncReport:
     world_size: int
 
 
-def _stats(raw: tuple[int, int, float]) -> OpStats:
-    return OpStats(bytes_sent=int(raw[0]), bytes_received=int(raw[1]), seconds=float(raw[2]))
-
-
-def _check_choice(value: Any, argument: str, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise InvalidArgumentError(
-            f"{argument} must be one of {', '.join(map(repr, choices))}, got {value!r}", argument
-        )
-    return value
+def _stats(raw: _native.OpStats) -> OpStats:
+    return OpStats(raw.bytes_sent, raw.bytes_received, raw.seconds)
 
 
 class Handle:
@@ -277,9 +269,9 @@ class Communicator:
     def _reduce_intake(self, array: Any, op: Any, quantize: Any, block: Any) -> Buffer:
         """Check every argument of an all-reduce, then take in the array."""
         self._require_topology()
-        _check_choice(op, "op", OPS)
+        check_choice(op, "op", OPS)
         if quantize is not None:
-            _check_choice(quantize, "quantize", QUANTIZATIONS)
+            check_choice(quantize, "quantize", QUANTIZATIONS)
         check_int(block, "block", minimum=1, maximum=USIZE_MAX)
         buffer = intake(array, "array", writable=True, staging=self._staging)
         if quantize is not None and buffer.dtype not in FLOAT_DTYPES:
@@ -407,13 +399,13 @@ class Communicator:
         self._require_topology()
         buffer = intake(array, "array", writable=True, staging=self._staging)
         try:
-            group, raw = self._native.pair_average(buffer.host, buffer.dtype, step, group_size)
+            averaged = self._native.pair_average(buffer.host, buffer.dtype, step, group_size)
         except BaseException:
             buffer.done(False)
             raise
         buffer.done(True)
-        self.last_stats = _stats(raw)
-        return [int(r) for r in group]
+        self.last_stats = _stats(averaged.stats)
+        return averaged.group
 
     def sync_state(
         self, named_arrays: Mapping[str, Any], revision: int | None = None
@@ -452,18 +444,18 @@ class Communicator:
             for b in buffers.values():
                 b.done(False)
             raise
-        fetched = tuple(str(n) for n in raw["fetched"])
+        fetched = tuple(raw.fetched)
         for name, b in buffers.items():
             b.done(name in fetched)
         report = SyncReport(
-            revision=int(raw["revision"]),
+            revision=raw.revision,
             fetched=fetched,
-            bytes_received=int(raw["bytes_received"]),
-            bytes_sent=int(raw["bytes_sent"]),
-            sources=tuple((str(n), int(r)) for n, r in raw["sources"]),
-            state_hash=str(raw["state_hash"]),
-            peers_out_of_date=int(raw["peers_out_of_date"]),
-            world_size=int(raw["world_size"]),
+            bytes_received=raw.bytes_received,
+            bytes_sent=raw.bytes_sent,
+            sources=tuple(raw.sources),
+            state_hash=raw.state_hash,
+            peers_out_of_date=raw.peers_out_of_date,
+            world_size=raw.world_size,
         )
         self.last_stats = OpStats(report.bytes_sent, report.bytes_received, 0.0)
         self._revision = report.revision

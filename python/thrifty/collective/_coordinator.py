@@ -114,12 +114,12 @@ class Coordinator:
         """The membership right now (for tests, logs and the command line)."""
         raw = self._native.snapshot()
         return CoordinatorSnapshot(
-            epoch=int(raw["epoch"]),
-            members=tuple(raw["members"]),
-            pending=tuple(raw["pending"]),
-            broken=raw["broken"],
-            forming=raw["forming"],
-            asked=tuple(raw["asked"]),
+            epoch=raw.epoch,
+            members=tuple(raw.members),
+            pending=tuple(raw.pending),
+            broken=raw.broken,
+            forming=raw.forming,
+            asked=tuple(raw.asked),
         )
 
     def close(self) -> None:

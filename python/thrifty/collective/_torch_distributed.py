@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
+from thrifty import _native
+from thrifty._checks import check_choice
 from thrifty._extras import require
 from thrifty.collective._pairing import pairing_groups
 from thrifty.collective._state_hash import state_hash
 from thrifty.errors import InvalidArgumentError
-
-_OPS = ("sum", "avg", "max", "min")
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,7 @@ class TorchDistributed:
         gives the same bits over Gloo, NCCL or thrifty's own transport at one world size.
         """
         del block
-        if op not in _OPS:
-            raise InvalidArgumentError(f"op must be one of {_OPS}, got {op!r}", "op")
+        check_choice(op, "op", _native.REDUCE_OPS)
         if quantize is not None:
             raise InvalidArgumentError(
                 "quantize needs thrifty's own transport (collective.Communicator)", "quantize"

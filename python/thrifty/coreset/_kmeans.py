@@ -58,10 +58,9 @@ def kmeans_sensitivities(X: Any, k: int, *, seed: int = 0) -> Float64Array:  # n
     True
     """
     points = checked_points(X)
-    scores, _, _ = _native.coreset_kmeans_sensitivities(
+    return _native.coreset_kmeans_sensitivities(
         points, _checked_k(k, points.shape[0]), seed=check_seed(seed)
-    )
-    return scores
+    ).sensitivities
 
 
 def checked_points(X: Any) -> Float64Array:  # noqa: N803 (the field's name)
@@ -97,9 +96,9 @@ def kmeans(X: Any, k: int, m: int, *, seed: int = 0) -> Coreset:  # noqa: N803 (
     draws = check_length(m, "m", minimum=1)
     seed = check_seed(seed)
     # The seeding and the draw use different streams of the same seed.
-    scores, _, _ = _native.coreset_kmeans_sensitivities(
+    scores = _native.coreset_kmeans_sensitivities(
         points, _checked_k(k, points.shape[0]), seed=seed
-    )
+    ).sensitivities
     indices, weights = sample(scores, draws, replace=True, seed=seed ^ 0x9E3779B97F4A7C15)
     return Coreset(indices, weights, p=2.0, method="kmeans")
 

@@ -64,5 +64,4 @@ def lewis_weights(A: Any, p: float, *, iters: int = 1000, tol: float = 1e-6) -> 
     tol = check_positive(tol, "tol")
     if is_gpu_array(A):
         return _gpu.lewis_weights(A, p, iters, tol)  # type: ignore[no-any-return]
-    weights, _, _ = _native.coreset_lewis_weights(checked_matrix(A), p, iters=iters, tol=tol)
-    return weights
+    return _native.coreset_lewis_weights(checked_matrix(A), p, iters=iters, tol=tol).weights

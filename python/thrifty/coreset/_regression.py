@@ -65,7 +65,7 @@ def lp_regression(
     row_weights = None
     if weights is not None:
         row_weights = host_array(weights, "weights", kinds="fiu", dtype=np.float64, ndim=1)
-    x, _, _ = _native.coreset_lp_regression(
+    fit = _native.coreset_lp_regression(
         array,
         target,
         value,
@@ -73,7 +73,7 @@ def lp_regression(
         iters=check_int(iters, "iters", minimum=1, maximum=2**63 - 1),
         tol=check_positive(tol, "tol"),
     )
-    return x
+    return fit.x
 
 
 def regression(

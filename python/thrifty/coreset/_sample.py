@@ -31,7 +31,8 @@ def draw(
     scores: Float64Array, m: int, replace: bool, seed: int
 ) -> tuple[Int64Array, Float64Array, float | None]:
     """The native draw on checked scores: indices, weights, and the rank threshold ``tau``."""
-    return _native.coreset_sample(scores, m, replace, seed)
+    drawn = _native.coreset_sample(scores, m, replace, seed)
+    return drawn.indices, drawn.weights, drawn.threshold
 
 
 def sample(

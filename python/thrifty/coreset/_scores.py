@@ -77,7 +77,7 @@ def leverage_scores(
     >>> coreset.leverage_scores(A).round(6).tolist()
     [0.6, 0.6, 0.4, 0.4]
     """
-    check_choice(method, "method", ("qr", "sketch"))
+    check_choice(method, "method", _native.LEVERAGE_METHODS)
     if is_gpu_array(A):
         if method != "qr":
             raise InvalidArgumentError(

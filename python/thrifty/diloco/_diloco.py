@@ -327,6 +327,11 @@ class DiLoCo:
             self._recover_from(f)
             self.stats.waited(time.perf_counter() - started)
             return
+        except BaseException:
+            # A refused exchange (non-finite values, say) is reported once, here: the
+            # flight is over, so close() neither raises it again nor waits on it.
+            del self._flights[f]
+            raise
         waited = time.perf_counter() - started
         self.stats.waited(waited)
         del self._flights[f]
@@ -563,10 +568,13 @@ class DiLoCo:
         self.stats = CommStats.from_dict(state["stats"])
 
     def close(self) -> None:
-        """Wait for exchanges in flight and stop the background thread."""
-        for f in self._in_launch_order():
-            self._collect(f)
-        self._executor.shutdown(wait=True)
+        """Wait for exchanges in flight and stop the background thread (also when one of
+        them failed, whose error is then raised)."""
+        try:
+            for f in self._in_launch_order():
+                self._collect(f)
+        finally:
+            self._executor.shutdown(wait=True)
 
     def __repr__(self) -> str:
         return (

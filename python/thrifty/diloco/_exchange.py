@@ -21,11 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from thrifty import _native
 from thrifty._extras import require
 from thrifty.diloco._transport import Transport, is_elastic, ring_bytes, wire_bytes
 from thrifty.diloco.compressors import BlockQuantizer, Compressor, Feedback, LGreCo
 
-QUANTIZATIONS = ("int8", "fp8", "fp4")
+QUANTIZATIONS = _native.QUANTIZATIONS
 
 
 @dataclass

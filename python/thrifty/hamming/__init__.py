@@ -4,7 +4,7 @@ Text against pattern (symbols are any 32-bit integers; bytes and str work direct
 
 * :func:`text_to_pattern`, :func:`text_to_patterns` -- the distance of a pattern to every
   window of a text, by naive counting, FFT, Abrahamson's split, kangaroo jumps (k-bounded)
-  or a (1 - eps)-approximation, with ``method="auto"`` picking by measured crossovers.
+  or a (1 + eps)-approximation, with ``method="auto"`` picking by measured crossovers.
 
 Packed binary codes (rows of uint8, ``numpy.packbits`` bit order):
 

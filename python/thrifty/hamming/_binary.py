@@ -120,7 +120,8 @@ def topk(queries: Any, db: Any, k: int) -> tuple[Any, Any]:
     q_codes, db_codes = codes(queries, "queries"), codes(db, "db")
     same_width(("queries", q_codes), ("db", db_codes))
     # Any k beyond the database keeps it all; clamping keeps huge k inside a usize.
-    return _native.hamming_topk(q_codes, db_codes, min(kept, max(len(db_codes), 1)))
+    nearest = _native.hamming_topk(q_codes, db_codes, min(kept, max(len(db_codes), 1)))
+    return nearest.distances, nearest.indices
 
 
 def radius_csr(queries: Any, db: Any, r: int) -> tuple[Int64Array, Int64Array, Int32Array]:
@@ -134,7 +135,8 @@ def radius_csr(queries: Any, db: Any, r: int) -> tuple[Int64Array, Int64Array, I
         raise InvalidArgumentError(f"r must be at most {_INT32_MAX}, got {bound}", "r")
     q_codes, db_codes = codes(queries, "queries"), codes(db, "db")
     same_width(("queries", q_codes), ("db", db_codes))
-    return _native.hamming_radius(q_codes, db_codes, bound)
+    hits = _native.hamming_radius(q_codes, db_codes, bound)
+    return hits.offsets, hits.indices, hits.distances
 
 
 def radius(queries: Any, db: Any, r: int) -> list[tuple[Int64Array, Int32Array]]:

@@ -8,8 +8,8 @@ from typing import Any, Literal
 import numpy as np
 
 from thrifty import _native
-from thrifty._checks import check_int, check_real, check_seed
-from thrifty.errors import DTypeError, InvalidArgumentError
+from thrifty._checks import check_choice, check_int, check_real, check_seed
+from thrifty.errors import DTypeError
 from thrifty.hamming._inputs import text_and_patterns
 
 Method = Literal["auto", "naive", "fft", "abrahamson", "kangaroo", "approx"]
@@ -21,8 +21,7 @@ _U32_MAX = 2**32 - 1
 def _options(
     k: int | None, eps: float | None, method: str, seed: int | None
 ) -> tuple[str, int | None, float | None, int]:
-    if not isinstance(method, str):
-        raise InvalidArgumentError(f"method must be a string, got {method!r}", "method")
+    check_choice(method, "method", _native.TEXT_METHODS)
     if k is not None:
         k = check_int(k, "k", minimum=0, maximum=_U32_MAX)
     if eps is not None:
@@ -58,7 +57,7 @@ def text_to_pattern(
       of the alphabet into ``ceil(4 / eps)`` colours, after Kopelowitz and Porat
       (arXiv 1512.04515). Each reported distance ``d'`` satisfies ``d' <= d``, and
       ``d' >= (1 - eps) d`` with probability at least ``1 - 1 / (4 n)`` per position, over
-      the colourings drawn from ``seed``. This is the issue's (1 + eps) guarantee with all
+      the colourings drawn from ``seed``. This is the usual (1 + eps) guarantee with all
       the error on one side: ``d' <= d <= d' / (1 - eps)``.
     * ``"auto"``: the cheapest of the above under a cost model with measured constants; it
       picks ``"approx"`` only when ``eps`` is given, and ``"kangaroo"`` only with ``k``.

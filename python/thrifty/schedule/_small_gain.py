@@ -162,29 +162,21 @@ def small_gain_certificate(mu: Any, L: Any, *, lipschitz: Any) -> Certificate:  
         raise ShapeError(
             f"lipschitz must be a number or a 1-D array, got shape {bound.shape}", "lipschitz"
         )
-    (
-        weights,
-        margin,
-        lipschitz_weighted,
-        small_gain,
-        step,
-        rate,
-        max_step_euler,
-        max_step_rk4,
-        certified,
-        reason,
-    ) = _native.schedule_small_gain_certificate(mu_array, coupling, bound.reshape(-1), per_block)
+    found = _native.schedule_small_gain_certificate(
+        mu_array, coupling, bound.reshape(-1), per_block
+    )
     # The certificate is frozen; so are its weights.
+    weights = found.weights
     weights.flags.writeable = False
     return Certificate(
         weights=weights,
-        margin=margin,
-        rate=rate,
-        max_step_euler=max_step_euler,
-        max_step_rk4=max_step_rk4,
-        certified=certified,
-        reason=reason,
-        step=step,
-        lipschitz_weighted=lipschitz_weighted,
-        small_gain=small_gain,
+        margin=found.margin,
+        rate=found.rate,
+        max_step_euler=found.max_step_euler,
+        max_step_rk4=found.max_step_rk4,
+        certified=found.certified,
+        reason=found.reason,
+        step=found.step,
+        lipschitz_weighted=found.lipschitz_weighted,
+        small_gain=found.small_gain,
     )

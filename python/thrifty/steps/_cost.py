@@ -94,10 +94,7 @@ def cost_matrix(
     check_velocity(velocity)
     times = check_times(grid, "grid")
     x = check_state(noise, "noise")
-    if not (callable(metric) or (isinstance(metric, str) and metric in ("l2", "l1"))):
-        raise InvalidArgumentError(
-            f"metric must be 'l2', 'l1' or a callable, got {metric!r}", "metric"
-        )
+    check_metric(metric)
     n = times.size - 1
     samples = int(x.shape[0])
     state_size = math.prod(int(s) for s in x.shape[1:])
@@ -138,6 +135,15 @@ def _teacher(velocity: Velocity, x0: Any, times: Float64Array, bar: Any) -> tupl
 
 def _flat(a: Any) -> Any:
     return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+def check_metric(metric: Any) -> None:
+    """A metric is a name the core knows or a callable."""
+    if not (callable(metric) or (isinstance(metric, str) and metric in _native.METRICS)):
+        names = ", ".join(map(repr, _native.METRICS))
+        raise InvalidArgumentError(
+            f"metric must be one of {names} or a callable, got {metric!r}", "metric"
+        )
 
 
 def jump_error_sums(

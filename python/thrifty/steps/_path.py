@@ -64,21 +64,19 @@ def optimal_path(
     >>> steps.optimal_path(cost, 2).tolist()
     [0, 2, 4]
     """
-    nodes, _ = _native.optimal_path(
+    return _native.optimal_path(
         _cost(cost),
         _jumps(k, "k"),
         check_positive(future_weight, "future_weight"),
-        check_choice(strategy, "strategy", ("auto", "full", "monge")),
-    )
-    return nodes
+        check_choice(strategy, "strategy", _native.STRATEGIES),
+    ).nodes
 
 
 def optimal_path_cost(cost: Any, k: int, *, future_weight: float = 1.0) -> float:
     """The summed (weighted) cost of :func:`optimal_path`."""
-    _, total = _native.optimal_path(
-        _cost(cost), _jumps(k, "k"), check_positive(future_weight, "future_weight"), "auto"
-    )
-    return total
+    return _native.optimal_path(
+        _cost(cost), _jumps(k, "k"), check_positive(future_weight, "future_weight")
+    ).cost
 
 
 def optimal_paths(cost: Any, k_max: int, *, future_weight: float = 1.0) -> dict[int, Int64Array]:
@@ -94,9 +92,9 @@ def optimal_paths(cost: Any, k_max: int, *, future_weight: float = 1.0) -> dict[
     [0, 2, 4]
     """
     paths = _native.optimal_paths(
-        _cost(cost), _jumps(k_max, "k_max"), check_positive(future_weight, "future_weight"), "auto"
+        _cost(cost), _jumps(k_max, "k_max"), check_positive(future_weight, "future_weight")
     )
-    return {k: nodes for k, (nodes, _) in enumerate(paths, start=1)}
+    return {k: path.nodes for k, path in enumerate(paths, start=1)}
 
 
 def is_monge(cost: Any) -> bool:

@@ -33,7 +33,7 @@ from thrifty._extras import require
 from thrifty._plot import figure
 from thrifty._progress import progress_bar
 from thrifty.errors import InvalidArgumentError, ShapeError, ThriftyError
-from thrifty.steps._cost import Metric, _teacher, jump_error_sums
+from thrifty.steps._cost import Metric, _teacher, check_metric, jump_error_sums
 from thrifty.steps._diffusers import set_scheduler_times
 from thrifty.steps._grid import Float64Array, GridKind, check_times, time_grid
 from thrifty.steps._path import Int64Array, optimal_path
@@ -419,10 +419,7 @@ def schedule(
     seed = check_seed(seed)
     refine_budget = check_int(refine_budget, "refine_budget", minimum=0)
     future_weight = check_positive(future_weight, "future_weight")
-    if not (callable(metric) or (isinstance(metric, str) and metric in ("l2", "l1"))):
-        raise InvalidArgumentError(
-            f"metric must be 'l2', 'l1' or a callable, got {metric!r}", "metric"
-        )
+    check_metric(metric)
     fine = time_grid(n, grid)
     train = _noise(samples, "samples", seed, shape, device)
     state_shape = tuple(int(s) for s in train.shape[1:])

@@ -97,10 +97,6 @@ def to_host(x: Any) -> np.ndarray[Any, Any]:
     return np.asarray(x)
 
 
-def batch_slice(x: Any, start: int, stop: int) -> Any:
-    return x[start:stop]
-
-
 def empty(like: Any, shape: tuple[int, ...]) -> Any:
     """An uninitialised array of ``shape`` in ``like``'s framework, dtype and device."""
     if is_torch_tensor(like):

@@ -50,7 +50,7 @@
 //! against. Each kernel is compiled for the baseline target and with AVX2, chosen at run
 //! time.
 
-use thrifty_core::{CoreError, CoreResult};
+use thrifty_core::{Choice, CoreError, CoreResult};
 
 use crate::dtype::{maximum, minimum, ReduceOp};
 
@@ -71,22 +71,21 @@ pub const FP4_VALUES: [f32; 16] = [
     0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0,
 ];
 
+impl Choice for Quantization {
+    const ARGUMENT: &'static str = "quantize";
+    const ALL: &'static [Quantization] = &Quantization::ALL;
+
+    fn name(self) -> &'static str {
+        Quantization::name(self)
+    }
+}
+
 impl Quantization {
     /// Every format, in declaration order: the one list `parse` accepts, and the one a binding
     /// exports as the allowed values.
     pub const ALL: [Quantization; 3] = [Quantization::Int8, Quantization::Fp8, Quantization::Fp4];
 
-    pub fn parse(name: &str) -> CoreResult<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|format| format.name() == name)
-            .ok_or_else(|| {
-                let names = Self::ALL.map(Quantization::name).join(", ");
-                CoreError::invalid("quantize", format!("must be one of {names}, got {name:?}"))
-            })
-    }
-
-    /// The name `parse` accepts: `"int8"`, `"fp8"`, `"fp4"`.
+    /// `"int8"`, `"fp8"`, `"fp4"`.
     pub fn name(self) -> &'static str {
         match self {
             Quantization::Int8 => "int8",

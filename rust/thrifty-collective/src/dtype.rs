@@ -25,7 +25,7 @@
 
 use bytemuck::Pod;
 use half::{bf16, f16};
-use thrifty_core::{CoreError, CoreResult};
+use thrifty_core::{Choice, CoreError, CoreResult};
 
 /// The element type of a buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -83,23 +83,34 @@ impl DType {
         }
     }
 
-    /// Parses a full name (`"float32"`) or a short one (`"f32"`).
-    pub fn parse(name: &str) -> CoreResult<DType> {
-        Self::ALL
+    pub fn is_float(self) -> bool {
+        !matches!(self, DType::I32 | DType::I64)
+    }
+}
+
+impl Choice for DType {
+    const ARGUMENT: &'static str = "dtype";
+    const ALL: &'static [DType] = &DType::ALL;
+
+    fn name(self) -> &'static str {
+        DType::name(self)
+    }
+
+    /// A full name (`"float32"`) or a short one (`"f32"`).
+    fn parse(name: &str) -> CoreResult<DType> {
+        DType::ALL
             .into_iter()
             .find(|d| d.name() == name || d.short_name() == name)
             .ok_or_else(|| {
-                let names = Self::ALL.map(DType::name).join(", ");
-                let short = Self::ALL.map(DType::short_name).join(", ");
+                let short = DType::ALL.map(DType::short_name).join(", ");
                 CoreError::invalid(
                     "dtype",
-                    format!("must be one of {names} (or {short}), got {name:?}"),
+                    format!(
+                        "must be one of {} (or {short}), got {name:?}",
+                        Self::listed()
+                    ),
                 )
             })
-    }
-
-    pub fn is_float(self) -> bool {
-        !matches!(self, DType::I32 | DType::I64)
     }
 }
 
@@ -118,17 +129,7 @@ impl ReduceOp {
     /// exports as the allowed values.
     pub const ALL: [ReduceOp; 4] = [ReduceOp::Sum, ReduceOp::Avg, ReduceOp::Max, ReduceOp::Min];
 
-    pub fn parse(name: &str) -> CoreResult<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|op| op.name() == name)
-            .ok_or_else(|| {
-                let names = Self::ALL.map(ReduceOp::name).join(", ");
-                CoreError::invalid("op", format!("must be one of {names}, got {name:?}"))
-            })
-    }
-
-    /// The name `parse` accepts: `"sum"`, `"avg"`, `"max"`, `"min"`.
+    /// `"sum"`, `"avg"`, `"max"`, `"min"`.
     pub fn name(self) -> &'static str {
         match self {
             ReduceOp::Sum => "sum",
@@ -136,6 +137,15 @@ impl ReduceOp {
             ReduceOp::Max => "max",
             ReduceOp::Min => "min",
         }
+    }
+}
+
+impl Choice for ReduceOp {
+    const ARGUMENT: &'static str = "op";
+    const ALL: &'static [ReduceOp] = &ReduceOp::ALL;
+
+    fn name(self) -> &'static str {
+        ReduceOp::name(self)
     }
 }
 

@@ -6,7 +6,6 @@
 //! result is handed over: whoever has a job's result reads a membership at least that new. A
 //! job that panics fails with [`CoreError::Internal`], and the worker goes on with the next.
 
-use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -60,14 +59,6 @@ fn stopped() -> CoreError {
     CoreError::Internal("the collective worker stopped before finishing the job".into())
 }
 
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned())
-}
-
 impl Worker {
     pub fn spawn(mut comm: Communicator) -> CoreResult<Self> {
         let (sender, receiver) = mpsc::channel::<Job>();
@@ -97,12 +88,8 @@ impl Worker {
     {
         let (tx, rx) = mpsc::channel();
         let boxed: Job = Box::new(move |comm, membership| {
-            let result = catch_unwind(AssertUnwindSafe(|| job(comm))).unwrap_or_else(|payload| {
-                Err(CoreError::Internal(format!(
-                    "a collective panicked (a bug in thrifty, please report it): {}",
-                    panic_message(&*payload)
-                )))
-            });
+            let result = catch_unwind(AssertUnwindSafe(|| job(comm)))
+                .unwrap_or_else(|payload| Err(CoreError::panicked(&*payload)));
             // Published first, so that the caller never reads an older membership than the
             // result it holds (a rank read right after `update_topology()`, say).
             *membership.lock().unwrap_or_else(|e| e.into_inner()) = Membership::of(comm);

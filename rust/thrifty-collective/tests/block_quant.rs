@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use thrifty_collective::block_quant::{Quantization, FP4_VALUES};
 use thrifty_collective::dtype::{reduce_f32, ReduceOp};
-use thrifty_core::CoreError;
+use thrifty_core::{Choice, CoreError};
 
 const FORMATS: [Quantization; 3] = Quantization::ALL;
 

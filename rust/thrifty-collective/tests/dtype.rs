@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use thrifty_collective::dtype::{
     finalize_avg, from_f32, reduce_bytes, reduce_f32, to_f32, DType, ReduceOp,
 };
-use thrifty_core::CoreError;
+use thrifty_core::{Choice, CoreError};
 
 const LENGTHS: [usize; 6] = [0, 1, 7, 33, 1000, 4099];
 

@@ -21,6 +21,12 @@ pub trait Choice: Copy + PartialEq + Sized + 'static {
         Self::ALL.iter().map(|c| c.name()).collect()
     }
 
+    /// Every name, quoted and separated by commas, for messages.
+    fn listed() -> String {
+        let quoted: Vec<String> = Self::names().iter().map(|n| format!("{n:?}")).collect();
+        quoted.join(", ")
+    }
+
     /// The option called `name`.
     ///
     /// # Errors
@@ -31,10 +37,9 @@ pub trait Choice: Copy + PartialEq + Sized + 'static {
             .copied()
             .find(|c| c.name() == name)
             .ok_or_else(|| {
-                let allowed: Vec<String> = Self::names().iter().map(|n| format!("'{n}'")).collect();
                 CoreError::invalid(
                     Self::ARGUMENT,
-                    format!("must be one of {}, got '{name}'", allowed.join(", ")),
+                    format!("must be one of {}, got {name:?}", Self::listed()),
                 )
             })
     }
@@ -75,7 +80,7 @@ mod tests {
         assert_eq!(error.argument(), Some("side"));
         assert_eq!(
             error.to_string(),
-            "side: must be one of 'left', 'right', got 'Left'"
+            "side: must be one of \"left\", \"right\", got \"Left\""
         );
     }
 }

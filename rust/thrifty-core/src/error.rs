@@ -69,6 +69,16 @@ impl CoreError {
         }
     }
 
+    /// The error for a panic caught at a boundary (a thread, the FFI): always a bug.
+    pub fn panicked(payload: &(dyn std::any::Any + Send)) -> Self {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        Self::Internal(format!("a bug in thrifty, please report it: {what}"))
+    }
+
     /// The argument this error is about, if it is about one.
     pub fn argument(&self) -> Option<&'static str> {
         match self {
@@ -97,5 +107,18 @@ mod tests {
         assert_eq!(e.to_string(), "cost: must be square, got shape (3, 4)");
         assert_eq!(e.argument(), Some("cost"));
         assert_eq!(CoreError::Internal("x".into()).argument(), None);
+    }
+
+    #[test]
+    fn a_panic_becomes_an_internal_error_with_its_message() {
+        let payload = std::panic::catch_unwind(|| panic!("index {} out of range", 3)).unwrap_err();
+        assert_eq!(
+            CoreError::panicked(&*payload).to_string(),
+            "internal error: a bug in thrifty, please report it: index 3 out of range"
+        );
+        let payload = std::panic::catch_unwind(|| std::panic::panic_any(7)).unwrap_err();
+        assert!(CoreError::panicked(&*payload)
+            .to_string()
+            .ends_with("unknown panic"));
     }
 }

@@ -6,7 +6,7 @@
 //!   bytes; kernels specialised for 4, 8 and 16 words; AVX2 sums byte counts over groups of 31
 //!   words; codes wider than 4096 bytes are compared in place rather than blocked.
 //! * database blocks of 256 codes (a short last block has stale columns);
-//! * the plan: query blocks of `ceil(nq / (4 x threads))` clamped to 32..=256 queries, and,
+//! * the task grid: query blocks of `ceil(nq / (4 x threads))` clamped to 32..=256 queries, and,
 //!   when there are fewer query blocks than `4 x threads` tasks, database chunks of at least
 //!   16 blocks (4096 codes) whose results are merged;
 //! * top-k: k clamped to the database, candidates cut back to k once more than `k + k/4`,
@@ -330,7 +330,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
 
-    /// The plan (query block, database chunks) follows the thread count, and chunks are
+    /// The task grid (query block, database chunks) follows the thread count, and chunks are
     /// merged afterwards: no result may depend on the pool.
     #[test]
     fn results_do_not_depend_on_the_thread_count(

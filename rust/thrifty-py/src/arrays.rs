@@ -1,69 +1,63 @@
-//! Zero-copy borrows of NumPy arrays with dtype and contiguity checks that name the argument.
+//! Zero-copy borrows of NumPy arrays with dtype, layout and shape checks that name the
+//! argument.
 
 use numpy::{Element, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
+use thrifty_core::CoreError;
 
-use crate::errors::dtype_error;
+use crate::errors::{BindResult, ThriftyErr};
 
-/// A read-only, C-contiguous borrow of `object` as an array of `T`.
+/// A read-only, C-contiguous borrow of `object` as an array of `T`, with its shape.
 pub fn borrow<'py, T: Element>(
     object: &Bound<'py, PyAny>,
-    argument: &str,
+    argument: &'static str,
     dtype_name: &str,
-) -> PyResult<PyReadonlyArrayDyn<'py, T>> {
-    let py = object.py();
+) -> BindResult<(PyReadonlyArrayDyn<'py, T>, Vec<usize>)> {
     let array = object.cast::<PyArrayDyn<T>>().map_err(|_| {
-        let got = describe(object);
-        dtype_error(
-            py,
+        ThriftyErr::dtype(
             argument,
-            format!("expected a numpy array of {dtype_name}, got {got}"),
+            format!(
+                "expected a numpy array of {dtype_name}, got {}",
+                describe(object)
+            ),
         )
     })?;
     if !array.is_c_contiguous() {
-        return Err(dtype_error(
-            py,
+        return Err(ThriftyErr::dtype(
             argument,
-            "expected a C-contiguous array, got a strided view (use numpy.ascontiguousarray)"
-                .to_owned(),
+            "expected a C-contiguous array, got a strided view (use numpy.ascontiguousarray)",
         ));
     }
-    Ok(array.readonly())
+    let shape = array.shape().to_vec();
+    Ok((array.readonly(), shape))
 }
 
-/// The shape of a borrowed array.
-pub fn shape<T: Element>(array: &PyReadonlyArrayDyn<'_, T>) -> Vec<usize> {
-    array.shape().to_vec()
+/// [`borrow`], for an array that must have `ndim` dimensions.
+pub fn borrow_nd<'py, T: Element>(
+    object: &Bound<'py, PyAny>,
+    argument: &'static str,
+    dtype_name: &str,
+    ndim: usize,
+) -> BindResult<(PyReadonlyArrayDyn<'py, T>, Vec<usize>)> {
+    let (array, shape) = borrow(object, argument, dtype_name)?;
+    if shape.len() != ndim {
+        return Err(CoreError::shape(
+            argument,
+            format!("must be {ndim}-D, got shape {}", format_shape(&shape)),
+        )
+        .into());
+    }
+    Ok((array, shape))
 }
 
 /// The contiguous data of a borrowed array.
 pub fn slice<'a, T: Element>(
     array: &'a PyReadonlyArrayDyn<'_, T>,
-    argument: &str,
-) -> PyResult<&'a [T]> {
-    array.as_slice().map_err(|_| {
-        dtype_error(
-            array.py(),
-            argument,
-            "expected a C-contiguous array".to_owned(),
-        )
-    })
-}
-
-/// Check the number of dimensions, naming the argument and the shape received.
-pub fn expect_ndim(py: Python<'_>, shape: &[usize], ndim: usize, argument: &str) -> PyResult<()> {
-    if shape.len() == ndim {
-        return Ok(());
-    }
-    Err(crate::errors::thrifty_error(
-        py,
-        "ShapeError",
-        format!(
-            "{argument} must be {ndim}-D, got shape {}",
-            format_shape(shape)
-        ),
-        Some(argument),
-    ))
+    argument: &'static str,
+) -> BindResult<&'a [T]> {
+    array
+        .as_slice()
+        .map_err(|_| ThriftyErr::dtype(argument, "expected a C-contiguous array"))
 }
 
 /// `(3, 4)`, the way NumPy prints a shape.
@@ -81,17 +75,18 @@ pub fn format_shape(shape: &[usize]) -> String {
     }
 }
 
-fn describe(object: &Bound<'_, PyAny>) -> String {
-    match object.getattr("dtype") {
-        Ok(dtype) => format!("{} of dtype {}", type_name(object), dtype),
-        Err(_) => type_name(object),
-    }
-}
-
-fn type_name(object: &Bound<'_, PyAny>) -> String {
+/// The name of `object`'s type, for messages about what was received.
+pub fn type_name(object: &Bound<'_, PyAny>) -> String {
     object
         .get_type()
         .name()
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "an object".to_owned())
+}
+
+fn describe(object: &Bound<'_, PyAny>) -> String {
+    match object.getattr("dtype") {
+        Ok(dtype) => format!("{} of dtype {}", type_name(object), dtype),
+        Err(_) => type_name(object),
+    }
 }

@@ -4,20 +4,18 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::prelude::*;
-use thrifty_core::CoreResult;
+use thrifty_core::{CoreError, CoreResult};
 
-use crate::errors::{core_error, panic_error};
+use crate::errors::BindResult;
 
 /// Run `work` with the GIL released. A `CoreError` becomes the matching `thrifty` exception,
 /// and a panic becomes `thrifty.InternalError` instead of crossing the FFI boundary.
-pub fn run<T, F>(py: Python<'_>, work: F) -> PyResult<T>
+pub fn run<T, F>(py: Python<'_>, work: F) -> BindResult<T>
 where
     T: Send,
     F: FnOnce() -> CoreResult<T> + Send,
 {
-    match py.detach(|| catch_unwind(AssertUnwindSafe(work))) {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(core_error(py, error)),
-        Err(payload) => Err(panic_error(py, payload)),
-    }
+    py.detach(|| catch_unwind(AssertUnwindSafe(work)))
+        .unwrap_or_else(|payload| Err(CoreError::panicked(&*payload)))
+        .map_err(Into::into)
 }

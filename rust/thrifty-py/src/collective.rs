@@ -12,46 +12,86 @@ use std::time::Duration;
 
 use numpy::{PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 use thrifty_collective::auth::Secret;
 use thrifty_collective::block_quant::Quantization;
 use thrifty_collective::communicator::{
-    Communicator as CoreCommunicator, CommunicatorOptions, OpStats, StateArray, SyncReport,
+    Communicator as CoreCommunicator, CommunicatorOptions, OpStats, StateArray,
 };
-use thrifty_collective::coordinator::{
-    Coordinator as CoreCoordinator, CoordinatorOptions, CoordinatorSnapshot,
-};
+use thrifty_collective::coordinator::{Coordinator as CoreCoordinator, CoordinatorOptions};
 use thrifty_collective::dtype::{DType, ReduceOp};
 use thrifty_collective::worker::{Pending, Worker};
 use thrifty_core::{CoreError, CoreResult};
 
+use crate::arrays::type_name;
 use crate::call::run;
-use crate::errors::{core_error, dtype_error};
-
-/// `(bytes_sent, bytes_received, seconds)`.
-type Stats = (u64, u64, f64);
+use crate::errors::{BindResult, ThriftyErr};
+use crate::options::{export, Wrap};
 
 /// How long a blocking wait keeps the GIL released before it checks for signals.
 const WAIT_SLICE: Duration = Duration::from_millis(50);
 
-fn stats(s: OpStats) -> Stats {
-    (s.bytes_sent, s.bytes_received, s.seconds)
+/// What one collective moved, and how long it took.
+#[pyclass(module = "thrifty._native", name = "OpStats", frozen, get_all)]
+struct PyOpStats {
+    bytes_sent: u64,
+    bytes_received: u64,
+    seconds: f64,
 }
 
-fn seconds(py: Python<'_>, value: f64, argument: &'static str) -> PyResult<Duration> {
+impl From<OpStats> for PyOpStats {
+    fn from(s: OpStats) -> Self {
+        Self {
+            bytes_sent: s.bytes_sent,
+            bytes_received: s.bytes_received,
+            seconds: s.seconds,
+        }
+    }
+}
+
+/// What the coordinator knows now (see `CoordinatorSnapshot` in the core).
+#[pyclass(
+    module = "thrifty._native",
+    name = "CoordinatorSnapshot",
+    frozen,
+    get_all
+)]
+struct PyCoordinatorSnapshot {
+    epoch: u64,
+    members: Vec<u64>,
+    pending: Vec<u64>,
+    broken: Option<String>,
+    forming: Option<u64>,
+    asked: Vec<u64>,
+}
+
+/// What `sync_state` did (see `SyncReport` in the core).
+#[pyclass(module = "thrifty._native", name = "SyncReport", frozen, get_all)]
+struct PySyncReport {
+    revision: u64,
+    fetched: Vec<String>,
+    bytes_received: u64,
+    bytes_sent: u64,
+    sources: Vec<(String, usize)>,
+    state_hash: String,
+    peers_out_of_date: usize,
+    world_size: usize,
+}
+
+/// Whom `pair_average` averaged with (ranks in ring order, this peer included), and its stats.
+#[pyclass(module = "thrifty._native", name = "PairAverage", frozen, get_all)]
+struct PyPairAverage {
+    group: Vec<usize>,
+    stats: Py<PyOpStats>,
+}
+
+fn seconds(value: f64, argument: &'static str) -> BindResult<Duration> {
     Duration::try_from_secs_f64(value).map_err(|_| {
-        core_error(
-            py,
-            CoreError::invalid(
-                argument,
-                format!("must be a finite number of seconds >= 0, got {value}"),
-            ),
+        CoreError::invalid(
+            argument,
+            format!("must be a finite number of seconds >= 0, got {value}"),
         )
+        .into()
     })
-}
-
-fn parse<T>(py: Python<'_>, parsed: CoreResult<T>) -> PyResult<T> {
-    parsed.map_err(|e| core_error(py, e))
 }
 
 /// The caller's array as raw bytes, to be rebuilt into a slice inside a job.
@@ -103,26 +143,22 @@ fn kind_fits(dtype: DType, kind: u8) -> bool {
 /// and return its bytes, with its shape.
 fn buffer(
     array: &Bound<'_, PyAny>,
-    argument: &str,
+    argument: &'static str,
     dtype: DType,
     writable: bool,
-) -> PyResult<(RawBytes, Vec<usize>)> {
-    let py = array.py();
+) -> BindResult<(RawBytes, Vec<usize>)> {
     let untyped = array.cast::<PyUntypedArray>().map_err(|_| {
-        let got = array
-            .get_type()
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|_| "an object".to_owned());
-        dtype_error(py, argument, format!("expected a numpy array, got {got}"))
+        ThriftyErr::dtype(
+            argument,
+            format!("expected a numpy array, got {}", type_name(array)),
+        )
     })?;
     let descr = untyped.dtype();
     if descr.itemsize() != dtype.size()
         || !kind_fits(dtype, descr.kind())
         || descr.is_native_byteorder() == Some(false)
     {
-        return Err(dtype_error(
-            py,
+        return Err(ThriftyErr::dtype(
             argument,
             format!(
                 "expected {} elements in native byte order, got an array of dtype {}",
@@ -132,16 +168,13 @@ fn buffer(
         ));
     }
     if !untyped.is_c_contiguous() {
-        return Err(dtype_error(
-            py,
+        return Err(ThriftyErr::dtype(
             argument,
-            "expected a C-contiguous array, got a strided view (use numpy.ascontiguousarray)"
-                .to_owned(),
+            "expected a C-contiguous array, got a strided view (use numpy.ascontiguousarray)",
         ));
     }
     if !untyped.is_aligned() {
-        return Err(dtype_error(
-            py,
+        return Err(ThriftyErr::dtype(
             argument,
             format!("expected an array aligned to {} bytes", dtype.size()),
         ));
@@ -152,11 +185,9 @@ fn buffer(
         (fields.data.cast::<u8>(), fields.flags)
     };
     if writable && flags & numpy::npyffi::NPY_ARRAY_WRITEABLE == 0 {
-        return Err(dtype_error(
-            py,
+        return Err(ThriftyErr::dtype(
             argument,
-            "expected a writable array (the result is written in place), got a read-only one"
-                .to_owned(),
+            "expected a writable array (the result is written in place), got a read-only one",
         ));
     }
     let shape = untyped.shape().to_vec();
@@ -180,10 +211,10 @@ fn holding<T>(
 
 /// Wait for `pending` with the GIL released, in slices, checking for signals in between:
 /// Ctrl-C raises `KeyboardInterrupt` (the job runs on, holding the arrays it touches).
-fn wait<T: Send>(py: Python<'_>, pending: &mut Pending<T>) -> PyResult<T> {
+fn wait<T: Send>(py: Python<'_>, pending: &mut Pending<T>) -> BindResult<T> {
     loop {
         if let Some(result) = run(py, || Ok(pending.wait_timeout(WAIT_SLICE)))? {
-            return result.map_err(|e| core_error(py, e));
+            return Ok(result?);
         }
         py.check_signals()?;
     }
@@ -194,17 +225,6 @@ fn wait<T: Send>(py: Python<'_>, pending: &mut Pending<T>) -> PyResult<T> {
 #[pyclass(module = "thrifty._native", name = "Coordinator", frozen)]
 struct PyCoordinator {
     inner: CoreCoordinator,
-}
-
-fn snapshot_dict<'py>(py: Python<'py>, s: CoordinatorSnapshot) -> PyResult<Bound<'py, PyDict>> {
-    let dict = PyDict::new(py);
-    dict.set_item("epoch", s.epoch)?;
-    dict.set_item("members", s.members)?;
-    dict.set_item("pending", s.pending)?;
-    dict.set_item("broken", s.broken)?;
-    dict.set_item("forming", s.forming)?;
-    dict.set_item("asked", s.asked)?;
-    Ok(dict)
 }
 
 #[pymethods]
@@ -226,11 +246,11 @@ impl PyCoordinator {
         heartbeat_timeout_s: f64,
         handshake_timeout_s: f64,
         fellows: Vec<String>,
-    ) -> PyResult<Self> {
+    ) -> BindResult<Self> {
         let options = CoordinatorOptions {
-            heartbeat_interval: seconds(py, heartbeat_interval_s, "heartbeat_interval_s")?,
-            heartbeat_timeout: seconds(py, heartbeat_timeout_s, "heartbeat_timeout_s")?,
-            handshake_timeout: seconds(py, handshake_timeout_s, "handshake_timeout_s")?,
+            heartbeat_interval: seconds(heartbeat_interval_s, "heartbeat_interval_s")?,
+            heartbeat_timeout: seconds(heartbeat_timeout_s, "heartbeat_timeout_s")?,
+            handshake_timeout: seconds(handshake_timeout_s, "handshake_timeout_s")?,
             fellows,
         };
         let inner = run(py, move || {
@@ -246,17 +266,24 @@ impl PyCoordinator {
     }
 
     /// Stop serving and join every thread. Idempotent.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
+    fn close(&self, py: Python<'_>) -> BindResult<()> {
         run(py, || {
             self.inner.close();
             Ok(())
         })
     }
 
-    /// {epoch, members, pending, broken, forming, asked}: what the coordinator knows now.
-    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let snapshot = run(py, || Ok(self.inner.snapshot()))?;
-        snapshot_dict(py, snapshot)
+    /// What the coordinator knows now.
+    fn snapshot(&self, py: Python<'_>) -> BindResult<PyCoordinatorSnapshot> {
+        let s = run(py, || Ok(self.inner.snapshot()))?;
+        Ok(PyCoordinatorSnapshot {
+            epoch: s.epoch,
+            members: s.members,
+            pending: s.pending,
+            broken: s.broken,
+            forming: s.forming,
+            asked: s.asked,
+        })
     }
 }
 
@@ -273,23 +300,10 @@ impl PyCommunicator {
         &self,
         py: Python<'_>,
         job: impl FnOnce(&mut CoreCommunicator) -> CoreResult<T> + Send + 'static,
-    ) -> PyResult<T> {
+    ) -> BindResult<T> {
         let mut pending = self.worker.submit(job);
         wait(py, &mut pending)
     }
-}
-
-fn sync_report<'py>(py: Python<'py>, r: SyncReport) -> PyResult<Bound<'py, PyDict>> {
-    let dict = PyDict::new(py);
-    dict.set_item("revision", r.revision)?;
-    dict.set_item("fetched", r.fetched)?;
-    dict.set_item("bytes_received", r.bytes_received)?;
-    dict.set_item("bytes_sent", r.bytes_sent)?;
-    dict.set_item("sources", r.sources)?;
-    dict.set_item("state_hash", r.state_hash)?;
-    dict.set_item("peers_out_of_date", r.peers_out_of_date)?;
-    dict.set_item("world_size", r.world_size)?;
-    Ok(dict)
 }
 
 #[pymethods]
@@ -314,10 +328,10 @@ impl PyCommunicator {
         bind_host: String,
         bind_port: u16,
         advertise_host: Option<String>,
-    ) -> PyResult<Self> {
+    ) -> BindResult<Self> {
         let options = CommunicatorOptions {
             connections,
-            timeout: seconds(py, timeout_s, "timeout_s")?,
+            timeout: seconds(timeout_s, "timeout_s")?,
             bind_host,
             bind_port,
             advertise_host,
@@ -330,12 +344,12 @@ impl PyCommunicator {
     }
 
     /// Start the peer-to-peer listener and register with the coordinator (as pending).
-    fn connect(&self, py: Python<'_>) -> PyResult<()> {
+    fn connect(&self, py: Python<'_>) -> BindResult<()> {
         self.call(py, |comm| comm.connect())
     }
 
     /// Vote on the topology; blocks until it is decided and the mesh is built.
-    fn update_topology(&self, py: Python<'_>) -> PyResult<()> {
+    fn update_topology(&self, py: Python<'_>) -> BindResult<()> {
         self.call(py, |comm| comm.update_topology())
     }
 
@@ -359,74 +373,71 @@ impl PyCommunicator {
         self.worker.membership().id
     }
 
-    /// all_reduce(array, dtype, op="sum", quantize=None, block=64) -> (sent, received, seconds)
-    #[pyo3(signature = (array, dtype, op="sum", quantize=None, block=64))]
+    /// all_reduce(array, dtype, op="sum", quantize=None, block=64) -> OpStats
+    #[pyo3(signature = (array, dtype, op=Wrap(ReduceOp::Sum), quantize=None, block=64))]
     fn all_reduce(
         &self,
         py: Python<'_>,
         array: &Bound<'_, PyAny>,
-        dtype: &str,
-        op: &str,
-        quantize: Option<&str>,
+        dtype: Wrap<DType>,
+        op: Wrap<ReduceOp>,
+        quantize: Option<Wrap<Quantization>>,
         block: usize,
-    ) -> PyResult<Stats> {
-        let job = all_reduce_job(array, dtype, op, quantize, block)?;
-        self.call(py, job).map(stats)
+    ) -> BindResult<PyOpStats> {
+        let job = all_reduce_job(array, dtype.0, op.0, quantize.map(|q| q.0), block)?;
+        self.call(py, job).map(Into::into)
     }
 
     /// all_reduce_async(...) -> PendingOp: the same, queued; the handle keeps the array alive.
-    #[pyo3(signature = (array, dtype, op="sum", quantize=None, block=64))]
+    #[pyo3(signature = (array, dtype, op=Wrap(ReduceOp::Sum), quantize=None, block=64))]
     fn all_reduce_async(
         &self,
         array: &Bound<'_, PyAny>,
-        dtype: &str,
-        op: &str,
-        quantize: Option<&str>,
+        dtype: Wrap<DType>,
+        op: Wrap<ReduceOp>,
+        quantize: Option<Wrap<Quantization>>,
         block: usize,
-    ) -> PyResult<PendingOp> {
-        let job = all_reduce_job(array, dtype, op, quantize, block)?;
+    ) -> BindResult<PendingOp> {
+        let job = all_reduce_job(array, dtype.0, op.0, quantize.map(|q| q.0), block)?;
         Ok(PendingOp {
             state: Mutex::new(OpState::Running(self.worker.submit(job))),
             array: array.clone().unbind(),
         })
     }
 
-    /// broadcast(array, dtype, root) -> (sent, received, seconds)
+    /// broadcast(array, dtype, root) -> OpStats
     fn broadcast(
         &self,
         py: Python<'_>,
         array: &Bound<'_, PyAny>,
-        dtype: &str,
+        dtype: Wrap<DType>,
         root: usize,
-    ) -> PyResult<Stats> {
-        let dtype = parse(py, DType::parse(dtype))?;
+    ) -> BindResult<PyOpStats> {
+        let dtype = dtype.0;
         let (bytes, _) = buffer(array, "array", dtype, true)?;
         let job = holding(vec![array.clone().unbind()], move |comm| {
             // SAFETY: the job holds `array` until it ends.
             comm.broadcast(unsafe { bytes.bytes_mut() }, dtype, root)
         });
-        self.call(py, job).map(stats)
+        self.call(py, job).map(Into::into)
     }
 
-    /// all_gather(array, dtype, out) -> (sent, received, seconds); `out` holds every rank's
-    /// array, rank by rank.
+    /// all_gather(array, dtype, out) -> OpStats; `out` holds every rank's array, rank by
+    /// rank.
     fn all_gather(
         &self,
         py: Python<'_>,
         array: &Bound<'_, PyAny>,
-        dtype: &str,
+        dtype: Wrap<DType>,
         out: &Bound<'_, PyAny>,
-    ) -> PyResult<Stats> {
-        let dtype = parse(py, DType::parse(dtype))?;
+    ) -> BindResult<PyOpStats> {
+        let dtype = dtype.0;
         let (bytes, _) = buffer(array, "array", dtype, false)?;
         let (into, _) = buffer(out, "out", dtype, true)?;
         if into.len > 0 && bytes.len > 0 {
             let (a, o) = (bytes.ptr as usize, into.ptr as usize);
             if a < o + into.len && o < a + bytes.len {
-                return Err(core_error(
-                    py,
-                    CoreError::invalid("out", "must not share memory with array"),
-                ));
+                return Err(CoreError::invalid("out", "must not share memory with array").into());
             }
         }
         let arrays = vec![array.clone().unbind(), out.clone().unbind()];
@@ -434,48 +445,51 @@ impl PyCommunicator {
             // SAFETY: the job holds both arrays until it ends; they do not overlap.
             comm.all_gather(unsafe { bytes.bytes() }, dtype, unsafe { into.bytes_mut() })
         });
-        self.call(py, job).map(stats)
+        self.call(py, job).map(Into::into)
     }
 
-    fn barrier(&self, py: Python<'_>) -> PyResult<()> {
+    fn barrier(&self, py: Python<'_>) -> BindResult<()> {
         self.call(py, |comm| comm.barrier())
     }
 
     /// Every rank's `values`, rank by rank.
-    fn all_gather_scalars(&self, py: Python<'_>, values: Vec<f64>) -> PyResult<Vec<Vec<f64>>> {
+    fn all_gather_scalars(&self, py: Python<'_>, values: Vec<f64>) -> BindResult<Vec<Vec<f64>>> {
         self.call(py, move |comm| comm.all_gather_scalars(&values))
     }
 
-    /// pair_average(array, dtype, step, group_size=2) -> (group ranks, stats)
+    /// pair_average(array, dtype, step, group_size=2) -> PairAverage
     #[pyo3(signature = (array, dtype, step, group_size=2))]
     fn pair_average(
         &self,
         py: Python<'_>,
         array: &Bound<'_, PyAny>,
-        dtype: &str,
+        dtype: Wrap<DType>,
         step: u64,
         group_size: usize,
-    ) -> PyResult<(Vec<usize>, Stats)> {
-        let dtype = parse(py, DType::parse(dtype))?;
+    ) -> BindResult<PyPairAverage> {
+        let dtype = dtype.0;
         let (bytes, _) = buffer(array, "array", dtype, true)?;
         let job = holding(vec![array.clone().unbind()], move |comm| {
             // SAFETY: the job holds `array` until it ends.
             comm.pair_average(unsafe { bytes.bytes_mut() }, dtype, step, group_size)
         });
         let info = self.call(py, job)?;
-        Ok((info.group, stats(info.stats)))
+        Ok(PyPairAverage {
+            group: info.group,
+            stats: Py::new(py, PyOpStats::from(info.stats))?,
+        })
     }
 
-    /// sync_state([(name, array, dtype), ...], revision) -> dict mirroring `SyncReport`.
+    /// sync_state([(name, array, dtype), ...], revision) -> SyncReport
     fn sync_state<'py>(
         &self,
         py: Python<'py>,
-        arrays: Vec<(String, Bound<'py, PyAny>, String)>,
+        arrays: Vec<(String, Bound<'py, PyAny>, Wrap<DType>)>,
         revision: u64,
-    ) -> PyResult<Bound<'py, PyDict>> {
+    ) -> BindResult<PySyncReport> {
         let mut entries = Vec::with_capacity(arrays.len());
         for (name, array, dtype) in &arrays {
-            let dtype = parse(py, DType::parse(dtype))?;
+            let dtype = dtype.0;
             let (bytes, shape) = buffer(array, "named_arrays", dtype, true)?;
             entries.push((name.clone(), dtype, shape, bytes));
         }
@@ -486,10 +500,7 @@ impl PyCommunicator {
             .collect();
         ranges.sort_unstable();
         if ranges.windows(2).any(|w| w[1].0 < w[0].1) {
-            return Err(core_error(
-                py,
-                CoreError::invalid("named_arrays", "two arrays share memory"),
-            ));
+            return Err(CoreError::invalid("named_arrays", "two arrays share memory").into());
         }
         let held = arrays.iter().map(|(_, a, _)| a.clone().unbind()).collect();
         let job = holding(held, move |comm| {
@@ -506,12 +517,21 @@ impl PyCommunicator {
                 .collect();
             comm.sync_state(&mut state, revision)
         });
-        let report = self.call(py, job)?;
-        sync_report(py, report)
+        let r = self.call(py, job)?;
+        Ok(PySyncReport {
+            revision: r.revision,
+            fetched: r.fetched,
+            bytes_received: r.bytes_received,
+            bytes_sent: r.bytes_sent,
+            sources: r.sources,
+            state_hash: r.state_hash,
+            peers_out_of_date: r.peers_out_of_date,
+            world_size: r.world_size,
+        })
     }
 
     /// Finish the queued collectives, leave, and stop the worker thread. Idempotent.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
+    fn close(&self, py: Python<'_>) -> BindResult<()> {
         run(py, || {
             self.worker.close();
             Ok(())
@@ -521,15 +541,11 @@ impl PyCommunicator {
 
 fn all_reduce_job(
     array: &Bound<'_, PyAny>,
-    dtype: &str,
-    op: &str,
-    quantize: Option<&str>,
+    dtype: DType,
+    op: ReduceOp,
+    quantize: Option<Quantization>,
     block: usize,
-) -> PyResult<Job<OpStats>> {
-    let py = array.py();
-    let dtype = parse(py, DType::parse(dtype))?;
-    let op = parse(py, ReduceOp::parse(op))?;
-    let quantize = parse(py, quantize.map(Quantization::parse).transpose())?;
+) -> BindResult<Job<OpStats>> {
     let (bytes, _) = buffer(array, "array", dtype, true)?;
     // The job holds the array too: an async handle dropped before its job ran must not free
     // the memory the job writes.
@@ -555,7 +571,7 @@ struct PendingOp {
 impl PendingOp {
     /// Block until the collective has finished (Ctrl-C interrupts the wait, not the
     /// collective); idempotent.
-    fn wait(&self, py: Python<'_>) -> PyResult<Stats> {
+    fn wait(&self, py: Python<'_>) -> BindResult<PyOpStats> {
         loop {
             let finished = run(py, || {
                 // Locked without the GIL: another thread may be waiting on the same handle.
@@ -574,7 +590,7 @@ impl PendingOp {
                 }
             })?;
             if let Some(done) = finished {
-                return Ok(stats(done));
+                return Ok(done.into());
             }
             py.check_signals()?;
         }
@@ -607,7 +623,7 @@ fn pairing_groups(
     world_size: usize,
     step: u64,
     group_size: usize,
-) -> PyResult<Vec<Vec<usize>>> {
+) -> BindResult<Vec<Vec<usize>>> {
     run(py, || {
         thrifty_collective::pairing::groups(world_size, step, group_size)
     })
@@ -615,8 +631,8 @@ fn pairing_groups(
 
 /// xxh3-128 (hex) of an array's dtype, shape and bytes, as `sync_state` hashes it.
 #[pyfunction]
-fn state_hash(py: Python<'_>, array: &Bound<'_, PyAny>, dtype: &str) -> PyResult<String> {
-    let dtype = parse(py, DType::parse(dtype))?;
+fn state_hash(py: Python<'_>, array: &Bound<'_, PyAny>, dtype: Wrap<DType>) -> BindResult<String> {
+    let dtype = dtype.0;
     let (bytes, shape) = buffer(array, "array", dtype, false)?;
     // SAFETY: the caller holds `array` for this whole call; the slice is read only.
     let data = unsafe { bytes.bytes() };
@@ -632,6 +648,13 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCoordinator>()?;
     m.add_class::<PyCommunicator>()?;
     m.add_class::<PendingOp>()?;
+    m.add_class::<PyOpStats>()?;
+    m.add_class::<PyCoordinatorSnapshot>()?;
+    m.add_class::<PySyncReport>()?;
+    m.add_class::<PyPairAverage>()?;
+    export::<DType>(m, "DTYPES")?;
+    export::<ReduceOp>(m, "REDUCE_OPS")?;
+    export::<Quantization>(m, "QUANTIZATIONS")?;
     m.add_function(wrap_pyfunction!(pairing_groups, m)?)?;
     m.add_function(wrap_pyfunction!(state_hash, m)?)?;
     Ok(())

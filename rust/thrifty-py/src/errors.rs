@@ -1,62 +1,87 @@
-//! Mapping of core errors and caught panics to `thrifty.errors` exceptions.
+//! The one error type of the bindings: a core error, a refused array, or a caught panic,
+//! each raised as its class from `thrifty.errors`.
 //!
-//! The exception classes live in Python (`python/thrifty/errors.py`) so that they can carry
-//! standard mixins (`ValueError`, `TypeError`) and be typed; this file only looks them up.
+//! The classes are defined in Python (`python/thrifty/errors.py`), where they carry the
+//! standard mixins (`ValueError`, `TypeError`) and are typed; `import_exception!` binds each
+//! one here by its place, so no call site names a class by a string. A binding returns
+//! [`BindResult`], and `?` turns a [`CoreError`] or a Python error into a [`ThriftyErr`]
+//! (polars' `PyPolarsErr`), which PyO3 raises through `From<ThriftyErr> for PyErr`.
 
-use pyo3::prelude::*;
+use pyo3::{import_exception, PyErr};
 use thrifty_core::CoreError;
 
-/// Raise `thrifty.errors.<class_name>(message, argument=argument)`.
-pub fn thrifty_error(
-    py: Python<'_>,
-    class_name: &str,
-    message: String,
-    argument: Option<&str>,
-) -> PyErr {
-    let build = || -> PyResult<PyErr> {
-        let class = py.import("thrifty.errors")?.getattr(class_name)?;
-        let instance = class.call1((message.clone(), argument))?;
-        Ok(PyErr::from_value(instance))
-    };
-    // If thrifty.errors itself cannot be imported the package is broken; say so plainly
-    // rather than losing the original message.
-    build().unwrap_or_else(|e| e)
+import_exception!(thrifty.errors, InvalidArgumentError);
+import_exception!(thrifty.errors, ShapeError);
+import_exception!(thrifty.errors, NonFiniteError);
+import_exception!(thrifty.errors, DTypeError);
+import_exception!(thrifty.errors, InternalError);
+import_exception!(thrifty.errors, PeerLost);
+import_exception!(thrifty.errors, CollectiveTimeout);
+import_exception!(thrifty.errors, AuthenticationError);
+import_exception!(thrifty.errors, CollectiveAborted);
+
+/// Why a binding failed.
+#[derive(Debug)]
+pub enum ThriftyErr {
+    /// The core refused the input or failed.
+    Core(CoreError),
+    /// An array argument of the wrong dtype or memory layout, or not an array at all.
+    DType {
+        argument: &'static str,
+        message: String,
+    },
+    /// Python raised it (a failed conversion, a signal): it goes back as it is.
+    Python(PyErr),
 }
 
-pub fn core_error(py: Python<'_>, error: CoreError) -> PyErr {
-    let class_name = match &error {
-        CoreError::InvalidValue { .. } => "InvalidArgumentError",
-        CoreError::Shape { .. } => "ShapeError",
-        CoreError::NonFinite { .. } => "NonFiniteError",
-        CoreError::PeerLost(_) => "PeerLost",
-        CoreError::Timeout(_) => "CollectiveTimeout",
-        CoreError::Authentication(_) => "AuthenticationError",
-        CoreError::Aborted(_) | CoreError::Mismatch(_) => "CollectiveAborted",
-        CoreError::Internal(_) => "InternalError",
-    };
-    let argument = error.argument();
-    thrifty_error(py, class_name, error.to_string(), argument)
+/// What a binding returns.
+pub type BindResult<T> = Result<T, ThriftyErr>;
+
+impl ThriftyErr {
+    pub fn dtype(argument: &'static str, message: impl Into<String>) -> Self {
+        Self::DType {
+            argument,
+            message: message.into(),
+        }
+    }
 }
 
-pub fn dtype_error(py: Python<'_>, argument: &str, message: String) -> PyErr {
-    thrifty_error(
-        py,
-        "DTypeError",
-        format!("{argument}: {message}"),
-        Some(argument),
-    )
+impl From<CoreError> for ThriftyErr {
+    fn from(error: CoreError) -> Self {
+        Self::Core(error)
+    }
 }
 
-pub fn panic_error(py: Python<'_>, payload: Box<dyn std::any::Any + Send>) -> PyErr {
-    let what = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned());
-    thrifty_error(
-        py,
-        "InternalError",
-        format!("internal error (a bug in thrifty, please report it): {what}"),
-        None,
-    )
+impl From<PyErr> for ThriftyErr {
+    fn from(error: PyErr) -> Self {
+        Self::Python(error)
+    }
+}
+
+impl From<ThriftyErr> for PyErr {
+    fn from(error: ThriftyErr) -> Self {
+        match error {
+            ThriftyErr::Core(error) => {
+                let arguments = (error.to_string(), error.argument());
+                match error {
+                    CoreError::InvalidValue { .. } => {
+                        PyErr::new::<InvalidArgumentError, _>(arguments)
+                    }
+                    CoreError::Shape { .. } => PyErr::new::<ShapeError, _>(arguments),
+                    CoreError::NonFinite { .. } => PyErr::new::<NonFiniteError, _>(arguments),
+                    CoreError::PeerLost(_) => PyErr::new::<PeerLost, _>(arguments),
+                    CoreError::Timeout(_) => PyErr::new::<CollectiveTimeout, _>(arguments),
+                    CoreError::Authentication(_) => PyErr::new::<AuthenticationError, _>(arguments),
+                    CoreError::Aborted(_) | CoreError::Mismatch(_) => {
+                        PyErr::new::<CollectiveAborted, _>(arguments)
+                    }
+                    CoreError::Internal(_) => PyErr::new::<InternalError, _>(arguments),
+                }
+            }
+            ThriftyErr::DType { argument, message } => {
+                PyErr::new::<DTypeError, _>((format!("{argument}: {message}"), Some(argument)))
+            }
+            ThriftyErr::Python(error) => error,
+        }
+    }
 }

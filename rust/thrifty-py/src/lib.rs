@@ -9,6 +9,7 @@ mod collective;
 mod coreset;
 mod errors;
 mod hamming;
+mod options;
 mod schedule;
 mod steps;
 

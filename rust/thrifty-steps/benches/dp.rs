@@ -77,7 +77,7 @@ fn jump_error_bench(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(2));
     for (n, batch, dim, seed) in [(101, 256, 2, 2), (101, 256, 3072, 3072), (201, 512, 768, 7)] {
-        // The last is the size: its targets (201 x 512 x 768 f32, 316 MB) are far
+        // The last is a 16x16 RGB teacher at scale: its targets (201 x 512 x 768 f32, 316 MB) are far
         // larger than the caches, so it measures the tiling over samples.
         bench_teacher_jumps(&mut group, n, batch, dim, seed);
     }

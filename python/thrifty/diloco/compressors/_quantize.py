@@ -6,6 +6,7 @@ import itertools
 import math
 from typing import TYPE_CHECKING
 
+from thrifty import _native
 from thrifty._checks import check_choice, check_int, check_seed
 from thrifty.diloco.compressors._base import (
     Compressor,
@@ -17,7 +18,6 @@ from thrifty.diloco.compressors._base import (
 if TYPE_CHECKING:
     import torch
 
-_FORMATS = ("int8", "fp8", "fp4")
 # The largest code magnitude of each format: a block's absmax maps onto it.
 _QMAX = {"int8": 127.0, "fp8": 448.0, "fp4": 6.0}
 
@@ -122,7 +122,7 @@ class BlockQuantizer(Compressor):
 
     def __init__(self, format: str, *, block: int = 64) -> None:
         super().__init__()
-        self.format = check_choice(format, "format", _FORMATS)
+        self.format = check_choice(format, "format", _native.QUANTIZATIONS)
         self.block = check_int(block, "block", minimum=1)
         self.qmax = _QMAX[format]
         self.name = f"{format}(block={block})"

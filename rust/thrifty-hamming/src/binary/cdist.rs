@@ -4,8 +4,8 @@ use thrifty_core::{CoreError, CoreResult};
 
 use super::block::Codes;
 use super::kernel::Kernel;
-use super::plan::{for_each, Plan};
 use super::scan::scan;
+use super::task_grid::{for_each, TaskGrid};
 use super::validate;
 
 impl Kernel {
@@ -36,24 +36,24 @@ impl Kernel {
         }
         let a = Codes::new(a, bytes_per_code);
         let b = Codes::new(b, bytes_per_code);
-        let plan = Plan::new(na, nb);
+        let grid = TaskGrid::new(na, nb);
 
         // Each task owns the same columns of every row of its query block: the rows are cut
         // into column pieces and the pieces regrouped by column chunk, all borrow-checked.
         let mut tasks: Vec<(usize, usize, Vec<&mut [i32]>)> = Vec::new();
-        for (qb, rows) in out.chunks_mut(plan.query_block * nb).enumerate() {
+        for (qb, rows) in out.chunks_mut(grid.query_block * nb).enumerate() {
             let first = tasks.len();
-            for c in 0..plan.db_chunks {
-                tasks.push((qb, c, Vec::with_capacity(plan.query_block)));
+            for c in 0..grid.db_chunks {
+                tasks.push((qb, c, Vec::with_capacity(grid.query_block)));
             }
             for row in rows.chunks_mut(nb) {
-                for (c, piece) in row.chunks_mut(plan.db_chunk).enumerate() {
+                for (c, piece) in row.chunks_mut(grid.db_chunk).enumerate() {
                     tasks[first + c].2.push(piece);
                 }
             }
         }
         for_each(tasks, |(qb, c, mut pieces)| {
-            let (query_range, db_range) = plan.ranges(qb * plan.db_chunks + c, na, nb);
+            let (query_range, db_range) = grid.ranges(qb * grid.db_chunks + c, na, nb);
             let (first_query, first_code) = (query_range.start, db_range.start);
             scan(self, a, query_range, b, db_range, |q, start, d, _| {
                 let piece = &mut pieces[q - first_query][start - first_code..][..d.len()];

@@ -19,11 +19,11 @@ mod block;
 mod cdist;
 mod kernel;
 mod pack;
-mod plan;
 mod radius;
 mod scalar;
 mod scan;
 mod select;
+mod task_grid;
 mod topk;
 mod validate;
 
@@ -42,6 +42,19 @@ use thrifty_core::CoreResult;
 /// All pairs: `out[i * nb + j] = popcount(a_i XOR b_j)`; `out.len()` must be `na * nb`.
 pub fn cdist(a: &[u8], b: &[u8], bytes_per_code: usize, out: &mut [i32]) -> CoreResult<()> {
     Kernel::detected().cdist(a, b, bytes_per_code, out)
+}
+
+/// [`cdist`] into a new row-major `na x nb` matrix. The matrix is reserved before the scan,
+/// so that one too large for memory is an error naming `b` rather than an aborted process.
+pub fn cdist_matrix(a: &[u8], b: &[u8], bytes_per_code: usize) -> CoreResult<Vec<i32>> {
+    validate::bytes_per_code(bytes_per_code)?;
+    let na = validate::rows("a", a, bytes_per_code)?;
+    let nb = validate::rows("b", b, bytes_per_code)?;
+    let cells = validate::product("b", na, nb)?;
+    let mut out = validate::reserve::<i32>("b", cells, "the distance matrix")?;
+    out.resize(cells, 0);
+    cdist(a, b, bytes_per_code, &mut out)?;
+    Ok(out)
 }
 
 /// The `k` nearest database codes of each query, ordered by (distance, index).

@@ -4,8 +4,8 @@ use thrifty_core::{parallel, CoreResult};
 
 use super::block::Codes;
 use super::kernel::Kernel;
-use super::plan::Plan;
 use super::scan::scan;
+use super::task_grid::TaskGrid;
 use super::validate;
 
 impl Kernel {
@@ -27,11 +27,11 @@ impl Kernel {
         }
         let queries = Codes::new(queries, bytes_per_code);
         let db = Codes::new(db, bytes_per_code);
-        let plan = Plan::new(nq, nb);
+        let grid = TaskGrid::new(nq, nb);
 
         let per_task: Vec<Vec<Vec<(u32, usize)>>> =
-            parallel::map_indices(plan.query_blocks * plan.db_chunks, |task| {
-                let (query_range, db_range) = plan.ranges(task, nq, nb);
+            parallel::map_indices(grid.query_blocks * grid.db_chunks, |task| {
+                let (query_range, db_range) = grid.ranges(task, nq, nb);
                 let first = query_range.start;
                 let mut hits: Vec<Vec<(u32, usize)>> =
                     query_range.clone().map(|_| Vec::new()).collect();
@@ -59,7 +59,7 @@ impl Kernel {
         let mut indices = Vec::new();
         let mut distances = Vec::new();
         let mut q = 0;
-        for tasks in per_task.chunks(plan.db_chunks) {
+        for tasks in per_task.chunks(grid.db_chunks) {
             for i in 0..tasks[0].len() {
                 // Chunks are in database order, so the concatenation is in index order.
                 let mut all: Vec<(u32, usize)> =

@@ -4,9 +4,9 @@ use thrifty_core::{parallel, CoreError, CoreResult};
 
 use super::block::Codes;
 use super::kernel::Kernel;
-use super::plan::Plan;
 use super::scan::scan;
 use super::select::Best;
+use super::task_grid::TaskGrid;
 use super::validate;
 
 impl Kernel {
@@ -37,11 +37,11 @@ impl Kernel {
         let mut indices: Vec<i64> = validate::reserve("k", results, &what)?;
         let queries = Codes::new(queries, bytes_per_code);
         let db = Codes::new(db, bytes_per_code);
-        let plan = Plan::new(nq, nb);
+        let grid = TaskGrid::new(nq, nb);
 
         let per_task: Vec<Vec<Vec<(u32, usize)>>> =
-            parallel::map_indices(plan.query_blocks * plan.db_chunks, |task| {
-                let (query_range, db_range) = plan.ranges(task, nq, nb);
+            parallel::map_indices(grid.query_blocks * grid.db_chunks, |task| {
+                let (query_range, db_range) = grid.ranges(task, nq, nb);
                 let first = query_range.start;
                 let mut best: Vec<Best> = query_range.clone().map(|_| Best::new(k)).collect();
                 scan(
@@ -57,7 +57,7 @@ impl Kernel {
                 best.into_iter().map(Best::into_sorted).collect()
             });
 
-        for tasks in per_task.chunks(plan.db_chunks) {
+        for tasks in per_task.chunks(grid.db_chunks) {
             for i in 0..tasks[0].len() {
                 let merged = if let [only] = tasks {
                     only[i].clone()

@@ -3,56 +3,47 @@
 
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
-use thrifty_core::CoreError;
-use thrifty_coreset::scores::{self, LewisOptions, RegressionOptions, Rows, SketchOptions};
+use thrifty_coreset::scores::{
+    self, LeverageMethod, LewisOptions, RegressionOptions, Rows, SketchOptions,
+};
 
-use crate::arrays::{borrow, expect_ndim, shape, slice};
+use crate::arrays::{borrow_nd, slice};
 use crate::call::run;
+use crate::errors::BindResult;
+use crate::options::{export, Wrap};
 
 /// A 2-D float64 array, borrowed, with its (rows, columns).
 fn matrix<'py>(
     object: &Bound<'py, PyAny>,
-    argument: &str,
-) -> PyResult<(PyReadonlyArrayDyn<'py, f64>, usize, usize)> {
-    let array = borrow::<f64>(object, argument, "float64")?;
-    let dims = shape(&array);
-    expect_ndim(object.py(), &dims, 2, argument)?;
+    argument: &'static str,
+) -> BindResult<(PyReadonlyArrayDyn<'py, f64>, usize, usize)> {
+    let (array, dims) = borrow_nd::<f64>(object, argument, "float64", 2)?;
     Ok((array, dims[0], dims[1]))
 }
 
 /// A 1-D float64 array, borrowed.
 fn vector<'py>(
     object: &Bound<'py, PyAny>,
-    argument: &str,
-) -> PyResult<PyReadonlyArrayDyn<'py, f64>> {
-    let array = borrow::<f64>(object, argument, "float64")?;
-    expect_ndim(object.py(), &shape(&array), 1, argument)?;
-    Ok(array)
+    argument: &'static str,
+) -> BindResult<PyReadonlyArrayDyn<'py, f64>> {
+    Ok(borrow_nd::<f64>(object, argument, "float64", 1)?.0)
 }
 
 /// coreset_leverage_scores(A, method, seed, eps) -> float64 (n,)
 #[pyfunction]
-#[pyo3(signature = (a, method="qr", seed=0, eps=0.5))]
+#[pyo3(signature = (a, method=Wrap(LeverageMethod::Qr), seed=0, eps=0.5))]
 fn coreset_leverage_scores<'py>(
     py: Python<'py>,
     a: &Bound<'py, PyAny>,
-    method: &str,
+    method: Wrap<LeverageMethod>,
     seed: u64,
     eps: f64,
-) -> PyResult<Bound<'py, PyArray1<f64>>> {
+) -> BindResult<Bound<'py, PyArray1<f64>>> {
     let (array, n, d) = matrix(a, "A")?;
     let data = slice(&array, "A")?;
-    let method = method.to_owned();
     let scores = run(py, || {
-        let rows = Rows::new(data, n, d, "A")?;
-        match method.as_str() {
-            "qr" => scores::leverage_scores(&rows),
-            "sketch" => scores::sketched_leverage_scores(&rows, &SketchOptions { seed, eps }),
-            other => Err(CoreError::invalid(
-                "method",
-                format!("must be 'qr' or 'sketch', got {other:?}"),
-            )),
-        }
+        let sketch = SketchOptions { seed, eps };
+        scores::leverage_scores_by(&Rows::new(data, n, d, "A")?, method.0, &sketch)
     })?;
     Ok(scores.into_pyarray(py))
 }
@@ -62,7 +53,7 @@ fn coreset_leverage_scores<'py>(
 fn coreset_root_leverage_scores<'py>(
     py: Python<'py>,
     a: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyArray1<f64>>> {
+) -> BindResult<Bound<'py, PyArray1<f64>>> {
     let (array, n, d) = matrix(a, "A")?;
     let data = slice(&array, "A")?;
     let scores = run(py, || {
@@ -71,18 +62,24 @@ fn coreset_root_leverage_scores<'py>(
     Ok(scores.into_pyarray(py))
 }
 
-type Lewis<'py> = (Bound<'py, PyArray1<f64>>, f64, usize);
+/// lp Lewis weights, with the residual and the iterations the iteration took.
+#[pyclass(module = "thrifty._native", name = "LewisWeights", frozen, get_all)]
+struct LewisWeights {
+    weights: Py<PyArray1<f64>>,
+    residual: f64,
+    iterations: usize,
+}
 
-/// coreset_lewis_weights(A, p, iters, tol) -> (weights, residual, iterations)
+/// coreset_lewis_weights(A, p, iters, tol) -> LewisWeights
 #[pyfunction]
 #[pyo3(signature = (a, p, iters=1000, tol=1e-6))]
-fn coreset_lewis_weights<'py>(
-    py: Python<'py>,
-    a: &Bound<'py, PyAny>,
+fn coreset_lewis_weights(
+    py: Python<'_>,
+    a: &Bound<'_, PyAny>,
     p: f64,
     iters: usize,
     tol: f64,
-) -> PyResult<Lewis<'py>> {
+) -> BindResult<LewisWeights> {
     let (array, n, d) = matrix(a, "A")?;
     let data = slice(&array, "A")?;
     let lewis = run(py, || {
@@ -92,11 +89,11 @@ fn coreset_lewis_weights<'py>(
             &LewisOptions { iters, tol },
         )
     })?;
-    Ok((
-        lewis.weights.into_pyarray(py),
-        lewis.residual,
-        lewis.iterations,
-    ))
+    Ok(LewisWeights {
+        weights: lewis.weights.into_pyarray(py).unbind(),
+        residual: lewis.residual,
+        iterations: lewis.iterations,
+    })
 }
 
 /// coreset_lp_sensitivities(A, p, iters, tol) -> float64 (n,)
@@ -108,7 +105,7 @@ fn coreset_lp_sensitivities<'py>(
     p: f64,
     iters: usize,
     tol: f64,
-) -> PyResult<Bound<'py, PyArray1<f64>>> {
+) -> BindResult<Bound<'py, PyArray1<f64>>> {
     let (array, n, d) = matrix(a, "A")?;
     let data = slice(&array, "A")?;
     let bounds = run(py, || {
@@ -121,47 +118,63 @@ fn coreset_lp_sensitivities<'py>(
     Ok(bounds.into_pyarray(py))
 }
 
-type Kmeans<'py> = (
-    Bound<'py, PyArray1<f64>>,
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<i64>>,
-);
+/// k-means sensitivity bounds, with the D^2 seeds and each point's nearest seed.
+#[pyclass(
+    module = "thrifty._native",
+    name = "KmeansSensitivities",
+    frozen,
+    get_all
+)]
+struct KmeansSensitivities {
+    sensitivities: Py<PyArray1<f64>>,
+    seeds: Py<PyArray1<i64>>,
+    assignment: Py<PyArray1<i64>>,
+}
 
-/// coreset_kmeans_sensitivities(X, k, seed) -> (sensitivities, seeds, assignment)
+/// coreset_kmeans_sensitivities(X, k, seed) -> KmeansSensitivities
 #[pyfunction]
 #[pyo3(signature = (x, k, seed=0))]
-fn coreset_kmeans_sensitivities<'py>(
-    py: Python<'py>,
-    x: &Bound<'py, PyAny>,
+fn coreset_kmeans_sensitivities(
+    py: Python<'_>,
+    x: &Bound<'_, PyAny>,
     k: usize,
     seed: u64,
-) -> PyResult<Kmeans<'py>> {
+) -> BindResult<KmeansSensitivities> {
     let (array, n, d) = matrix(x, "X")?;
     let data = slice(&array, "X")?;
     let out = run(py, || scores::kmeans_sensitivities(data, n, d, k, seed))?;
-    let to_i64 = |v: Vec<usize>| v.into_iter().map(|i| i as i64).collect::<Vec<i64>>();
-    Ok((
-        out.sensitivities.into_pyarray(py),
-        to_i64(out.seeds).into_pyarray(py),
-        to_i64(out.assignment).into_pyarray(py),
-    ))
+    let indices = |v: Vec<usize>| {
+        let v: Vec<i64> = v.into_iter().map(|i| i as i64).collect();
+        v.into_pyarray(py).unbind()
+    };
+    Ok(KmeansSensitivities {
+        sensitivities: out.sensitivities.into_pyarray(py).unbind(),
+        seeds: indices(out.seeds),
+        assignment: indices(out.assignment),
+    })
 }
 
-type Fit<'py> = (Bound<'py, PyArray1<f64>>, f64, usize);
+/// The solution of a weighted lp regression, its cost, and the IRLS iterations run.
+#[pyclass(module = "thrifty._native", name = "RegressionFit", frozen, get_all)]
+struct RegressionFit {
+    x: Py<PyArray1<f64>>,
+    cost: f64,
+    iterations: usize,
+}
 
-/// coreset_lp_regression(A, b, p, weights, iters, tol) -> (x, cost, iterations)
+/// coreset_lp_regression(A, b, p, weights, iters, tol) -> RegressionFit
 #[pyfunction]
 #[pyo3(signature = (a, b, p, weights=None, iters=100, tol=1e-10))]
 #[allow(clippy::too_many_arguments)]
-fn coreset_lp_regression<'py>(
-    py: Python<'py>,
-    a: &Bound<'py, PyAny>,
-    b: &Bound<'py, PyAny>,
+fn coreset_lp_regression(
+    py: Python<'_>,
+    a: &Bound<'_, PyAny>,
+    b: &Bound<'_, PyAny>,
     p: f64,
-    weights: Option<&Bound<'py, PyAny>>,
+    weights: Option<&Bound<'_, PyAny>>,
     iters: usize,
     tol: f64,
-) -> PyResult<Fit<'py>> {
+) -> BindResult<RegressionFit> {
     let (array, n, d) = matrix(a, "A")?;
     let data = slice(&array, "A")?;
     let b_array = vector(b, "b")?;
@@ -177,15 +190,23 @@ fn coreset_lp_regression<'py>(
             &RegressionOptions { iters, tol },
         )
     })?;
-    Ok((fit.x.into_pyarray(py), fit.cost, fit.iterations))
+    Ok(RegressionFit {
+        x: fit.x.into_pyarray(py).unbind(),
+        cost: fit.cost,
+        iterations: fit.iterations,
+    })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<LewisWeights>()?;
+    m.add_class::<KmeansSensitivities>()?;
+    m.add_class::<RegressionFit>()?;
     m.add_function(wrap_pyfunction!(coreset_leverage_scores, m)?)?;
     m.add_function(wrap_pyfunction!(coreset_root_leverage_scores, m)?)?;
     m.add_function(wrap_pyfunction!(coreset_lewis_weights, m)?)?;
     m.add_function(wrap_pyfunction!(coreset_lp_sensitivities, m)?)?;
     m.add_function(wrap_pyfunction!(coreset_kmeans_sensitivities, m)?)?;
     m.add_function(wrap_pyfunction!(coreset_lp_regression, m)?)?;
+    export::<LeverageMethod>(m, "LEVERAGE_METHODS")?;
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! How a search is cut into tasks for the thread pool.
+//! The task grid: how a search is cut into tasks for the thread pool.
 //!
 //! The unit of work is (a block of queries) x (a chunk of the database). Many queries:
 //! one chunk per query block, so the database is streamed once per query block and no
@@ -28,7 +28,7 @@ const MIN_CHUNK: usize = 16 * BLOCK;
 const TASKS_PER_THREAD: usize = 4;
 
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Plan {
+pub(crate) struct TaskGrid {
     /// Queries per task (the last task may have fewer).
     pub(crate) query_block: usize,
     /// Database codes per task, a multiple of [`BLOCK`] (the last chunk may be shorter).
@@ -37,9 +37,9 @@ pub(crate) struct Plan {
     pub(crate) db_chunks: usize,
 }
 
-impl Plan {
-    /// A plan for `nq` queries against `nb` database codes, both non-zero.
-    pub(crate) fn new(nq: usize, nb: usize) -> Plan {
+impl TaskGrid {
+    /// The grid for `nq` queries against `nb` database codes, both non-zero.
+    pub(crate) fn new(nq: usize, nb: usize) -> TaskGrid {
         let threads = parallel::threads();
         let wanted = TASKS_PER_THREAD * threads;
         let query_block = nq
@@ -56,7 +56,7 @@ impl Plan {
                 .max(1)
         };
         let db_chunk = nb.div_ceil(db_chunks).div_ceil(BLOCK) * BLOCK;
-        Plan {
+        TaskGrid {
             query_block,
             db_chunk,
             query_blocks,
@@ -75,7 +75,7 @@ pub(crate) fn for_each<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync + Send) {
     }
 }
 
-impl Plan {
+impl TaskGrid {
     /// The queries and database codes of task `task` (numbered query block major).
     pub(crate) fn ranges(&self, task: usize, nq: usize, nb: usize) -> (Range<usize>, Range<usize>) {
         let (qb, c) = (task / self.db_chunks, task % self.db_chunks);
