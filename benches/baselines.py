@@ -1,6 +1,6 @@
 """Baselines for the benchmarks: what a user would write without thrifty.
 
-They live here, never in the library (DESIGN.md): each one is the yardstick a benchmark
+They live here, never in the library: each one is the yardstick a benchmark
 group measures thrifty against, and the reference its result is checked against.
 """
 

@@ -209,8 +209,13 @@ def _coordinator(args: argparse.Namespace) -> None:
     def say(event: dict[str, Any], text: str) -> None:
         print(json.dumps(event) if args.json else text, flush=True)
 
+    # Ctrl-C and SIGTERM only ask the loop to stop, so one arriving while a line is being
+    # printed cannot escape as a KeyboardInterrupt.
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    previous = {
+        signum: signal.signal(signum, lambda signum, frame: stop.set())
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         with Coordinator(
             args.bind,
@@ -223,29 +228,27 @@ def _coordinator(args: argparse.Namespace) -> None:
                 f"thrifty coordinator listening on {coordinator.address} (Ctrl-C stops it)",
             )
             seen = None
-            try:
-                while not stop.wait(0.1):
-                    s = coordinator.snapshot()
-                    state = (s.epoch, s.members, s.pending, s.broken)
-                    if state == seen:
-                        continue
-                    seen = state
-                    say(
-                        {
-                            "event": "membership",
-                            "epoch": s.epoch,
-                            "members": [f"{m:016x}" for m in s.members],
-                            "pending": [f"{p:016x}" for p in s.pending],
-                            "broken": s.broken,
-                        },
-                        f"epoch {s.epoch}: {len(s.members)} members, {len(s.pending)} pending"
-                        + (f" (broken: {s.broken})" if s.broken else ""),
-                    )
-            except KeyboardInterrupt:
-                pass
+            while not stop.wait(0.1):
+                s = coordinator.snapshot()
+                state = (s.epoch, s.members, s.pending, s.broken)
+                if state == seen:
+                    continue
+                seen = state
+                say(
+                    {
+                        "event": "membership",
+                        "epoch": s.epoch,
+                        "members": [f"{m:016x}" for m in s.members],
+                        "pending": [f"{p:016x}" for p in s.pending],
+                        "broken": s.broken,
+                    },
+                    f"epoch {s.epoch}: {len(s.members)} members, {len(s.pending)} pending"
+                    + (f" (broken: {s.broken})" if s.broken else ""),
+                )
         say({"event": "stopped"}, "thrifty coordinator stopped")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ from collective_harness import World
 torch = pytest.importorskip("torch")
 
 WORLD = 4
-H = 25  # DiLoCo's H, in the 20..50
+H = 25  # DiLoCo's H, in the paper's 20..50
 HETEROGENEOUS = 0.6  # for the error-feedback comparison: each worker skewed to its tokens
 ETA = 0.2
 # EControl's h is already a running estimate of the pseudo-gradient; outer Nesterov momentum

@@ -11,7 +11,7 @@ import thrifty
 from thrifty import steps
 
 SHARP = steps.GaussianMixtureFlow.ring(modes=8, radius=2.0, std=0.05)
-# The ring: schedules matter less on it, so only "never worse" is asked of it.
+# The moderate ring: schedules matter less on it, so only "never worse" is asked of it.
 MODERATE = steps.GaussianMixtureFlow.ring(modes=8, radius=2.0, std=0.15)
 BROAD = steps.GaussianMixtureFlow(
     means=np.array([[-1.0, 0.0], [1.5, 0.5]]), stds=np.array([1.0, 0.8]), weights=np.ones(2)
