@@ -25,7 +25,7 @@ from fuzz_values import (
 )
 
 from thrifty import steps
-from thrifty.steps._bottleneck import DEFAULT_STAGES
+from thrifty.steps._bottleneck_plan import DEFAULT_STAGES
 
 Array = np.ndarray[Any, Any]
 

@@ -25,12 +25,8 @@ Examples
 
 from __future__ import annotations
 
-from thrifty.steps._bottleneck import (
-    BottleneckPlan,
-    BottleneckStage,
-    bottleneck_plan,
-    sample_bottleneck,
-)
+from thrifty.steps._bottleneck import sample_bottleneck
+from thrifty.steps._bottleneck_plan import BottleneckPlan, BottleneckStage, bottleneck_plan
 from thrifty.steps._cost import cost_matrix
 from thrifty.steps._flows import GaussianMixtureFlow
 from thrifty.steps._grid import (

@@ -7,7 +7,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::hint::black_box;
 use std::time::Duration;
 use thrifty_collective::block_quant::Quantization;
-use thrifty_collective::dtype::{reduce_bytes, DType, ReduceOp};
+use thrifty_collective::dtype::{DType, ReduceOp};
+use thrifty_collective::reduce::reduce_bytes;
 
 const LEN: usize = 4 << 20;
 const BLOCK: usize = 64;

@@ -52,7 +52,8 @@
 
 use thrifty_core::{Choice, CoreError, CoreResult};
 
-use crate::dtype::{maximum, minimum, ReduceOp};
+use crate::dtype::ReduceOp;
+use crate::reduce::{maximum, minimum};
 
 /// A block quantization format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -182,7 +183,7 @@ impl Quantization {
     }
 
     /// Decodes and combines in one pass: `out[i] = op(out[i], decoded[i])`, with the semantics
-    /// of [`crate::dtype::reduce_f32`] (`Avg` adds). Bit for bit the same as [`decode`](Self::decode)
+    /// of [`crate::reduce::reduce_f32`] (`Avg` adds). Bit for bit the same as [`decode`](Self::decode)
     /// into a temporary and `reduce_f32`, without the temporary.
     pub fn decode_reduce(
         self,

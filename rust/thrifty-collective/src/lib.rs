@@ -10,8 +10,9 @@
 //! Layers, bottom up (a module uses only modules of its own layer or below):
 //! - the wire: `frame` (versioned frames), `message` (the control protocol, described there
 //!   step by step), `auth` (the handshake);
-//! - numbers: `dtype` (element types, SIMD reductions), `block_quant` (the int8, fp8 and fp4
-//!   block quantization formats);
+//! - numbers: `dtype` (element types and reduce ops), `convert` (to and from the f32 working
+//!   precision), `reduce` (the SIMD reductions), `block_quant` (the int8, fp8 and fp4 block
+//!   quantization formats);
 //! - the data plane: `engine` runs a [`FrameSchedule`](engine::FrameSchedule) (which frame
 //!   each link sends and receives next) over a `mesh` of striped peer-to-peer links, and stops
 //!   when its `signal` is raised. The frame schedules: `step_schedule` (steps written out in
@@ -30,6 +31,7 @@ pub mod auth;
 pub mod block_quant;
 pub mod communicator;
 pub mod control;
+pub mod convert;
 pub mod coordinator;
 pub mod dtype;
 pub mod engine;
@@ -40,6 +42,7 @@ pub mod mesh;
 pub mod message;
 pub mod pairing;
 pub mod quantized_all_reduce;
+pub mod reduce;
 pub mod ring;
 pub mod shared_state;
 pub mod signal;

@@ -20,11 +20,13 @@ use thrifty_core::{CoreError, CoreResult};
 
 use crate::aligned_buf::AlignedBuf;
 use crate::block_quant::Quantization;
-use crate::dtype::{from_f32, reduce_f32, to_f32, DType, ReduceOp};
+use crate::convert::{from_f32, to_f32};
+use crate::dtype::{DType, ReduceOp};
 use crate::engine::{FrameSchedule, Incoming, Outgoing};
 use crate::group::Group;
 use crate::layout::{bytes, Layout};
 use crate::mesh::{LinkId, Mesh};
+use crate::reduce::reduce_f32;
 
 enum Send {
     /// This peer's contribution to chunk `k` of slice `slice`, for that slice's owner.

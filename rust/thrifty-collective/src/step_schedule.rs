@@ -13,9 +13,10 @@ use std::ops::Range;
 use thrifty_core::{CoreError, CoreResult};
 
 use crate::aligned_buf::AlignedBuf;
-use crate::dtype::{finalize_avg, reduce_bytes, DType, ReduceOp};
+use crate::dtype::{DType, ReduceOp};
 use crate::engine::{FrameSchedule, Incoming, Outgoing};
 use crate::mesh::LinkId;
+use crate::reduce::{finalize_avg, reduce_bytes};
 
 /// The buffers of a step schedule, kept by the communicator from one collective to the next,
 /// so a collective neither allocates nor zeroes (and page-faults) megabytes of staging every

@@ -3,7 +3,8 @@
 
 use proptest::prelude::*;
 use thrifty_collective::block_quant::{Quantization, FP4_VALUES};
-use thrifty_collective::dtype::{reduce_f32, ReduceOp};
+use thrifty_collective::dtype::ReduceOp;
+use thrifty_collective::reduce::reduce_f32;
 use thrifty_core::{Choice, CoreError};
 
 const FORMATS: [Quantization; 3] = Quantization::ALL;

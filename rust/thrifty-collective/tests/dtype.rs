@@ -3,9 +3,9 @@
 
 use half::{bf16, f16};
 use proptest::prelude::*;
-use thrifty_collective::dtype::{
-    finalize_avg, from_f32, reduce_bytes, reduce_f32, to_f32, DType, ReduceOp,
-};
+use thrifty_collective::convert::{from_f32, to_f32};
+use thrifty_collective::dtype::{DType, ReduceOp};
+use thrifty_collective::reduce::{finalize_avg, reduce_bytes, reduce_f32};
 use thrifty_core::{Choice, CoreError};
 
 const LENGTHS: [usize; 6] = [0, 1, 7, 33, 1000, 4099];

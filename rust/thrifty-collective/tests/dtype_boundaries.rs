@@ -5,7 +5,9 @@
 
 use half::{bf16, f16};
 use proptest::prelude::*;
-use thrifty_collective::dtype::{finalize_avg, from_f32, reduce_bytes, to_f32, DType, ReduceOp};
+use thrifty_collective::convert::{from_f32, to_f32};
+use thrifty_collective::dtype::{DType, ReduceOp};
+use thrifty_collective::reduce::{finalize_avg, reduce_bytes};
 use thrifty_core::CoreError;
 
 const MAX_LEN: usize = 100_003;
