@@ -33,15 +33,23 @@ from thrifty._extras import require
 from thrifty._plot import figure
 from thrifty._progress import progress_bar
 from thrifty.errors import InvalidArgumentError, ShapeError, ThriftyError
-from thrifty.steps._cost import Metric, _teacher, check_metric, jump_error_sums
+from thrifty.steps._cost import (
+    DEFAULT_MAX_MEMORY,
+    Metric,
+    _teacher,
+    check_metric,
+    jump_error_sums,
+)
 from thrifty.steps._diffusers import set_scheduler_times
 from thrifty.steps._grid import Float64Array, GridKind, check_times, time_grid
 from thrifty.steps._path import Int64Array, optimal_path
 from thrifty.steps._sampling import sample
 from thrifty.steps._velocity import (
     Velocity,
+    batch_size_or,
     check_state,
     check_velocity,
+    empty,
     evaluate,
     inference,
     to_host,
@@ -223,68 +231,171 @@ def _device_of(x: Any) -> str | None:
     return str(x.device) if is_torch_tensor(x) else None
 
 
-def _endpoint_error(prediction: Any, target: Any, metric: Metric) -> float:
-    """Mean over samples of the metric between two batches of states."""
+def _distances(prediction: Any, target: Any, metric: Metric) -> np.ndarray[Any, Any]:
+    """The metric between two batches of states, one distance a sample, on the host."""
     if callable(metric):
-        return float(np.mean(to_host(metric(prediction, target))))
+        return to_host(metric(prediction, target))
     diff = to_host(prediction).astype(np.float64) - to_host(target).astype(np.float64)
     flat = diff.reshape(diff.shape[0], -1)
     if metric == "l1":
-        return float(np.abs(flat).sum(axis=1).mean())
-    return float(np.linalg.norm(flat, axis=1).mean())
+        return np.asarray(np.abs(flat).sum(axis=1))
+    return np.asarray(np.linalg.norm(flat, axis=1))
+
+
+def _parts(samples: int, batch: int) -> list[slice]:
+    """Consecutive batches of at most ``batch`` samples, in sample order."""
+    return [slice(start, start + batch) for start in range(0, samples, batch)]
+
+
+def _zeros(like: Any, shape: tuple[int, ...]) -> Any:
+    """Zeros, not uninitialised memory: the jump-error kernel refuses NaN in any row, even
+    the rows the DP masks out afterwards."""
+    out = empty(like, shape)
+    out[...] = 0
+    return out
+
+
+def _add_sample_errors(
+    total: Float64Array,
+    starts: Any,
+    velocities: Any,
+    targets: Any,
+    grid: Float64Array,
+    metric: Metric,
+) -> None:
+    """Add every sample's jump errors to ``total``, one sample after the other.
+
+    One sample at a time, in sample order, is the order the CPU kernel sums a whole batch
+    in, so the sums are the same bits however the samples were split into batches, and
+    the same as one call over all of them.
+    """
+    for b in range(int(starts.shape[1])):
+        one = slice(b, b + 1)
+        total += jump_error_sums(starts[:, one], velocities[:, one], targets[:, one], grid, metric)
 
 
 @dataclass
 class _Problem:
-    """Everything the candidates share: the velocity, the grids and the teacher."""
+    """Everything the candidates share: the velocity, the grids, the teacher's endpoints
+    and cost matrix, and how many samples one batch may hold.
+
+    The teacher's trajectory is kept (``teacher``) only when one batch holds every
+    training sample; otherwise the student DP recomputes it batch by batch.
+    """
 
     velocity: Velocity
     k: int
     grid: Float64Array
     metric: Metric
     train_noise: Any
-    train_states: Any
-    train_velocities: Any
+    train_target: Any
     validation_noise: Any
     validation_target: Any
     cost: Float64Array
+    batch: int
+    sample_batch: int
+    teacher: Any
+    bar: Any
 
     def error(self, times: Float64Array, *, validation: bool) -> float:
+        """Mean endpoint distance to the teacher, sampled ``sample_batch`` samples at a
+        time; the mean is taken once over all the distances, as over one batch."""
         noise = self.validation_noise if validation else self.train_noise
-        target = self.validation_target if validation else self.train_states[-1]
-        return _endpoint_error(sample(self.velocity, noise, times), target, self.metric)
+        target = self.validation_target if validation else self.train_target
+        distances = [
+            _distances(sample(self.velocity, noise[part], times), target[part], self.metric)
+            for part in _parts(int(noise.shape[0]), self.sample_batch)
+        ]
+        return float(np.mean(np.concatenate(distances)))
+
+    def teacher_states(self, part: slice) -> Any:
+        """The teacher's states ``(n + 1, batch, *state)`` on one batch of training noise."""
+        if self.teacher is not None:
+            return self.teacher
+        states, velocities = _teacher(self.velocity, self.train_noise[part], self.grid, self.bar)
+        del velocities
+        return states
 
 
 def _bellman(problem: _Problem, future_weight: float) -> Int64Array:
     return optimal_path(problem.cost, problem.k, future_weight=future_weight)
 
 
-def _student(problem: _Problem) -> Int64Array:
-    """The student-propagated DP: for every (jumps used m, node j) keep the best state the
-    student's own m jumps reach at node j, scored against the teacher's state there."""
+def _student_states(
+    problem: _Problem, x0: Any, parents: Int64Array, valid: list[Any], level: int
+) -> Any:
+    """The student's states at every valid node of ``level``, rebuilt from the noise ``x0``
+    by replaying the jumps the parent pointers chose.
+
+    Only the nodes some later state descends from are evaluated. Each state is the same
+    expression on the same values as when the DP first reached it, so it is the same bits.
+    Returns ``(n, batch, *state)``, zeros off the valid nodes.
+    """
     n = problem.grid.size - 1
-    k = problem.k
-    teacher = problem.train_states
-    samples = int(teacher.shape[1])
-    reached = teacher[:-1] * 0  # student states at each start node (rows filled as reached)
-    reached[0] = teacher[0]
-    velocities = reached * 0
-    valid = np.zeros(n, dtype=bool)
-    valid[0] = True
-    parents = np.full((k + 1, n + 1), -1, dtype=np.int64)
-    for m in range(1, k + 1):
-        for start in np.flatnonzero(valid):
+    needed: list[Any] = [None] * (level + 1)
+    needed[level] = np.flatnonzero(valid[level])
+    for m in range(level, 0, -1):
+        needed[m - 1] = np.unique(parents[m, needed[m]])
+    shape = (n, *x0.shape)
+    reached = _zeros(x0, shape)
+    reached[0] = x0
+    if level == 0:
+        return reached
+    velocities = _zeros(x0, shape)
+    following = _zeros(x0, shape)
+    for m in range(1, level + 1):
+        for start in needed[m - 1]:
             velocities[start] = evaluate(
                 problem.velocity, reached[start], float(problem.grid[start])
             )
-        errors = jump_error_sums(reached, velocities, teacher, problem.grid, problem.metric)
+        for j in needed[m]:
+            best = int(parents[m, j])
+            dt = float(problem.grid[j] - problem.grid[best])
+            following[j] = reached[best] + dt * velocities[best]
+        reached, following = following, reached
+    return reached
+
+
+def _student(problem: _Problem) -> Int64Array:
+    """The student-propagated DP: for every (jumps used m, node j) keep the best state the
+    student's own m jumps reach at node j, scored against the teacher's state there.
+
+    The choice of each level sums the errors of every sample, so the levels run one after
+    the other over all batches. When one batch holds every sample, its states are carried
+    from level to level; otherwise each batch's teacher and student states are recomputed
+    at every level from the noise and the parent pointers, which keeps memory at one batch.
+    """
+    n = problem.grid.size - 1
+    k = problem.k
+    noise = problem.train_noise
+    samples = int(noise.shape[0])
+    parts = _parts(samples, problem.batch)
+    valid: list[Any] = [np.zeros(n, dtype=bool) for _ in range(k + 1)]
+    valid[0][0] = True
+    parents = np.full((k + 1, n + 1), -1, dtype=np.int64)
+    carried: Any = None
+    for m in range(1, k + 1):
+        errors = np.zeros((n + 1, n + 1), dtype=np.float64)
+        for part in parts:
+            teacher = problem.teacher_states(part)
+            if carried is None:
+                reached = _student_states(problem, noise[part], parents, valid, m - 1)
+            else:
+                reached = carried
+            velocities = _zeros(reached, tuple(reached.shape))
+            for start in np.flatnonzero(valid[m - 1]):
+                velocities[start] = evaluate(
+                    problem.velocity, reached[start], float(problem.grid[start])
+                )
+            _add_sample_errors(errors, reached, velocities, teacher, problem.grid, problem.metric)
+            del teacher
+            if len(parts) > 1:
+                del reached, velocities
         errors = errors / samples
-        errors[:n][~valid] = np.inf
+        errors[:n][~valid[m - 1]] = np.inf
         errors[np.tril_indices(n + 1)] = np.inf  # a jump must move forward
         # Node j can be the m-th knot only if the k - m remaining jumps still fit after it.
         targets = [n] if m == k else range(m, n - (k - m) + 1)
-        new_reached = reached * 0
-        new_valid = np.zeros(n, dtype=bool)
         for j in targets:
             column = errors[:n, j]
             best = int(np.argmin(column))  # the first minimum: ties go to the smallest node
@@ -292,10 +403,14 @@ def _student(problem: _Problem) -> Int64Array:
                 continue
             parents[m, j] = best
             if j < n:
-                dt = float(problem.grid[j] - problem.grid[best])
-                new_reached[j] = reached[best] + dt * velocities[best]
-                new_valid[j] = True
-        reached, valid = new_reached, new_valid
+                valid[m][j] = True
+        if len(parts) == 1 and m < k:
+            carried = _zeros(reached, tuple(reached.shape))
+            for node in np.flatnonzero(valid[m]).tolist():
+                best = int(parents[m, node])
+                dt = float(problem.grid[node] - problem.grid[best])
+                carried[node] = reached[best] + dt * velocities[best]
+            del reached, velocities
     if parents[k, n] < 0:
         raise InvalidArgumentError(f"no {k}-jump path exists on a grid of {n} steps", "k")
     nodes = [n]
@@ -357,6 +472,7 @@ def schedule(
     metric: Metric = "l2",
     future_weight: float = 1.0,
     refine_budget: int = 60,
+    max_memory: int = DEFAULT_MAX_MEMORY,
     progress: bool = True,
 ) -> Schedule:
     """Choose the best ``k``-step schedule for ``velocity`` on an ``n``-step teacher grid.
@@ -389,6 +505,9 @@ def schedule(
         GITS' coefficient for the Bellman DP, see :func:`optimal_path`.
     refine_budget : int
         Endpoint evaluations (each ``k`` NFE per training sample) per refined candidate.
+    max_memory : int
+        Bytes the samples of one batch may take (trajectories for the DPs, a few states a
+        sample when sampling); as in :func:`cost_matrix`.
     progress : bool
         Show progress bars.
 
@@ -399,9 +518,18 @@ def schedule(
 
     Notes
     -----
-    Memory is ``O(n * samples * state)`` for the training teacher, which the student DP
-    and the cost matrix share. For large states, pass fewer ``samples`` or use
-    :func:`cost_matrix` and :func:`optimal_path` directly (flat memory).
+    Memory is flat in ``n * samples``: one batch of samples is held at a time, sized so
+    that its trajectories fit ``max_memory`` (``(4n + 1) * state`` values a sample with the
+    student DP, ``(2n + 1) * state`` without), besides the noise and the teacher's
+    endpoints (``samples * state`` each, for training and validation) and the velocity's
+    own activations. When one batch holds every sample, the teacher trajectory and the
+    student's states are kept from one DP level to the next; otherwise every level of the
+    student DP recomputes each batch's teacher (``n`` velocity evaluations) and replays its
+    student states from the parent pointers.
+
+    The per-sample jump errors are summed one sample after the other in sample order, so
+    the schedule does not depend on the batch size, provided the velocity gives each
+    sample the same value whatever batch it comes in.
 
     Examples
     --------
@@ -418,6 +546,7 @@ def schedule(
     chosen_method = check_choice(method, "method", ("auto", *CANDIDATES))
     seed = check_seed(seed)
     refine_budget = check_int(refine_budget, "refine_budget", minimum=0)
+    max_memory = check_int(max_memory, "max_memory", minimum=1)
     future_weight = check_positive(future_weight, "future_weight")
     check_metric(metric)
     fine = time_grid(n, grid)
@@ -436,17 +565,43 @@ def schedule(
             "validation",
         )
     names = CANDIDATES if chosen_method == "auto" else (chosen_method,)
-    total = 2 * n + (len(names) * refine_budget if refine else 0)
+    samples_count = int(train.shape[0])
+    state_size = math.prod(state_shape)
+    itemsize = int(train.dtype.itemsize)
+    # One batch holds the teacher's states and velocities for the cost, and the teacher's
+    # states with the student's states, velocities and next states for the student DP.
+    trajectories = 4 * n + 1 if "student" in names else 2 * n + 1
+    batch = batch_size_or(None, samples_count, max_memory // (trajectories * state_size * itemsize))
+    # Sampling holds a few states a sample (state, velocity, next state, the float64
+    # residual), never a trajectory.
+    sample_batch = batch_size_or(
+        None,
+        max(samples_count, int(validation_noise.shape[0])),
+        max_memory // (8 * state_size * itemsize),
+    )
+    parts = _parts(samples_count, batch)
+    recomputed = len(parts) * k * n if "student" in names and len(parts) > 1 else 0
+    total = (len(parts) + 1) * n + recomputed + (len(names) * refine_budget if refine else 0)
     with progress_bar(total, f"schedule k={k}", progress) as bar, inference(train):
-        states, velocities = _teacher(velocity, train, fine, bar)
-        cost = np.triu(
-            jump_error_sums(states[:-1], velocities, states, fine, metric) / train.shape[0], 1
-        )
-        target = sample(velocity, validation_noise, fine)
+        sums = np.zeros((n + 1, n + 1), dtype=np.float64)
+        train_target = empty(train, tuple(train.shape))
+        teacher = None
+        for part in parts:
+            states, velocities = _teacher(velocity, train[part], fine, bar)
+            _add_sample_errors(sums, states[:-1], velocities, states, fine, metric)
+            train_target[part] = states[-1]
+            del velocities
+            if len(parts) == 1 and "student" in names:
+                teacher = states
+            del states
+        cost = np.triu(sums / samples_count, 1)
+        target = empty(validation_noise, tuple(validation_noise.shape))
+        for part in _parts(int(validation_noise.shape[0]), sample_batch):
+            target[part] = sample(velocity, validation_noise[part], fine)
         bar.update(n)
         problem = _Problem(
-            velocity, int(k), fine, metric, train, states, velocities,
-            validation_noise, target, cost,
+            velocity, int(k), fine, metric, train, train_target, validation_noise, target,
+            cost, batch, sample_batch, teacher, bar,
         )  # fmt: skip
         builders: dict[str, Callable[[], tuple[Float64Array, Int64Array | None]]] = {
             "uniform": lambda: (time_grid(int(k)), None),
