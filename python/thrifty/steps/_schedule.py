@@ -572,12 +572,12 @@ def schedule(
     # states with the student's states, velocities and next states for the student DP.
     trajectories = 4 * n + 1 if "student" in names else 2 * n + 1
     batch = batch_size_or(None, samples_count, max_memory // (trajectories * state_size * itemsize))
-    # Sampling holds a few states a sample (state, velocity, next state, the float64
-    # residual), never a trajectory.
+    # Sampling holds about ten states a sample, never a trajectory: the state, its velocity
+    # and the next state, then the endpoint's residual (three float64 arrays).
     sample_batch = batch_size_or(
         None,
         max(samples_count, int(validation_noise.shape[0])),
-        max_memory // (8 * state_size * itemsize),
+        max_memory // (10 * state_size * itemsize),
     )
     parts = _parts(samples_count, batch)
     recomputed = len(parts) * k * n if "student" in names and len(parts) > 1 else 0
