@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from thrifty._arrays import is_torch_tensor
+from thrifty._arrays import is_gpu_array, is_torch_tensor
 from thrifty._checks import (
     check_choice,
     check_int,
@@ -262,13 +262,20 @@ def _add_sample_errors(
     targets: Any,
     grid: Float64Array,
     metric: Metric,
+    *,
+    first: bool,
 ) -> None:
     """Add every sample's jump errors to ``total``, one sample after the other.
 
-    One sample at a time, in sample order, is the order the CPU kernel sums a whole batch
-    in, so the sums are the same bits however the samples were split into batches, and
-    the same as one call over all of them.
+    The CPU kernel sums a batch one sample after the other in sample order, from zero. So
+    the first batch (``total`` still zero) takes one call, and every later sample is added
+    on its own: the sums are the same bits however the samples were split into batches,
+    and the same as one call over all of them. The CUDA kernel and a callable metric sum
+    in another order, so they take every sample on its own.
     """
+    if first and isinstance(metric, str) and not is_gpu_array(starts):
+        total += jump_error_sums(starts, velocities, targets, grid, metric)
+        return
     for b in range(int(starts.shape[1])):
         one = slice(b, b + 1)
         total += jump_error_sums(starts[:, one], velocities[:, one], targets[:, one], grid, metric)
@@ -387,7 +394,15 @@ def _student(problem: _Problem) -> Int64Array:
                 velocities[start] = evaluate(
                     problem.velocity, reached[start], float(problem.grid[start])
                 )
-            _add_sample_errors(errors, reached, velocities, teacher, problem.grid, problem.metric)
+            _add_sample_errors(
+                errors,
+                reached,
+                velocities,
+                teacher,
+                problem.grid,
+                problem.metric,
+                first=part is parts[0],
+            )
             del teacher
             if len(parts) > 1:
                 del reached, velocities
@@ -588,7 +603,9 @@ def schedule(
         teacher = None
         for part in parts:
             states, velocities = _teacher(velocity, train[part], fine, bar)
-            _add_sample_errors(sums, states[:-1], velocities, states, fine, metric)
+            _add_sample_errors(
+                sums, states[:-1], velocities, states, fine, metric, first=part is parts[0]
+            )
             train_target[part] = states[-1]
             del velocities
             if len(parts) == 1 and "student" in names:
