@@ -612,19 +612,24 @@ def schedule(
                 teacher = states
             del states
         cost = np.triu(sums / samples_count, 1)
+        problem = _Problem(
+            velocity, int(k), fine, metric, train, train_target, validation_noise, None,
+            cost, batch, sample_batch, teacher, bar,
+        )  # fmt: skip
+        # The student DP runs first, so that a kept teacher trajectory is let go before
+        # any sampling: the peak is then one batch, not a batch and a trajectory.
+        student = _student(problem) if "student" in names else np.zeros(0, dtype=np.int64)
+        problem.teacher = teacher = None
         target = empty(validation_noise, tuple(validation_noise.shape))
         for part in _parts(int(validation_noise.shape[0]), sample_batch):
             target[part] = sample(velocity, validation_noise[part], fine)
+        problem.validation_target = target
         bar.update(n)
-        problem = _Problem(
-            velocity, int(k), fine, metric, train, train_target, validation_noise, target,
-            cost, batch, sample_batch, teacher, bar,
-        )  # fmt: skip
         builders: dict[str, Callable[[], tuple[Float64Array, Int64Array | None]]] = {
             "uniform": lambda: (time_grid(int(k)), None),
             "edm": lambda: (time_grid(int(k), "edm"), None),
             "bellman": lambda: _on_grid(problem, _bellman(problem, future_weight)),
-            "student": lambda: _on_grid(problem, _student(problem)),
+            "student": lambda: _on_grid(problem, student),
         }
         report: dict[str, dict[str, Any]] = {}
         chosen: dict[str, tuple[Float64Array, Int64Array | None]] = {}
