@@ -521,8 +521,8 @@ def schedule(
     refine_budget : int
         Endpoint evaluations (each ``k`` NFE per training sample) per refined candidate.
     max_memory : int
-        Bytes the samples of one batch may take (trajectories for the DPs, a few states a
-        sample when sampling); as in :func:`cost_matrix`.
+        Bytes the samples of one batch may take: their trajectories in the DPs, about ten
+        states a sample when sampling; as in :func:`cost_matrix`.
     progress : bool
         Show progress bars.
 
