@@ -502,10 +502,17 @@ def schedule(rng: np.random.Generator) -> Case:
     }
     if chance(rng, 0.2):
         kwargs["metric"] = "l1"
-    valid = _and(n_ok, k_ok, m_ok, s_ok, seed_ok, r_ok)
+    memory_ok: bool | None = True
+    memory_label = "default"
+    if chance(rng, 0.3):
+        # Small budgets split the samples into batches (down to one sample each).
+        kwargs["max_memory"], memory_ok, memory_label = integer(
+            rng, 1, None, typical=int(pick(rng, (1, 64, 4096, 1 << 20))), size_like=True
+        )
+    valid = _and(n_ok, k_ok, m_ok, s_ok, seed_ok, r_ok, memory_ok)
     label = (
         f"n {n_label}; k {k_label}; {m_label}; samples {s_label}; seed {seed_label}; "
-        f"budget {r_label}"
+        f"budget {r_label}; max_memory {memory_label}"
     )
     if valid is not True:
         return Case(steps.schedule, (flow.velocity, k), kwargs, valid, label=label)
@@ -528,6 +535,16 @@ def schedule(rng: np.random.Generator) -> Case:
             os.unlink(path)
         expect(np.array_equal(loaded.times, plan.times), "load(save) changed the times")
         expect(np.array_equal(plan.sigmas(), 1.0 - plan.times), "sigmas are not 1 - t")
+        if "max_memory" in kwargs:
+            # Batching is exact: the same schedule as with every sample in one batch.
+            whole = steps.schedule(
+                flow.velocity, k, **{key: v for key, v in kwargs.items() if key != "max_memory"}
+            )
+            expect(np.array_equal(whole.times, plan.times), "max_memory changed the times")
+            expect(
+                whole.validation_error == plan.validation_error,
+                "max_memory changed the validation error",
+            )
 
     return Case(steps.schedule, (flow.velocity, k), kwargs, True, check, label)
 
