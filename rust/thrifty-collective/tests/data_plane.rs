@@ -1,6 +1,8 @@
 //! The data plane alone: meshes built by hand for a fixed view, schedules run by the engine,
 //! no coordinator. Checks the ring, the chain and the quantized schedule frame by frame.
 
+mod support;
+
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -12,7 +14,7 @@ use thrifty_collective::engine;
 use thrifty_collective::group::Group;
 use thrifty_collective::layout::Layout;
 use thrifty_collective::mesh::{Listener, Mesh};
-use thrifty_collective::message::{AbortKind, Member, View};
+use thrifty_collective::message::AbortKind;
 use thrifty_collective::quantized_all_reduce::{QuantizedAllReduce, QuantizedScratch};
 use thrifty_collective::ring;
 use thrifty_collective::signal::OpSignal;
@@ -25,34 +27,8 @@ fn secret() -> Secret {
 
 /// Listeners and meshes for `n` peers with `connections` stripes.
 fn meshes(n: usize, connections: usize) -> Vec<(Listener, Mesh, usize)> {
-    let listeners: Vec<Listener> = (0..n)
-        .map(|i| Listener::bind("127.0.0.1", 0, 100 + i as u64, secret()).expect("bind"))
-        .collect();
-    let view = View {
-        epoch: 1,
-        members: listeners
-            .iter()
-            .enumerate()
-            .map(|(i, l)| Member {
-                id: 100 + i as u64,
-                addr: format!("127.0.0.1:{}", l.port()),
-            })
-            .collect(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let listeners = Arc::new(listeners);
-    let handles: Vec<_> = (0..n)
-        .map(|i| {
-            let listeners = Arc::clone(&listeners);
-            let view = view.clone();
-            thread::spawn(move || listeners[i].build_mesh(&view, connections, deadline, &|| false))
-        })
-        .collect();
-    let built: Vec<Mesh> = handles
-        .into_iter()
-        .map(|h| h.join().expect("thread").expect("mesh"))
-        .collect();
-    let listeners = Arc::try_unwrap(listeners).unwrap_or_else(|_| panic!("listeners shared"));
+    let (listeners, built) =
+        support::loopback_meshes(n, connections, &secret(), Duration::from_secs(10));
     listeners
         .into_iter()
         .zip(built)

@@ -10,11 +10,11 @@
 //! from every member's contribution (the results equal a reference computed element by
 //! element); and an aborted collective leaves (or restores) every buffer as it was.
 
+mod support;
+
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use half::{bf16, f16};
 use proptest::prelude::*;
@@ -28,7 +28,6 @@ use thrifty_collective::frame::MAX_DATA_FRAME;
 use thrifty_collective::group::Group;
 use thrifty_collective::layout::Layout;
 use thrifty_collective::mesh::{Listener, Mesh};
-use thrifty_collective::message::{Member, View};
 use thrifty_collective::quantized_all_reduce::{QuantizedAllReduce, QuantizedScratch};
 use thrifty_collective::ring;
 use thrifty_collective::step_schedule::{Reduction, StepSchedule, StepScratch};
@@ -45,35 +44,7 @@ fn secret() -> Secret {
 
 /// Every peer's listener and mesh for a world of `n` with `connections` stripes.
 fn meshes(n: usize, connections: usize) -> (Vec<Listener>, Vec<Mesh>) {
-    let listeners: Vec<Listener> = (0..n)
-        .map(|i| Listener::bind("127.0.0.1", 0, 100 + i as u64, secret()).expect("bind"))
-        .collect();
-    let view = View {
-        epoch: 1,
-        members: listeners
-            .iter()
-            .enumerate()
-            .map(|(i, l)| Member {
-                id: 100 + i as u64,
-                addr: format!("127.0.0.1:{}", l.port()),
-            })
-            .collect(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let listeners = Arc::new(listeners);
-    let handles: Vec<_> = (0..n)
-        .map(|i| {
-            let listeners = Arc::clone(&listeners);
-            let view = view.clone();
-            thread::spawn(move || listeners[i].build_mesh(&view, connections, deadline, &|| false))
-        })
-        .collect();
-    let built = handles
-        .into_iter()
-        .map(|h| h.join().expect("thread").expect("mesh"))
-        .collect();
-    let listeners = Arc::try_unwrap(listeners).unwrap_or_else(|_| panic!("listeners shared"));
-    (listeners, built)
+    support::loopback_meshes(n, connections, &secret(), Duration::from_secs(20))
 }
 
 /// SplitMix64.
