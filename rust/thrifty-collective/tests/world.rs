@@ -1,8 +1,10 @@
 //! End-to-end collectives between real communicators on 127.0.0.1, one thread per peer.
 
+mod support;
+
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use thrifty_collective::auth::Secret;
 use thrifty_collective::block_quant::Quantization;
@@ -30,35 +32,7 @@ where
     T: Send + 'static,
     F: Fn(&mut Communicator, usize) -> T + Send + Sync + 'static,
 {
-    let coordinator =
-        Coordinator::start("127.0.0.1:0", secret(), CoordinatorOptions::default()).expect("start");
-    let address = coordinator.address();
-    let body = Arc::new(body);
-    let handles: Vec<_> = (0..n)
-        .map(|_| {
-            let address = address.clone();
-            let body = Arc::clone(&body);
-            thread::spawn(move || {
-                let mut comm = Communicator::new(&address, secret(), options()).expect("new");
-                comm.connect().expect("connect");
-                let deadline = Instant::now() + Duration::from_secs(30);
-                while comm.world_size() < n {
-                    assert!(Instant::now() < deadline, "world never reached {n}");
-                    comm.update_topology().expect("update_topology");
-                }
-                let rank = comm.rank().expect("rank");
-                let out = body(&mut comm, rank);
-                (rank, out)
-            })
-        })
-        .collect();
-    let mut results: Vec<(usize, T)> = handles
-        .into_iter()
-        .map(|h| h.join().expect("peer thread"))
-        .collect();
-    results.sort_by_key(|(rank, _)| *rank);
-    coordinator.close();
-    results.into_iter().map(|(_, t)| t).collect()
+    support::loopback_world(n, &secret(), options(), body)
 }
 
 fn input(rank: usize, len: usize) -> Vec<f32> {

@@ -5,14 +5,13 @@
 //! sum exactly; quantized sums must equal the scheme computed element by element, lie within
 //! the quantizer's bound, and be bit-identical on every rank.
 
-use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Duration;
 
 use thrifty_collective::auth::Secret;
 use thrifty_collective::block_quant::Quantization;
 use thrifty_collective::communicator::{Communicator, CommunicatorOptions, StateArray};
-use thrifty_collective::coordinator::{Coordinator, CoordinatorOptions};
 use thrifty_collective::dtype::{DType, ReduceOp};
 use thrifty_collective::layout::Layout;
 use thrifty_core::CoreError;
@@ -33,40 +32,13 @@ where
     T: Send + 'static,
     F: Fn(&mut Communicator, usize) -> T + Send + Sync + 'static,
 {
-    let coordinator =
-        Coordinator::start("127.0.0.1:0", secret(), CoordinatorOptions::default()).expect("start");
-    let address = coordinator.address();
-    let body = Arc::new(body);
-    let handles: Vec<_> = (0..n)
-        .map(|_| {
-            let address = address.clone();
-            let body = Arc::clone(&body);
-            thread::spawn(move || {
-                let options = CommunicatorOptions {
-                    connections,
-                    timeout: Duration::from_secs(30),
-                    bind_host: "127.0.0.1".into(),
-                    ..CommunicatorOptions::default()
-                };
-                let mut comm = Communicator::new(&address, secret(), options).expect("new");
-                comm.connect().expect("connect");
-                let deadline = Instant::now() + Duration::from_secs(30);
-                while comm.world_size() < n {
-                    assert!(Instant::now() < deadline, "world never reached {n}");
-                    comm.update_topology().expect("update_topology");
-                }
-                let rank = comm.rank().expect("rank");
-                (rank, body(&mut comm, rank))
-            })
-        })
-        .collect();
-    let mut results: Vec<(usize, T)> = handles
-        .into_iter()
-        .map(|h| h.join().expect("peer thread"))
-        .collect();
-    results.sort_by_key(|(rank, _)| *rank);
-    coordinator.close();
-    results.into_iter().map(|(_, t)| t).collect()
+    let options = CommunicatorOptions {
+        connections,
+        timeout: Duration::from_secs(30),
+        bind_host: "127.0.0.1".into(),
+        ..CommunicatorOptions::default()
+    };
+    support::loopback_world(n, &secret(), options, body)
 }
 
 /// Lengths around every edge of the layout of a world of `n` with `connections` stripes:

@@ -1,10 +1,15 @@
 //! Test support shared by the collective's integration tests.
 
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use thrifty_collective::auth::Secret;
+use thrifty_collective::communicator::{Communicator, CommunicatorOptions};
+use thrifty_collective::coordinator::{Coordinator, CoordinatorOptions};
 use thrifty_collective::mesh::{Listener, Mesh};
 use thrifty_collective::message::{Member, View};
 
@@ -45,4 +50,49 @@ pub fn loopback_meshes(
         .collect();
     let listeners = Arc::try_unwrap(listeners).unwrap_or_else(|_| panic!("listeners shared"));
     (listeners, built)
+}
+
+/// Bring `n` peers with `options` up to a world of `n` around a fresh coordinator, run
+/// `body(comm, rank)` on each, and return the results in rank order.
+pub fn loopback_world<T, F>(
+    n: usize,
+    secret: &Secret,
+    options: CommunicatorOptions,
+    body: F,
+) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(&mut Communicator, usize) -> T + Send + Sync + 'static,
+{
+    let coordinator =
+        Coordinator::start("127.0.0.1:0", secret.clone(), CoordinatorOptions::default())
+            .expect("start");
+    let address = coordinator.address();
+    let body = Arc::new(body);
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let address = address.clone();
+            let body = Arc::clone(&body);
+            let secret = secret.clone();
+            let options = options.clone();
+            thread::spawn(move || {
+                let mut comm = Communicator::new(&address, secret, options).expect("new");
+                comm.connect().expect("connect");
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while comm.world_size() < n {
+                    assert!(Instant::now() < deadline, "world never reached {n}");
+                    comm.update_topology().expect("update_topology");
+                }
+                let rank = comm.rank().expect("rank");
+                (rank, body(&mut comm, rank))
+            })
+        })
+        .collect();
+    let mut results: Vec<(usize, T)> = handles
+        .into_iter()
+        .map(|h| h.join().expect("peer thread"))
+        .collect();
+    results.sort_by_key(|(rank, _)| *rank);
+    coordinator.close();
+    results.into_iter().map(|(_, t)| t).collect()
 }
