@@ -15,12 +15,12 @@
 //! * approx: ceil(4 / eps) colours, exact once they cover the code range.
 
 use proptest::prelude::*;
-use thrifty_hamming::text::{text_to_pattern, text_to_patterns, Method, Options};
+use thrifty_hamming::text::{text_to_pattern, text_to_patterns, Method};
 
 mod common;
 mod pools;
 
-use common::reference;
+use common::{capped, options, reference};
 use pools::{pool, THREADS};
 
 /// The longest text of the main property; longer ones only where a boundary needs them.
@@ -284,25 +284,6 @@ fn k_for(m: usize, choice: u8) -> Option<u32> {
 /// An eps in (0, 1) giving `colours` colours (at least 5: eps < 1 means 4 / eps > 4).
 fn eps_for_colours(colours: usize) -> f64 {
     4.0 / (colours.max(5) as f64 - 0.5)
-}
-
-fn capped(d: &[i32], k: Option<u32>) -> Vec<i32> {
-    match k {
-        Some(k) => d
-            .iter()
-            .map(|&x| i64::from(x).min(i64::from(k) + 1) as i32)
-            .collect(),
-        None => d.to_vec(),
-    }
-}
-
-fn options(method: Method, k: Option<u32>, eps: Option<f64>) -> Options {
-    Options {
-        method,
-        k,
-        eps,
-        seed: 17,
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use thrifty_hamming::text::{text_to_pattern, text_to_patterns, Method, Options};
 
 mod common;
 
-use common::reference;
+use common::{capped, options, reference};
 
 fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -19,25 +19,6 @@ fn splitmix64(mut z: u64) -> u64 {
 
 fn hash(seed: u64, i: usize) -> u64 {
     splitmix64(seed ^ splitmix64(i as u64))
-}
-
-fn capped(d: &[i32], k: Option<u32>) -> Vec<i32> {
-    match k {
-        Some(k) => d
-            .iter()
-            .map(|&x| i64::from(x).min(i64::from(k) + 1) as i32)
-            .collect(),
-        None => d.to_vec(),
-    }
-}
-
-fn options(method: Method, k: Option<u32>, eps: Option<f64>) -> Options {
-    Options {
-        method,
-        k,
-        eps,
-        seed: 17,
-    }
 }
 
 /// A text and a pattern sharing exactly `letters` distinct symbols `0..letters`; the text
