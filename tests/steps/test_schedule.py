@@ -101,6 +101,30 @@ def test_given_noise_and_torch_velocity() -> None:
     assert chosen.k == 2
 
 
+@pytest.mark.parametrize("budget", [1, 3, 5])
+def test_refinement_spends_exactly_its_budget(budget: int) -> None:
+    # Each endpoint evaluation of a k-step schedule is k velocity calls on the training
+    # batch; refining adds its start's evaluation, `budget` trials, and the refined
+    # candidate's train and validation errors. The pattern search must stop at the budget
+    # even in the middle of a sweep over the knots.
+    k, n = 6, 60
+
+    def run(refine: bool) -> int:
+        count = [0]
+
+        def velocity(x: np.ndarray, t: float) -> np.ndarray:
+            count[0] += 1
+            return SHARP.velocity(x, t)
+
+        steps.schedule(
+            velocity, k, n=n, samples=4, shape=(2,), method="uniform", refine=refine,
+            refine_budget=budget, progress=False,
+        )  # fmt: skip
+        return count[0]
+
+    assert run(True) - run(False) == k * (1 + budget + 2)
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(thrifty.InvalidArgumentError, match="shape"):
         steps.schedule(SHARP.velocity, 2, n=10, samples=8, progress=False)

@@ -252,19 +252,19 @@ def _refine(
     evaluations = 0
     while step >= 1 and evaluations < budget:
         improved = False
-        for m in range(1, problem.k):
-            for move in (-step, step):
-                trial = best.copy()
-                trial[m] += move
-                if not (trial[m - 1] < trial[m] < trial[m + 1]):
-                    continue
-                error = problem.error(problem.grid[trial], validation=False)
-                evaluations += 1
-                bar.update(1)
-                if error < best_error:
-                    best, best_error, improved = trial, error, True
-                if evaluations >= budget:
-                    break
+        moves = ((m, move) for m in range(1, problem.k) for move in (-step, step))
+        for m, move in moves:
+            if evaluations >= budget:
+                break
+            trial = best.copy()
+            trial[m] += move
+            if not (trial[m - 1] < trial[m] < trial[m + 1]):
+                continue
+            error = problem.error(problem.grid[trial], validation=False)
+            evaluations += 1
+            bar.update(1)
+            if error < best_error:
+                best, best_error, improved = trial, error, True
         if not improved:
             step //= 2
     return best, best_error
