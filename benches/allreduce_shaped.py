@@ -50,8 +50,10 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: the repository root goes on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np
+
 from benches.workloads import shaped_link
-from thrifty.collective._bandwidth import parse_size, record
+from thrifty.collective._bandwidth import PeerPool, parse_size, record
 
 QUANTIZATIONS: tuple[str | None, ...] = (None, "int8", "fp4")
 #: Above this many seconds per fp32 all-reduce the warm-up runs on 1 MiB only: it opens the
@@ -80,30 +82,103 @@ def cpu_name() -> str:
 # Inside the namespace -----------------------------------------------------------------
 
 
+def _thrifty_peer_at(rank: int, world: int, address: str, conn: Any) -> None:
+    """``_bandwidth``'s thrifty peer, listening on every interface (its veth) rather than
+    on a loopback the other peers cannot reach."""
+    from thrifty import collective
+    from thrifty.collective._bandwidth import _SECRET, serve
+
+    comm = collective.Communicator(address, secret=_SECRET, bind_host="0.0.0.0")
+    comm.connect()
+    while comm.world_size < world:
+        comm.update_topology()
+
+    def all_reduce(x: np.ndarray[Any, Any], quantize: str | None) -> int:
+        comm.all_reduce(x, quantize=quantize)
+        return int(comm.last_stats.bytes_sent)
+
+    try:
+        serve(conn, rank, world, all_reduce, comm.barrier)
+    finally:
+        comm.close()
+
+
+class PerPeerPool(PeerPool):
+    """``world`` peers of ``backend``, rank ``i`` inside ``namespaces[i]`` (a
+    :class:`~benches.workloads.shaped_link.PeerLinks` peer); the coordinator (thrifty) runs
+    here, in the hub, at ``hub_address``; Gloo's store at rank 0."""
+
+    def __init__(
+        self, backend: str, world: int, namespaces: Sequence[str], hub_address: str
+    ) -> None:
+        from benches import allreduce_shaped as me
+        from benches.allreduce_vs_gloo import _gloo_peer
+        from thrifty import collective
+        from thrifty.collective._bandwidth import _SECRET
+
+        self.backend = backend
+        self.world = world
+        self._coordinator = None
+        spaces = tuple(namespaces)
+        if backend == "thrifty":
+            self._coordinator = collective.Coordinator(bind=f"{hub_address}:0", secret=_SECRET)
+            peer = shaped_link.EnterThenCall(me._thrifty_peer_at, spaces)
+            self._start(peer, self._coordinator.address)
+        else:
+            os.environ["GLOO_SOCKET_IFNAME"] = "eth0"
+            # A fresh namespace has every port free.
+            self._start(
+                shaped_link.EnterThenCall(_gloo_peer, spaces),
+                f"{shaped_link.PeerLinks.address(0)}:29500",
+            )
+
+
 def measure(
-    *, rate_bps: int, world: int, sizes: Sequence[int], iters: int, progress: bool = True
+    *,
+    rate_bps: int,
+    world: int,
+    sizes: Sequence[int],
+    iters: int,
+    per_peer: str | None = None,
+    progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Every (backend, size, quantization) on this namespace's shaped loopback."""
+    """Every (backend, size, quantization) on this namespace's shaped loopback, or, with
+    ``per_peer`` (a :class:`~benches.workloads.shaped_link.PeerLinks` name), with each rank
+    behind its own link."""
     from benches.allreduce_vs_gloo import peer_pool
 
     # Gloo picks its interface from the host name, whose address is not in the namespace.
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     # ... and c10d warns that it cannot resolve the peers' names back, once per rank.
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    spaces = [f"{per_peer}-{i}" for i in range(world)] if per_peer else []
+
+    def link_bytes() -> int:
+        if not per_peer:
+            return shaped_link.qdisc_stats().bytes
+        return sum(
+            shaped_link.qdisc_stats(["ip", "netns", "exec", p], "eth0").bytes for p in spaces
+        )
+
     rows: list[dict[str, Any]] = []
     for backend in ("thrifty", "gloo"):
         kinds = QUANTIZATIONS if backend == "thrifty" else (None,)
-        with peer_pool(backend, world) as pool:
+        pool = (
+            PerPeerPool(backend, world, spaces, shaped_link.PeerLinks.hub_address)
+            if per_peer
+            else peer_pool(backend, world)
+        )
+        with pool:
             for size in sizes:
                 for quantize in kinds:
-                    ideal = 2 * (world - 1) * size * 8 / rate_bps
+                    ideal = 2 * (world - 1) * size * 8 / rate_bps / (world if per_peer else 1)
                     warm = size if ideal < _FULL_WARMUP_S else 1 << 20
                     pool.run(warm, quantize=quantize, iters=1)
-                    before = shaped_link.qdisc_stats()
+                    before = link_bytes()
                     started = time.perf_counter()
                     seconds, wire = pool.run(size, quantize=quantize, iters=iters)
                     wall = time.perf_counter() - started
-                    after = shaped_link.qdisc_stats()
+                    after = link_bytes()
                     rec = record(backend, world, size, quantize, seconds=seconds, wire=wire)
                     rows.append(
                         {
@@ -111,8 +186,8 @@ def measure(
                             "rate_bps": rate_bps,
                             "iters": iters,
                             "wall_seconds": wall / iters,
-                            "link_bytes": (after.bytes - before.bytes) / iters,
-                            "link_drops": after.drops - before.drops,
+                            "link_bytes": (after - before) / iters,
+                            "per_peer": bool(per_peer),
                         }
                     )
                     if progress:
@@ -128,19 +203,31 @@ def measure(
 
 
 def run_rate(
-    rate: str, *, world: int, sizes: Sequence[int], iters: int, progress: bool
+    rate: str,
+    *,
+    world: int,
+    sizes: Sequence[int],
+    iters: int,
+    progress: bool,
+    per_peer: bool = False,
 ) -> list[dict[str, Any]]:
-    """Create the shaped link of ``rate`` and measure inside it (a re-run of this script)."""
+    """Create the shaped link of ``rate`` (one shared, or one per peer) and measure inside
+    it (a re-run of this script)."""
     rate_bps = shaped_link.parse_rate(rate, "rates")
     moved = sum(2 * (world - 1) * s for s in sizes) * (iters + 1) * 2.5  # fp32 + Gloo + rest
-    timeout = moved * 8 / rate_bps * 3 + 300
-    with tempfile.TemporaryDirectory() as folder, shaped_link.ShapedLink(rate_bps) as link:
+    timeout = moved * 8 / rate_bps / (world if per_peer else 1) * 3 + 300
+    link: shaped_link.ShapedLink | shaped_link.PeerLinks = (
+        shaped_link.PeerLinks(world, rate_bps) if per_peer else shaped_link.ShapedLink(rate_bps)
+    )
+    with tempfile.TemporaryDirectory() as folder, link:
         out = Path(folder) / "rows.json"
         argv = [
             sys.executable, str(Path(__file__).resolve()), "--inside", str(out),
             "--rates", str(rate_bps), "--world", str(world), "--iters", str(iters),
             "--sizes", *(str(s) for s in sizes),
         ]  # fmt: skip
+        if per_peer:
+            argv += ["--per-peer-namespaces", link.name]
         if progress:
             print(f"{rate}: namespace {link.name}, burst {link.burst} B", file=sys.stderr)
         root = str(Path(__file__).resolve().parents[1])
@@ -148,7 +235,7 @@ def run_rate(
         link.run(argv, timeout=timeout, env={"PYTHONPATH": path}, cwd=root)
         rows: list[dict[str, Any]] = json.loads(out.read_text())
     for row in rows:
-        row["rate"] = rate
+        row["rate"] = f"{rate} per peer" if per_peer else rate
     return rows
 
 
@@ -165,12 +252,14 @@ def annotate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row["wire_bytes_assumed"] = row["wire_bytes"] is None
         row["busbw_wire_mbps"] = per_rank / seconds / 1e6
         row["busbw_effective_mbps"] = row["busbw_gbps"] * 1e3
-        row["busbw_ideal_mbps"] = theoretical_busbw(row["rate_bps"], n) / 1e6
+        # One link per peer: each carries one rank's share, and the rate is per link.
+        links = n if row["per_peer"] else 1
+        row["busbw_ideal_mbps"] = theoretical_busbw(row["rate_bps"] * links, n) / 1e6
         row["link_utilisation"] = shaped_link.link_utilisation(
-            round(row["link_bytes"]), seconds, row["rate_bps"]
+            round(row["link_bytes"] / links), seconds, row["rate_bps"]
         )
         row["ring_utilisation"] = shaped_link.link_utilisation(
-            per_rank * n, seconds, row["rate_bps"]
+            per_rank * n // links, seconds, row["rate_bps"]
         )
     gloo = {_cell(r): r for r in rows if r["backend"] == "gloo"}
     fp32 = {_cell(r): r for r in rows if r["backend"] == "thrifty" and r["quantize"] is None}
@@ -220,7 +309,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     parser.add_argument("--quick", action="store_true", help="4 MB at 100mbit, one iteration")
+    parser.add_argument(
+        "--per-peer",
+        action="store_true",
+        help="one shaped link per peer (veth into a bridge) instead of one shared loopback",
+    )
     parser.add_argument("--inside", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--per-peer-namespaces", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     rates = args.rates or (["100mbit"] if args.quick else ["100mbit", "1gbit"])
     sizes = [parse_size(s) for s in args.sizes or (["4MB"] if args.quick else ["16MB", "64MB"])]
@@ -231,6 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             world=args.world,
             sizes=sizes,
             iters=args.iters,
+            per_peer=args.per_peer_namespaces,
         )
         Path(args.inside).write_text(json.dumps(rows))
         return 0
@@ -243,13 +339,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     for rate in rates:
         bits = shaped_link.parse_rate(rate, "rates")
         iters = args.iters or (1 if args.quick else 2 if bits <= 100_000_000 else 3)
-        rows += run_rate(rate, world=args.world, sizes=sizes, iters=iters, progress=True)
+        rows += run_rate(
+            rate,
+            world=args.world,
+            sizes=sizes,
+            iters=iters,
+            progress=True,
+            per_peer=args.per_peer,
+        )
     rows = annotate(rows)
     cpu = cpu_name()
     if args.json:
         print(json.dumps({"cpu": cpu, "rows": rows}, indent=1))
     else:
-        print(f"CPU: {cpu}; world {args.world}; tbf on a namespace's loopback (shared)\n")
+        links = "one per peer (veth into a bridge)" if args.per_peer else "a shared loopback"
+        print(f"CPU: {cpu}; world {args.world}; tbf links: {links}\n")
         print(markdown(rows))
         print("\n* Gloo does not report its bytes: its busbw assumes the ring's 2 (n - 1) / n * S.")
     return 0

@@ -188,6 +188,19 @@ def enter(namespace: str) -> None:
         os.close(fd)
 
 
+@dataclass(frozen=True)
+class EnterThenCall:
+    """``fn(rank, *args)`` after moving into ``namespaces[rank]``: a spawned worker's target
+    that puts each rank behind its own :class:`PeerLinks` link."""
+
+    fn: Callable[..., Any]
+    namespaces: tuple[str, ...]
+
+    def __call__(self, rank: int, *args: Any) -> Any:
+        enter(self.namespaces[rank])
+        return self.fn(rank, *args)
+
+
 def _call_inside(
     namespace: str, env: str, fn: Callable[..., Any], args: tuple[Any, ...], conn: Any
 ) -> None:
@@ -396,10 +409,116 @@ class ShapedLink:
         return qdisc_stats(self.argv([]))
 
 
-def qdisc_stats(prefix: Sequence[str] = ()) -> QdiscStats:
-    """The counters of the root qdisc of ``lo`` (in this namespace, or through ``prefix``,
-    e.g. ``ip netns exec <name>``)."""
-    text = _command([*prefix, "tc", "-s", "qdisc", "show", "dev", "lo"])
+class PeerLinks:
+    """One shaped NIC per peer: ``world`` namespaces, each with a veth into a hub's bridge.
+
+    Peer ``i`` lives in :attr:`peers` ``[i]`` with the address :meth:`address` ``(i)`` on
+    its ``eth0``; the hub namespace holds the bridge (address :attr:`hub_address`) and
+    :meth:`run` and :meth:`call` start there. A tbf of ``rate`` sits on both ends of every
+    veth, so each peer has its own full-duplex link of ``rate`` up and ``rate`` down, as
+    with one NIC per host on a switch; a ring all-reduce then moves at most ``rate`` per
+    rank, its bus bandwidth is at most ``rate / 8`` bytes a second. A process moves itself
+    into its peer's namespace with :func:`enter` (before it opens sockets or threads).
+
+    The arguments are :class:`ShapedLink`'s, and ``world`` (2..=250).
+    """
+
+    def __init__(
+        self,
+        world: int,
+        rate: str | int = "100mbit",
+        *,
+        burst: int | None = None,
+        latency_ms: float = 200.0,
+        timeout: float = _COMMAND_TIMEOUT,
+    ) -> None:
+        if isinstance(world, bool) or not isinstance(world, int) or not 2 <= world <= 250:
+            raise InvalidArgumentError(
+                f"world must be an integer in 2..=250, got {world!r}", "world"
+            )
+        # The hub is a ShapedLink too (its loopback is shaped, but only the parent uses it).
+        self._hub = ShapedLink(rate, burst=burst, latency_ms=latency_ms, timeout=timeout)
+        self.world = world
+        self.rate_bps = self._hub.rate_bps
+        self.burst = self._hub.burst
+        self.name = self._hub.name
+        self.peers = [f"{self.name}-{i}" for i in range(world)]
+        self._made: list[str] = []
+
+    #: The bridge's address in the hub. The subnet is private to the namespaces: it cannot
+    #: clash with the host's.
+    hub_address = "10.77.0.254"
+
+    @staticmethod
+    def address(rank: int) -> str:
+        """Peer ``rank``'s address on its ``eth0``."""
+        return f"10.77.0.{rank + 1}"
+
+    def __enter__(self) -> PeerLinks:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _tbf(self, namespace: str, device: str) -> list[str]:
+        return [
+            "ip", "netns", "exec", namespace, "tc", "qdisc", "add", "dev", device, "root",
+            "tbf", "rate", f"{self.rate_bps}bit", "burst", str(self.burst),
+            "latency", f"{self._hub.latency_ms:g}ms",
+        ]  # fmt: skip
+
+    def open(self) -> None:
+        """Create the hub, its bridge and every peer with its shaped veth (all undone if a
+        step fails)."""
+        timeout = self._hub.timeout
+        self._hub.open()
+        try:
+            hub = ["ip", "-n", self.name]
+            _command([*hub, "link", "add", "br0", "type", "bridge"], timeout)
+            _command([*hub, "addr", "add", f"{self.hub_address}/24", "dev", "br0"], timeout)
+            _command([*hub, "link", "set", "br0", "up"], timeout)
+            for rank, peer in enumerate(self.peers):
+                _command(["ip", "netns", "add", peer], timeout)
+                self._made.append(peer)
+                mine = ["ip", "-n", peer]
+                veth = ["type", "veth", "peer", "name", "eth0", "netns", peer]
+                _command([*hub, "link", "add", f"vh{rank}", *veth], timeout)
+                _command([*hub, "link", "set", f"vh{rank}", "master", "br0", "up"], timeout)
+                _command([*mine, "addr", "add", f"{self.address(rank)}/24", "dev", "eth0"], timeout)
+                _command([*mine, "link", "set", "eth0", "up"], timeout)
+                _command([*mine, "link", "set", "lo", "up"], timeout)
+                _command(self._tbf(peer, "eth0"), timeout)  # what the peer sends
+                _command(self._tbf(self.name, f"vh{rank}"), timeout)  # what it receives
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Delete every namespace (their veths go with them); idempotent."""
+        try:
+            while self._made:
+                _command(["ip", "netns", "delete", self._made.pop()], self._hub.timeout)
+        finally:
+            self._hub.close()
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """:meth:`ShapedLink.run` in the hub namespace."""
+        return self._hub.run(argv, **kwargs)
+
+    def call(self, fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
+        """:meth:`ShapedLink.call` in the hub namespace."""
+        return self._hub.call(fn, *args, timeout=timeout)
+
+    def sent_bytes(self) -> list[int]:
+        """The bytes each peer has sent through its upload filter so far."""
+        return [qdisc_stats(["ip", "netns", "exec", p], "eth0").bytes for p in self.peers]
+
+
+def qdisc_stats(prefix: Sequence[str] = (), device: str = "lo") -> QdiscStats:
+    """The counters of the root qdisc of ``device`` (in this namespace, or through
+    ``prefix``, e.g. ``ip netns exec <name>``)."""
+    text = _command([*prefix, "tc", "-s", "qdisc", "show", "dev", device])
     sent = re.search(r"Sent (\d+) bytes (\d+) pkt \(dropped (\d+), overlimits (\d+)", text)
     if sent is None:
         raise ShapedLinkError(f"no counters in tc's answer: {text!r}")
