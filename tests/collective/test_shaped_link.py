@@ -133,3 +133,48 @@ def test_an_all_reduce_through_the_filter_is_right_and_no_faster_than_the_rate()
     # MONOTONIC is one clock for all processes): at most one full bucket came for free.
     span = max(f for _, _, f in results) - min(s for _, s, _ in results)
     assert span >= shaped_link.ideal_seconds(total - burst, rate)
+
+
+_SERVER = """
+import socket
+s = socket.socket()
+s.bind(("0.0.0.0", 5001))
+s.listen()
+print("ready", flush=True)
+c, _ = s.accept()
+got = 0
+while chunk := c.recv(1 << 16):
+    got += len(chunk)
+print(got)
+"""
+_CLIENT = """
+import socket, sys
+with socket.create_connection((sys.argv[1], 5001), timeout=30) as c:
+    c.sendall(bytes(int(sys.argv[2])))
+"""
+
+
+def test_per_peer_links_carry_one_peers_traffic_each() -> None:
+    _needs_harness()
+    size = 1 << 20
+    with shaped_link.PeerLinks(2, "200mbit") as links:
+        assert all(p in _namespaces() for p in links.peers)
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", links.peers[1], sys.executable, "-c", _SERVER],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert server.stdout is not None
+            assert server.stdout.readline().strip() == "ready"
+            client = [sys.executable, "-c", _CLIENT, links.address(1), str(size)]
+            subprocess.run(["ip", "netns", "exec", links.peers[0], *client], timeout=60, check=True)
+            out, _ = server.communicate(timeout=60)
+        finally:
+            server.kill()
+        assert int(out) == size
+        sent = links.sent_bytes()
+        # Peer 0's upload filter carried the data (plus headers); peer 1's only the ACKs.
+        assert sent[0] >= size
+        assert sent[1] < size // 4
+    assert not any(p in _namespaces() for p in links.peers)
