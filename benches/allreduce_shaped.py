@@ -20,7 +20,9 @@ The filter limits all peers' traffic together (see ``shaped_link``): a ring all-
   which does not say, the ring's ``2 (n - 1) / n * S``);
 - ``eff. busbw``: the same with the fp32 bytes (the quantized rows' effective bandwidth);
 - ``link MB`` and ``util``: the filter's bytes per all-reduce, and that over
-  ``seconds * rate``;
+  ``seconds * rate`` (per link with ``--per-peer``, where the MB are all uploads together);
+- ``drops``: packets the filter's full queue dropped during the timed runs (TCP resends
+  them);
 - ``vs Gloo``: the effective busbw over Gloo's; ``speed-up`` and ``bytes``: fp32 thrifty's
   time and wire bytes over the quantized row's.
 
@@ -153,12 +155,11 @@ def measure(
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     spaces = [f"{per_peer}-{i}" for i in range(world)] if per_peer else []
 
-    def link_bytes() -> int:
-        if not per_peer:
-            return shaped_link.qdisc_stats().bytes
-        return sum(
-            shaped_link.qdisc_stats(["ip", "netns", "exec", p], "eth0").bytes for p in spaces
-        )
+    def link_counters() -> tuple[int, int]:
+        """Bytes sent through the filters, and packets they dropped (a full queue)."""
+        prefixes = [["ip", "netns", "exec", p] for p in spaces] if per_peer else [[]]
+        stats = [shaped_link.qdisc_stats(p, "eth0" if per_peer else "lo") for p in prefixes]
+        return sum(s.bytes for s in stats), sum(s.drops for s in stats)
 
     rows: list[dict[str, Any]] = []
     for backend in ("thrifty", "gloo"):
@@ -174,11 +175,11 @@ def measure(
                     ideal = 2 * (world - 1) * size * 8 / rate_bps / (world if per_peer else 1)
                     warm = size if ideal < _FULL_WARMUP_S else 1 << 20
                     pool.run(warm, quantize=quantize, iters=1)
-                    before = link_bytes()
+                    before = link_counters()
                     started = time.perf_counter()
                     seconds, wire = pool.run(size, quantize=quantize, iters=iters)
                     wall = time.perf_counter() - started
-                    after = link_bytes()
+                    after = link_counters()
                     rec = record(backend, world, size, quantize, seconds=seconds, wire=wire)
                     rows.append(
                         {
@@ -186,7 +187,8 @@ def measure(
                             "rate_bps": rate_bps,
                             "iters": iters,
                             "wall_seconds": wall / iters,
-                            "link_bytes": (after - before) / iters,
+                            "link_bytes": (after[0] - before[0]) / iters,
+                            "link_drops": after[1] - before[1],
                             "per_peer": bool(per_peer),
                         }
                     )
@@ -280,8 +282,8 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
     """The table of :func:`annotate`'s rows."""
     head = (
         "| rate | size | backend | seconds | busbw MB/s | eff. busbw MB/s | ideal busbw MB/s "
-        "| link MB | util | vs Gloo | speed-up over fp32 | byte ratio |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| link MB | drops | util | vs Gloo | speed-up over fp32 | byte ratio |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in rows:
@@ -293,7 +295,8 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['rate']} | {r['size_bytes'] >> 20} MB | {name} | {r['seconds']:.3f} "
             f"| {wire} | {r['busbw_effective_mbps']:.2f} | {r['busbw_ideal_mbps']:.2f} "
-            f"| {r['link_bytes'] / 1e6:.1f} | {r['link_utilisation']:.0%} | {ratio} "
+            f"| {r['link_bytes'] / 1e6:.1f} | {r.get('link_drops', '')} "
+            f"| {r['link_utilisation']:.0%} | {ratio} "
             f"| {speed} | {saved} |"
         )
     return "\n".join(lines)
