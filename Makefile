@@ -43,7 +43,7 @@ test: lint
 	cargo test --workspace --exclude thrifty-py
 	$(BIN)/pytest $(PYTEST_FLAGS) -m "not slow" tests
 	$(BIN)/pytest $(PYTEST_FLAGS) --doctest-modules python/thrifty benches/workloads \
-		benches/allreduce_vs_gloo.py benches/diloco_vs_ddp.py
+		benches/allreduce_vs_gloo.py benches/allreduce_shaped.py benches/diloco_vs_ddp.py
 	$(BIN)/pytest $(PYTEST_FLAGS) benches --benchmark-disable
 	$(MAKE) wheel-check
 
