@@ -163,6 +163,12 @@ def _command(argv: Sequence[str], timeout: float = _COMMAND_TIMEOUT) -> str:
     return done.stdout
 
 
+def _delete_namespace(name: str, timeout: float) -> None:
+    # Absent when its creation was interrupted or failed: nothing to delete then.
+    if os.path.exists(f"/run/netns/{name}"):
+        _command(["ip", "netns", "delete", name], timeout)
+
+
 def current() -> tuple[str, int] | None:
     """``(namespace, rate in bit/s)`` when this process was started by :meth:`ShapedLink.run`."""
     value = os.environ.get(ENV)
@@ -278,9 +284,14 @@ class ShapedLink:
 
     def open(self) -> None:
         """Create the namespace and its filter (undone if any step fails)."""
-        _command(["ip", "netns", "add", self.name], self.timeout)
+        # Marked first: a Ctrl-C right after `ip netns add` must still delete it.
         self._created = True
         try:
+            try:
+                _command(["ip", "netns", "add", self.name], self.timeout)
+            except ShapedLinkError:
+                self._created = False  # ip refused it: the name is not ours to delete
+                raise
             self._exec(["ip", "link", "set", "lo", "up"])
             self._exec(
                 [
@@ -306,7 +317,7 @@ class ShapedLink:
         if restore:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            _command(["ip", "netns", "delete", self.name], self.timeout)
+            _delete_namespace(self.name, self.timeout)
         finally:
             if restore:
                 signal.signal(signal.SIGINT, previous)
@@ -479,8 +490,8 @@ class PeerLinks:
             _command([*hub, "addr", "add", f"{self.hub_address}/24", "dev", "br0"], timeout)
             _command([*hub, "link", "set", "br0", "up"], timeout)
             for rank, peer in enumerate(self.peers):
-                _command(["ip", "netns", "add", peer], timeout)
                 self._made.append(peer)
+                _command(["ip", "netns", "add", peer], timeout)
                 mine = ["ip", "-n", peer]
                 veth = ["type", "veth", "peer", "name", "eth0", "netns", peer]
                 _command([*hub, "link", "add", f"vh{rank}", *veth], timeout)
@@ -498,7 +509,7 @@ class PeerLinks:
         """Delete every namespace (their veths go with them); idempotent."""
         try:
             while self._made:
-                _command(["ip", "netns", "delete", self._made.pop()], self._hub.timeout)
+                _delete_namespace(self._made.pop(), self._hub.timeout)
         finally:
             self._hub.close()
 

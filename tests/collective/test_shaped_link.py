@@ -178,3 +178,22 @@ def test_per_peer_links_carry_one_peers_traffic_each() -> None:
         assert sent[0] >= size
         assert sent[1] < size // 4
     assert not any(p in _namespaces() for p in links.peers)
+
+
+def test_a_failed_open_leaves_no_namespace_and_spares_others() -> None:
+    _needs_harness()
+    with ShapedLink("50mbit") as first:
+        twin = ShapedLink("50mbit")
+        twin.name = first.name  # `ip netns add` refuses a taken name
+        with pytest.raises(ShapedLinkError, match="netns add"):
+            twin.open()
+        twin.close()
+        assert first.name in _namespaces()
+    broken = ShapedLink("50mbit")
+    broken.rate_bps = 0  # tc refuses it once the namespace exists
+    try:
+        with pytest.raises(ShapedLinkError, match="tbf"):
+            broken.open()
+        assert broken.name not in _namespaces()
+    finally:
+        broken.close()
