@@ -212,6 +212,7 @@ def run_rate(
     iters: int,
     progress: bool,
     per_peer: bool = False,
+    latency_ms: float = 200.0,
 ) -> list[dict[str, Any]]:
     """Create the shaped link of ``rate`` (one shared, or one per peer) and measure inside
     it (a re-run of this script)."""
@@ -219,7 +220,9 @@ def run_rate(
     moved = sum(2 * (world - 1) * s for s in sizes) * (iters + 1) * 2.5  # fp32 + Gloo + rest
     timeout = moved * 8 / rate_bps / (world if per_peer else 1) * 3 + 300
     link: shaped_link.ShapedLink | shaped_link.PeerLinks = (
-        shaped_link.PeerLinks(world, rate_bps) if per_peer else shaped_link.ShapedLink(rate_bps)
+        shaped_link.PeerLinks(world, rate_bps, latency_ms=latency_ms)
+        if per_peer
+        else shaped_link.ShapedLink(rate_bps, latency_ms=latency_ms)
     )
     with tempfile.TemporaryDirectory() as folder, link:
         out = Path(folder) / "rows.json"
@@ -238,6 +241,7 @@ def run_rate(
         rows: list[dict[str, Any]] = json.loads(out.read_text())
     for row in rows:
         row["rate"] = f"{rate} per peer" if per_peer else rate
+        row["latency_ms"] = latency_ms
     return rows
 
 
@@ -317,6 +321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="one shaped link per peer (veth into a bridge) instead of one shared loopback",
     )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=200.0,
+        help="tbf's latency: how long a packet may queue before it is dropped (200)",
+    )
     parser.add_argument("--inside", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--per-peer-namespaces", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -349,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             iters=iters,
             progress=True,
             per_peer=args.per_peer,
+            latency_ms=args.latency_ms,
         )
     rows = annotate(rows)
     cpu = cpu_name()
