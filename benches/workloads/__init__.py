@@ -6,7 +6,9 @@
   worker trains with it, and the pool of such workers;
 * ``optim_drop_muon`` -- Drop-Muon against Muon on a digits CNN;
 * ``schedule_adadagrad`` -- AdAdaGrad against fixed-batch AdaGrad on digits;
-* ``coreset_rs2`` -- RS2 against full-data training on digits, to a test accuracy.
+* ``coreset_rs2`` -- RS2 against full-data training on digits, to a test accuracy;
+* ``shaped_link`` -- not a workload but the slow link they can run on: a network namespace
+  whose loopback (or each peer's veth) is rate-limited by ``tc``'s tbf (needs root).
 
 They need torch (and scikit-learn for the digits); importing this package imports none.
 """

@@ -18,6 +18,11 @@ ring all-reduce of ``S`` bytes at world ``n`` sends ``2 (n - 1) / n * S`` per ra
 :func:`link_utilisation` is the fraction of the rate some traffic used, and
 :meth:`ShapedLink.qdisc_stats` reads what really crossed the filter (headers included).
 
+:class:`PeerLinks` is the other model: one namespace per peer, each with a veth into a
+bridge in a hub namespace and a tbf on both ends of it, so that every peer has its own
+full-duplex link of the rate (one NIC per host on a switch); workers move into their
+peer's namespace with :func:`enter` (:class:`EnterThenCall` as a spawn target).
+
 It needs root (``CAP_NET_ADMIN``), ``ip`` and ``tc`` and the kernel's ``tbf`` qdisc;
 :func:`available` says why not where it cannot run. Latency is not emulated (the kernel's
 ``netem`` is the usual tool, and is often absent); only the rate is.
