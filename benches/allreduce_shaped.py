@@ -14,7 +14,10 @@ what really crossed the link (TCP/IP headers, the barrier and both directions in
 
 The filter limits all peers' traffic together (see ``shaped_link``): a ring all-reduce of
 ``S`` bytes at world ``n`` puts ``2 (n - 1) S`` bytes through it, so the bus bandwidth
-(nccl-tests' ``algbw * 2 (n - 1) / n``) cannot exceed ``rate / (8 n)``. Columns:
+(nccl-tests' ``algbw * 2 (n - 1) / n``) cannot exceed ``rate / (8 n)``. With ``--per-peer``
+each rank sits behind its own link of the rate instead (``shaped_link.PeerLinks``; the
+thrifty peers then listen on their veth and the coordinator runs in the hub), and the bound
+is ``rate / 8``. ``--latency-ms`` sets the filter's queue (200 ms). Columns:
 
 - ``busbw``: the bytes one rank sent per second (its wire bytes for thrifty; for Gloo,
   which does not say, the ring's ``2 (n - 1) / n * S``);
@@ -23,8 +26,8 @@ The filter limits all peers' traffic together (see ``shaped_link``): a ring all-
   ``seconds * rate`` (per link with ``--per-peer``, where the MB are all uploads together);
 - ``drops``: packets the filter's full queue dropped during the timed runs (TCP resends
   them);
-- ``vs Gloo``: the effective busbw over Gloo's; ``speed-up`` and ``bytes``: fp32 thrifty's
-  time and wire bytes over the quantized row's.
+- ``vs Gloo``: the effective busbw over Gloo's; ``speed-up over fp32`` and ``byte ratio``:
+  fp32 thrifty's time and wire bytes over the quantized row's.
 
 Needs root and ``tc``; prints why not and exits 2 otherwise. ``--quick`` runs one iteration
 of 4 MB at 100 mbit unless told otherwise.
