@@ -7,6 +7,9 @@
 * ``optim_drop_muon`` -- Drop-Muon against Muon on a digits CNN;
 * ``schedule_adadagrad`` -- AdAdaGrad against fixed-batch AdaGrad on digits;
 * ``coreset_rs2`` -- RS2 against full-data training on digits, to a test accuracy;
+* ``steps_digits`` -- a fully convolutional flow on digits at 16 x 16 and 8 x 8 and a
+  digits classifier for a Frechet distance, both shipped as weights: the BOSS table,
+  straightening and Bottleneck Sampling on images;
 * ``shaped_link`` -- not a workload but the slow link they can run on: a network namespace
   whose loopback (or each peer's veth) is rate-limited by ``tc``'s tbf (needs root).
 
