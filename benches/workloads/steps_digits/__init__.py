@@ -13,9 +13,11 @@ of a few hundred kB, made by :mod:`.train`.
 
 Examples
 --------
+>>> import torch
 >>> from benches.workloads.steps_digits import load_flow, digits
->>> images, labels = digits()
->>> tuple(images.shape), tuple(load_flow()(images[:2], labels[:2].float() / 10).shape)
+>>> images, _ = digits()
+>>> halfway = torch.full((2,), 0.5)
+>>> tuple(images.shape), tuple(load_flow()(images[:2], halfway).shape)
 ((1797, 1, 16, 16), (2, 1, 16, 16))
 """
 
