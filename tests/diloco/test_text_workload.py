@@ -176,7 +176,7 @@ def test_a_short_run_learns_more_than_byte_frequencies() -> None:
     # A small TinyLM, so the run takes seconds: it has to beat the unigram model of the
     # bytes on the held-out text.
     config = workload.pydoc_config(
-        d_model=64, n_layers=2, seq_len=64, batch_size=16, eval_sequences=64, steps=60
+        d_model=64, n_layers=2, seq_len=64, batch_size=16, eval_sequences=64, steps=60, lr=3e-3
     )
     result = workload.ddp_baseline(world_size=1, config=config)
     assert result.entropy_floor is None

@@ -168,7 +168,7 @@ def pydoc_config(**changes: Any) -> WorkloadConfig:
         "seq_len": 128,
         "batch_size": 16,
         "steps": 300,
-        "lr": 3e-3,
+        "lr": 1e-3,
         "eval_sequences": 128,
     }
     settings.update(changes)
