@@ -150,7 +150,10 @@ def pydoc_config(**changes: Any) -> WorkloadConfig:
     """The real-text workload: :class:`TextCorpus` bytes and a TinyLM of about 1.1M weights.
 
     ``changes`` override any field. 4 layers of width 144 (4 heads) over windows of 128
-    bytes, 16 windows per worker per step, the Markov workload's AdamW.
+    bytes, 16 windows per worker per step, AdamW at lr 1e-3. With the four workers' batches
+    at once (:func:`ddp_baseline` with ``world_size=4``) the held-out loss reaches 1.88 nats
+    per byte (2.71 bits) after 300 steps on one CPU thread, against 3.26 for the bytes'
+    unigram frequencies and 2.49 for their bigrams (Python 3.11's topics, seed 0).
 
     Examples
     --------
