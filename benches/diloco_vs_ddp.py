@@ -6,15 +6,18 @@ What ``thrifty bench diloco`` runs. Every method (see
 the same number of inner steps on the same tokens: ``world`` spawned processes on 127.0.0.1
 (:class:`~benches.workloads.diloco_workers.WorkerPool`), each holding one
 :class:`thrifty.collective.Communicator` (a fresh coordinator per method), worker ``r``
-reading shard ``r`` of the corpus.
+reading shard ``r`` of the corpus: by default the English text of the Python documentation
+as bytes (``corpus="pydoc"``, a TinyLM of 1.1M weights), or the generated Markov language
+(``corpus="markov"``, whose entropy floor is known).
 
 Reported per method: bytes each worker sent (mean over workers; measured by thrifty's
 transport, except SPSA, whose three float64 values per step ride on the coordinator's
 commit vote and are counted as 24 bytes), the largest single sync, the ratio of bytes to
 DDP's, wall time (slowest worker, from a barrier after connecting to the end of training;
 evaluation is outside it), the time spent blocked on communication, and the held-out loss
-of the model the method produces: DDP's and SPSA's (equal on every worker), DiLoCo's
-global parameters, and for NoLoCo the mean of every worker's held-out loss.
+(nats per token, and bits per byte on the text) of the model the method produces: DDP's
+and SPSA's (equal on every worker), DiLoCo's global parameters, and for NoLoCo the mean of
+every worker's held-out loss.
 
 Examples
 --------
@@ -27,6 +30,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -43,6 +47,7 @@ from thrifty._plot import figure
 from thrifty.errors import InternalError, InvalidArgumentError
 
 __all__ = [
+    "CORPORA",
     "METHODS",
     "QUICK_STEPS",
     "QUICK_SYNC_EVERY",
@@ -57,12 +62,24 @@ __all__ = [
     "summarize",
 ]
 
-#: H for the full run: inside the 20-50 range where DiLoCo matched DDP on this workload
-#: (see ``WorkloadConfig``), and a divisor of its 300 steps.
+#: H for the full run: inside the 20-50 range where DiLoCo matched DDP on the Markov
+#: workload (see ``WorkloadConfig``), and a divisor of its 300 steps.
 SYNC_EVERY = 25
 #: Quick runs: fewer steps, and H short enough for three syncs of every fragment.
 QUICK_STEPS = 60
 QUICK_SYNC_EVERY = 20
+#: The corpora a run can train on; the first is the default.
+CORPORA = ("pydoc", "markov")
+#: Quick runs on the text train a smaller TinyLM on shorter windows, at the Markov
+#: workload's higher learning rate: a smoke test of every path, not a measurement.
+_QUICK_TEXT = {
+    "d_model": 64,
+    "n_layers": 2,
+    "seq_len": 64,
+    "batch_size": 8,
+    "eval_sequences": 64,
+    "lr": 3e-3,
+}
 
 
 @dataclass
@@ -146,11 +163,27 @@ def summarize(
     )
 
 
+def workload_config(corpus: str = "pydoc", *, quick: bool = False) -> Any:
+    """The :class:`WorkloadConfig` of a run on ``corpus`` (one of :data:`CORPORA`).
+
+    Examples
+    --------
+    >>> from benches import diloco_vs_ddp
+    >>> diloco_vs_ddp.workload_config().d_model, diloco_vs_ddp.workload_config("markov").vocab
+    (144, 32)
+    """
+    if corpus not in CORPORA:
+        raise InvalidArgumentError(f"corpus must be one of {CORPORA}, got {corpus!r}", "corpus")
+    if corpus == "markov":
+        return workload.WorkloadConfig()
+    return workload.pydoc_config(**(_QUICK_TEXT if quick else {}))
+
+
 def settings(
-    *, steps: int | None, sync_every: int | None, quick: bool
+    *, steps: int | None, sync_every: int | None, quick: bool, corpus: str = "pydoc"
 ) -> tuple[Any, int, int, int]:
-    """``(config, steps, sync_every, eval_every)`` for a run, checked."""
-    config = workload.WorkloadConfig()
+    """``(config, steps, sync_every, eval_every)`` for a run on ``corpus``, checked."""
+    config = workload_config(corpus, quick=quick)
     steps = (QUICK_STEPS if quick else config.steps) if steps is None else steps
     steps = check_int(steps, "steps", minimum=1)
     sync_every = (QUICK_SYNC_EVERY if quick else SYNC_EVERY) if sync_every is None else sync_every
@@ -175,6 +208,7 @@ def run(
     quick: bool = False,
     progress: bool = True,
     plot: str | None = None,
+    corpus: str = "pydoc",
 ) -> dict[str, Any]:
     """Train the workload with each method on ``world`` local workers and compare.
 
@@ -194,18 +228,21 @@ def run(
         Show a progress bar per method.
     plot
         Save the held-out loss curves and the bytes per method to this file.
+    corpus
+        ``"pydoc"`` (English text as bytes) or ``"markov"`` (the generated language).
 
     Returns
     -------
     dict
-        ``world``, ``steps``, ``sync_every``, ``n_params``, ``entropy_floor``,
+        ``world``, ``steps``, ``sync_every``, ``corpus``, ``n_params``, ``entropy_floor``
+        (None on the text), ``references`` (:func:`reference_losses`, nats per token),
         ``ddp_reference`` (``"measured"``, or ``"ring estimate"`` without ``ddp``),
         ``methods`` (one :meth:`MethodResult.to_dict` per method) and ``plot``.
     """
     methods = check_methods(methods)
     world = check_int(world, "world", minimum=2)
     config, steps, sync_every, eval_every = settings(
-        steps=steps, sync_every=sync_every, quick=quick
+        steps=steps, sync_every=sync_every, quick=quick, corpus=corpus
     )
     evaluator = Evaluator(config)
     # Without a DDP run, compare with what its ring all-reduce would send.
@@ -223,12 +260,15 @@ def run(
                 ddp_bytes = float(row.bytes_sent)
                 row.bytes_vs_ddp = 1.0
             results.append(row)
+    references = workload.reference_losses(config)
     result: dict[str, Any] = {
         "world": world,
         "steps": steps,
         "sync_every": sync_every,
+        "corpus": config.corpus,
         "n_params": evaluator.n_params,
-        "entropy_floor": workload.corpus(config).entropy_floor(config.seq_len),
+        "entropy_floor": references.get("entropy floor"),
+        "references": references,
         "initial_loss": evaluator.initial,
         "ddp_reference": reference,
         "cpus": os.cpu_count(),
@@ -248,9 +288,22 @@ def _bytes(n: float) -> str:
     return f"{n:.0f} B"
 
 
+def _loss_note(result: dict[str, Any]) -> str:
+    """What the loss column is measured in, and what to read it against."""
+    if result.get("corpus") == "pydoc":
+        references = result["references"]
+        baselines = ", ".join(
+            f"{name} {loss:.3f} = {loss / math.log(2):.2f} bits"
+            for name, loss in references.items()
+        )
+        return f"held-out loss in nats/byte and bits/byte (baselines: {baselines})"
+    return f"held-out loss in nats/token (floor {result['entropy_floor']:.3f})"
+
+
 def format_table(result: dict[str, Any]) -> str:
     """One row per method: bytes per worker and their ratio to DDP, the largest sync, wall
-    time, time blocked on communication, held-out loss and its gap to DDP's.
+    time, time blocked on communication, held-out loss (and in bits per byte on the text)
+    and its gap to DDP's.
 
     Examples
     --------
@@ -262,17 +315,22 @@ def format_table(result: dict[str, Any]) -> str:
     ...           "methods": {"diloco": row}}
     >>> diloco_vs_ddp.format_table(result).splitlines()[-1].split()[3:]
     ['12', '510.00', 'kB', '0.04x', '42.50', 'kB', '9.5', '0.30', '0.610', '-']
+    >>> text = dict(result, corpus="pydoc", references={"unigram": 3.26, "bigram": 2.49})
+    >>> diloco_vs_ddp.format_table(text).splitlines()[-1].split()[-3:]
+    ['0.610', '0.880', '-']
     """
     rows = result["methods"]
     ddp = rows.get("ddp")
+    bits = result.get("corpus") == "pydoc"
     header = (
         f"{'method':<42} {'syncs':>7} {'bytes/worker':>12} {'vs DDP':>10} {'peak/sync':>12} "
-        f"{'wall s':>8} {'wait s':>8} {'loss':>7} {'vs DDP':>9}"
+        f"{'wall s':>8} {'wait s':>8} {'loss':>7}"
+        + (f" {'bits/B':>7}" if bits else "")
+        + f" {'vs DDP':>9}"
     )
     lines = [
         f"{result['world']} workers, {result['steps']} inner steps each, the same tokens; "
-        f"held-out loss in nats/token (floor {result['entropy_floor']:.3f}); bytes vs DDP "
-        f"{result['ddp_reference']}",
+        f"{_loss_note(result)}; bytes vs DDP {result['ddp_reference']}",
         header,
     ]
     for row in rows.values():
@@ -281,10 +339,11 @@ def format_table(result: dict[str, Any]) -> str:
         gap = "-"
         if ddp is not None and row is not ddp:
             gap = f"{100 * (row['eval_loss'] / ddp['eval_loss'] - 1):+.1f}%"
+        per_byte = f" {row['eval_loss'] / math.log(2):>7.3f}" if bits else ""
         lines.append(
             f"{row['label']:<42} {row['syncs']:>7} {_bytes(row['bytes_sent']):>12} "
             f"{ratio:>10} {_bytes(row['peak_bytes_per_sync']):>12} {row['wall_s']:>8.1f} "
-            f"{wait:>8} {row['eval_loss']:>7.3f} {gap:>9}"
+            f"{wait:>8} {row['eval_loss']:>7.3f}{per_byte} {gap:>9}"
         )
     return "\n".join(lines)
 
@@ -296,9 +355,12 @@ def save_plot(result: dict[str, Any], path: str) -> None:
         for row in rows.values():
             steps, losses = zip(*row["eval_curve"], strict=True)
             curves.plot(steps, losses, marker="o", markersize=3, label=row["label"])
-        curves.axhline(result["entropy_floor"], color="gray", linestyle=":", label="entropy floor")
+        references = result.get("references") or {"entropy floor": result["entropy_floor"]}
+        for (name, loss), style in zip(references.items(), (":", "--"), strict=False):
+            curves.axhline(loss, color="gray", linestyle=style, label=name)
         curves.set_xlabel("inner step")
-        curves.set_ylabel("held-out loss (nats/token)")
+        unit = "nats/byte" if result.get("corpus") == "pydoc" else "nats/token"
+        curves.set_ylabel(f"held-out loss ({unit})")
         curves.set_title(f"{result['world']} workers, the same tokens")
         curves.grid(True, alpha=0.3)
         curves.legend(fontsize=7)

@@ -56,7 +56,11 @@ def run(out_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[st
     """
     from benches.workloads import diloco_language_model as workload
 
-    config, steps, sync_every, _ = bench.settings(steps=None, sync_every=None, quick=quick)
+    # The Markov language: the demo is about surviving a crash, and its quick run must learn
+    # in seconds.
+    config, steps, sync_every, _ = bench.settings(
+        steps=None, sync_every=None, quick=quick, corpus="markov"
+    )
     # A held-out point at every sync: the curve shows the kill.
     eval_every = sync_every
     kill_at = steps // 2

@@ -194,6 +194,7 @@ def _bench_diloco(args: argparse.Namespace) -> None:
         quick=args.quick,
         progress=not args.json,
         plot=args.plot,
+        corpus=args.corpus,
     )
 
     def text(r: dict[str, Any]) -> str:
@@ -335,6 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="H of DiLoCo and NoLoCo (default 25; 20 with --quick)",
     )
     diloco.add_argument("--quick", action="store_true", help="smaller settings, for smoke tests")
+    diloco.add_argument(
+        "--corpus",
+        choices=("pydoc", "markov"),
+        default="pydoc",
+        help="what the model learns: English text, Python's documentation as bytes (default), "
+        "or a generated Markov language with a known entropy floor",
+    )
     diloco.add_argument("--plot", default=None, help="save the loss curves and bytes to this file")
     diloco.add_argument("--json", action="store_true")
     diloco.add_argument(

@@ -12,6 +12,7 @@ from thrifty import cli
 pytest.importorskip("torch")
 
 from benches import diloco_vs_ddp as bench
+from benches.workloads.diloco_language_model import WorkloadConfig
 from examples import diloco_demo as demo
 
 
@@ -46,13 +47,19 @@ def test_bench_diloco_quick_json_compares_every_method_with_ddp(
     assert fp32["bytes_sent"] == pytest.approx(diloco["bytes_sent"], rel=0.05)
     assert fp4["bytes_sent"] < fp32["bytes_sent"] / 5
     assert rows["spsa"]["bytes_sent"] == 24 * result["steps"]
-    # Every method that trains with gradients learns within the quick run.
+    # The default corpus is the text: every method that trains with gradients learns more
+    # than the bytes' frequencies within the quick run.
+    assert result["corpus"] == "pydoc"
+    assert result["entropy_floor"] is None
+    unigram = result["references"]["unigram"]
+    assert result["references"]["bigram"] < unigram < 0.7 * result["initial_loss"]
     for name in ("ddp", "diloco", "streaming-fp32", "streaming-fp4", "noloco"):
-        assert rows[name]["eval_loss"] < 0.5 * result["initial_loss"], name
+        assert rows[name]["eval_loss"] < unigram, name
     assert plot.stat().st_size > 1000
     text = bench.format_table(result)
     for row in rows.values():
         assert row["label"] in text
+    assert "bits/byte" in text
 
 
 @pytest.mark.timeout(180)
@@ -93,6 +100,7 @@ def test_demo_diloco_quick_json_survives_the_kill(
         (["--steps", "5"], "steps must be at least sync_every (25)"),
         (["--steps", "0"], "steps must be an integer >= 1, got 0"),
         (["--sync-every", "3"], "sync_every must be an integer >= 6, got 3"),
+        (["--corpus", "markov", "--steps", "5"], "steps must be at least sync_every (25)"),
     ],
 )
 def test_bench_diloco_rejects_bad_arguments_naming_them(
@@ -109,6 +117,25 @@ def test_bench_diloco_rejects_an_unknown_method(capsys: pytest.CaptureFixture[st
     error = capsys.readouterr().err
     assert "--methods" in error
     assert "'adam'" in error
+
+
+def test_bench_diloco_rejects_an_unknown_corpus(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "diloco", "--corpus", "wiki"])
+    assert exit_info.value.code == 2
+    assert "argument --corpus: invalid choice: 'wiki'" in capsys.readouterr().err
+
+
+def test_bench_settings_pick_the_corpus() -> None:
+    text, steps, sync_every, _ = bench.settings(steps=None, sync_every=None, quick=False)
+    assert (text.corpus, text.vocab, steps, sync_every) == ("pydoc", 256, 300, bench.SYNC_EVERY)
+    quick = bench.settings(steps=None, sync_every=None, quick=True)[0]
+    assert quick.corpus == "pydoc"
+    assert quick.d_model < text.d_model
+    markov = bench.settings(steps=None, sync_every=None, quick=True, corpus="markov")[0]
+    assert markov == WorkloadConfig()
+    with pytest.raises(ValueError, match="corpus must be one of"):
+        bench.settings(steps=None, sync_every=None, quick=True, corpus="wiki")
 
 
 def test_bench_run_rejects_bad_methods() -> None:

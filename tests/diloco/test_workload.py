@@ -202,6 +202,8 @@ def test_the_baseline_learns_towards_the_entropy_floor() -> None:
     result = workload.ddp_baseline(world_size=4, config=config, eval_every=40)
     initial = np.log(config.vocab)
     floor = result.entropy_floor
+    assert floor is not None
+    assert result.references == {"entropy floor": floor}
     assert abs(result.train_losses[0] - initial) < 0.2
     # More than half the way from uniform to the floor, never (noticeably) below the floor.
     assert result.eval_loss < floor + 0.5 * (initial - floor)

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from thrifty._checks import check_int
 from thrifty.errors import InvalidArgumentError
+
+#: The corpora a workload can train on.
+CORPORA = ("markov", "pydoc")
+#: The text corpus's vocabulary: bytes.
+TEXT_VOCAB = 256
 
 
 @dataclass(frozen=True)
@@ -27,8 +33,19 @@ class WorkloadConfig:
     some of the constant learning rate's noise); four workers trained independently end
     about 17% above it.
 
+    The real-text workload (:func:`pydoc_config`) sets ``corpus="pydoc"`` and its own
+    model and batch sizes.
+
     Attributes
     ----------
+    corpus : str
+        ``"markov"``, the generated language (:class:`MarkovCorpus`, with a known entropy
+        floor), or ``"pydoc"``, English text as bytes (:class:`TextCorpus`, ``vocab`` 256).
+    shards : str
+        Of the text corpus: ``"disjoint"`` (each worker reads its own contiguous part of the
+        training text) or ``"shared"`` (every worker reads all of it).
+    holdout : float
+        Of the text corpus: the fraction of its bytes held out for evaluation.
     vocab, support, branching : int
         The corpus: tokens, successors of each token, successors of each two-token context
         (see :class:`MarkovCorpus`).
@@ -55,6 +72,9 @@ class WorkloadConfig:
     (32, 32, 8, 300)
     """
 
+    corpus: str = "markov"
+    shards: str = "disjoint"
+    holdout: float = 0.1
     vocab: int = 32
     support: int = 4
     branching: int = 2
@@ -84,6 +104,23 @@ class WorkloadConfig:
             "eval_sequences",
         ):
             check_int(getattr(self, name), name, minimum=1)
+        if self.corpus not in CORPORA:
+            raise InvalidArgumentError(
+                f"corpus must be one of {CORPORA}, got {self.corpus!r}", "corpus"
+            )
+        if self.shards not in ("disjoint", "shared"):
+            raise InvalidArgumentError(
+                f"shards must be 'disjoint' or 'shared', got {self.shards!r}", "shards"
+            )
+        if not 0.0 < self.holdout < 1.0:
+            raise InvalidArgumentError(
+                f"holdout must be in (0, 1), got {self.holdout!r}", "holdout"
+            )
+        if self.corpus == "pydoc" and self.vocab != TEXT_VOCAB:
+            raise InvalidArgumentError(
+                f"vocab must be {TEXT_VOCAB} (bytes) for the pydoc corpus, got {self.vocab}",
+                "vocab",
+            )
         if self.vocab < 2:
             raise InvalidArgumentError(f"vocab must be at least 2, got {self.vocab}", "vocab")
         if self.support > self.vocab:
@@ -107,3 +144,35 @@ class WorkloadConfig:
                 f"weight_decay must be non-negative and finite, got {self.weight_decay}",
                 "weight_decay",
             )
+
+
+def pydoc_config(**changes: Any) -> WorkloadConfig:
+    """The real-text workload: :class:`TextCorpus` bytes and a TinyLM of about 1.1M weights.
+
+    ``changes`` override any field. 4 layers of width 144 (4 heads) over windows of 128
+    bytes, 16 windows per worker per step, AdamW at lr 1e-3. With the four workers' batches
+    at once (:func:`ddp_baseline` with ``world_size=4``) the held-out loss reaches 1.88 nats
+    per byte (2.71 bits) after 300 steps on one CPU thread, against 3.26 for the bytes'
+    unigram frequencies and 2.49 for their bigrams (Python 3.11's topics, seed 0).
+
+    Examples
+    --------
+    >>> from benches.workloads.diloco_language_model import pydoc_config
+    >>> config = pydoc_config(steps=10)
+    >>> config.corpus, config.vocab, config.steps
+    ('pydoc', 256, 10)
+    """
+    settings: dict[str, Any] = {
+        "corpus": "pydoc",
+        "vocab": TEXT_VOCAB,
+        "d_model": 144,
+        "n_layers": 4,
+        "n_heads": 4,
+        "seq_len": 128,
+        "batch_size": 16,
+        "steps": 300,
+        "lr": 1e-3,
+        "eval_sequences": 128,
+    }
+    settings.update(changes)
+    return WorkloadConfig(**settings)

@@ -3,6 +3,10 @@
 The corpus needs no download, is the same for every seed on every platform, and its
 achievable loss (the entropy floor) is computed exactly. Worker shards union, at each step,
 to the global batch a DDP run sees, with optional data heterogeneity.
+
+:func:`batches`, :func:`global_batch`, :func:`evaluation_set` and :func:`reference_losses`
+serve either corpus, as ``config.corpus`` says: this chain or the English text of
+:mod:`~benches.workloads.diloco_language_model.text`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from benches.workloads.diloco_language_model.config import WorkloadConfig
+from benches.workloads.diloco_language_model.text import text_corpus
 from thrifty._checks import check_int
 from thrifty._extras import require
 from thrifty.errors import InvalidArgumentError
@@ -50,6 +55,16 @@ def _check_heterogeneity(heterogeneity: float) -> float:
             f"heterogeneity must be in [0, 1], got {heterogeneity!r}", "heterogeneity"
         )
     return value
+
+
+def _check_no_heterogeneity(heterogeneity: float) -> None:
+    # The text's shards differ by what they are about; there is no knob to skew them.
+    if _check_heterogeneity(heterogeneity) != 0.0:
+        raise InvalidArgumentError(
+            "heterogeneity applies to the markov corpus only; the pydoc corpus's disjoint "
+            f"shards are its own, got {heterogeneity!r}",
+            "heterogeneity",
+        )
 
 
 def _entropy(probabilities: FloatArray, axis: int = -1) -> FloatArray:
@@ -302,7 +317,9 @@ _CORPORA: dict[tuple[int, int, int, int], MarkovCorpus] = {}
 
 
 def corpus(config: WorkloadConfig | None = None) -> MarkovCorpus:
-    """The corpus of ``config`` (``vocab``, ``branching``, ``seed``), built once per process.
+    """The Markov corpus of ``config`` (``vocab``, ``branching``, ``seed``), built once per process.
+
+    Whatever ``config.corpus`` is: the text corpus is :func:`text_corpus`.
 
     Examples
     --------
@@ -338,7 +355,8 @@ def batches(
     config : WorkloadConfig, optional
         Corpus, ``batch_size``, ``seq_len`` and ``seed``; the defaults when omitted.
     heterogeneity : float, optional
-        In ``[0, 1]``: how far each worker's data is skewed towards its own tokens.
+        In ``[0, 1]``: how far each worker's data is skewed towards its own tokens (the
+        Markov corpus only; the text corpus takes ``config.shards``).
     start_step : int, optional
         The step to start from (resuming gives the same batches as never stopping).
 
@@ -359,6 +377,17 @@ def batches(
     True
     """
     config = config or WorkloadConfig()
+    if config.corpus == "pydoc":
+        _check_no_heterogeneity(heterogeneity)
+        return text_corpus(config).batches(
+            worker,
+            world_size,
+            batch_size=config.batch_size,
+            seq_len=config.seq_len,
+            seed=config.seed,
+            shards=config.shards,
+            start_step=start_step,
+        )
     return corpus(config).batches(
         worker,
         world_size,
@@ -379,6 +408,22 @@ def global_batch(
 ) -> Batch:
     """All workers' batches of ``step`` concatenated in worker order: what DDP trains on."""
     config = config or WorkloadConfig()
+    if config.corpus == "pydoc":
+        _check_no_heterogeneity(heterogeneity)
+        text = text_corpus(config)
+        parts = [
+            text.batch(
+                w,
+                world_size,
+                step,
+                batch_size=config.batch_size,
+                seq_len=config.seq_len,
+                seed=config.seed,
+                shards=config.shards,
+            )
+            for w in range(world_size)
+        ]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     return corpus(config).global_batch(
         step,
         world_size,
@@ -408,10 +453,12 @@ def global_batches(
 
 
 def evaluation_set(config: WorkloadConfig | None = None) -> Batch:
-    """The fixed held-out set: ``config.eval_sequences`` sequences from the unskewed chain.
+    """The fixed held-out set: ``config.eval_sequences`` sequences.
 
-    Drawn from its own stream of ``config.seed``, so no training batch of any worker,
-    heterogeneous or not, shares its randomness.
+    Markov: drawn from the unskewed chain with its own stream of ``config.seed``, so no
+    training batch of any worker, heterogeneous or not, shares its randomness. Text:
+    disjoint windows of the held-out bytes (:meth:`TextCorpus.evaluation_windows`), which
+    no training window overlaps.
 
     Examples
     --------
@@ -421,8 +468,32 @@ def evaluation_set(config: WorkloadConfig | None = None) -> Batch:
     (512, 32)
     """
     config = config or WorkloadConfig()
+    if config.corpus == "pydoc":
+        windows = text_corpus(config).evaluation_windows(config.eval_sequences, config.seq_len)
+        tokens = torch.from_numpy(windows.astype(np.int64))
+        return tokens[:, :-1], tokens[:, 1:]
     uniforms = np.random.default_rng([config.seed, _EVAL_KEY]).random(
         (config.eval_sequences, config.seq_len)
     )
     tokens = corpus(config).sample(uniforms)
     return tokens[:, :-1], tokens[:, 1:]
+
+
+def reference_losses(config: WorkloadConfig | None = None) -> dict[str, float]:
+    """Held-out losses (nats per token) to read a model's loss against.
+
+    Markov: ``{"entropy floor": ...}``, the least achievable loss
+    (:meth:`MarkovCorpus.entropy_floor`). Text: ``{"unigram": ..., "bigram": ...}``, the
+    byte-frequency and byte-pair models of :meth:`TextCorpus.baselines`, which a model must
+    beat to have learnt anything beyond them.
+
+    Examples
+    --------
+    >>> from benches.workloads import diloco_language_model as workload
+    >>> sorted(workload.reference_losses(workload.pydoc_config()))
+    ['bigram', 'unigram']
+    """
+    config = config or WorkloadConfig()
+    if config.corpus == "pydoc":
+        return text_corpus(config).baselines()
+    return {"entropy floor": corpus(config).entropy_floor(config.seq_len)}

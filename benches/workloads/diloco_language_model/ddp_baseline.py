@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from benches.workloads.diloco_language_model.config import WorkloadConfig
 from benches.workloads.diloco_language_model.corpus import (
     check_worker,
-    corpus,
     evaluation_set,
     global_batches,
+    reference_losses,
 )
 from benches.workloads.diloco_language_model.model import (
     TinyLM,
@@ -59,8 +59,11 @@ class BaselineResult:
         step: ``2 (n - 1) / n * 4 * n_params``.
     bytes_sent : float
         ``bytes_per_step * steps``.
-    entropy_floor : float
-        :meth:`MarkovCorpus.entropy_floor` of the held-out set.
+    entropy_floor : float or None
+        :meth:`MarkovCorpus.entropy_floor` of the held-out set; None for the text corpus,
+        whose floor is unknown.
+    references : dict of str to float
+        :func:`reference_losses` of the workload.
     seconds : float
         Wall time of the run.
     model : TinyLM
@@ -72,10 +75,11 @@ class BaselineResult:
     n_params: int
     bytes_per_step: float
     bytes_sent: float
-    entropy_floor: float
+    entropy_floor: float | None
     seconds: float
     model: TinyLM
     eval_losses: dict[int, float] = field(default_factory=dict)
+    references: dict[str, float] = field(default_factory=dict)
 
 
 def ddp_baseline(
@@ -141,6 +145,7 @@ def ddp_baseline(
         if eval_every is not None and step % eval_every == 0:
             eval_losses[step] = evaluate(model, data=data)
     eval_loss = evaluate(model, data=data)
+    references = reference_losses(config)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     per_step = ring_all_reduce_bytes(n_params, world_size)
     return BaselineResult(
@@ -149,8 +154,9 @@ def ddp_baseline(
         n_params=n_params,
         bytes_per_step=per_step,
         bytes_sent=per_step * steps,
-        entropy_floor=corpus(config).entropy_floor(config.seq_len),
+        entropy_floor=references.get("entropy floor"),
         seconds=time.perf_counter() - start,
         model=model,
         eval_losses=eval_losses,
+        references=references,
     )
