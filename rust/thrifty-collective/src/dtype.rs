@@ -152,7 +152,7 @@ pub(crate) fn check_count(dtype: DType, bytes: usize, elements: usize) -> CoreRe
 
 fn check_layout(dtype: DType, ptr: *const u8, len: usize) -> CoreResult<()> {
     let size = dtype.size();
-    if len % size != 0 {
+    if !len.is_multiple_of(size) {
         return Err(CoreError::invalid(
             "data",
             format!(

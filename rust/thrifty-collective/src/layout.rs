@@ -116,7 +116,7 @@ mod tests {
                 for k in 0..layout.chunks() {
                     let c = layout.chunk(j, k);
                     assert_eq!(c.start, inner);
-                    assert!(c.start % align == 0 || c.start == len);
+                    assert!(c.start.is_multiple_of(align) || c.start == len);
                     inner = c.end;
                 }
                 assert_eq!(inner, slice.end);

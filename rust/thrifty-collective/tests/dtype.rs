@@ -37,7 +37,7 @@ fn awkward_f64(rng: &mut XorShift) -> f64 {
         f64::MAX,
     ];
     let r = rng.next();
-    if r % 8 == 0 {
+    if r.is_multiple_of(8) {
         SPECIAL[(r >> 8) as usize % SPECIAL.len()]
     } else {
         let u = (r >> 11) as f64 / (1u64 << 53) as f64 - 0.5;

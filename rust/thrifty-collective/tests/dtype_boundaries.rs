@@ -521,7 +521,7 @@ fn half_bits(rng: &mut Rng, dtype: DType) -> u16 {
         ]
     };
     let r = rng.next();
-    if r % 8 == 0 {
+    if r.is_multiple_of(8) {
         rng.pick(specials)
     } else {
         (r >> 16) as u16
@@ -542,7 +542,7 @@ proptest! {
         for (dtype, reference) in [(DType::F16, Half::f16()), (DType::BF16, Half::bf16())] {
             let boundaries = reference.boundaries();
             let mut values: Vec<f32> = (0..len)
-                .map(|_| if rng.next() % 4 == 0 { rng.pick(&boundaries) } else { f32::from_bits(rng.next() as u32) })
+                .map(|_| if rng.next().is_multiple_of(4) { rng.pick(&boundaries) } else { f32::from_bits(rng.next() as u32) })
                 .collect();
             if let Some(last) = values.last_mut() {
                 *last = rng.pick(&boundaries);

@@ -69,7 +69,7 @@ fn case() -> impl Strategy<Value = Case> {
 
 /// The boundary `at` in units of `align`: aligned, or the end of the buffer.
 fn unit_of(at: usize, case: &Case) -> Result<usize, TestCaseError> {
-    if at % case.align == 0 {
+    if at.is_multiple_of(case.align) {
         Ok(at / case.align)
     } else if at == case.len {
         Ok(case.len.div_ceil(case.align))

@@ -97,7 +97,7 @@ fn block_absmax(values: &[f32], block: usize) -> Vec<f32> {
         .chunks(block)
         .flat_map(|c| {
             let m = c.iter().fold(0f32, |m, x| m.max(x.abs()));
-            std::iter::repeat(m).take(c.len())
+            std::iter::repeat_n(m, c.len())
         })
         .collect()
 }
