@@ -60,6 +60,68 @@ pub fn reduce_bytes(dtype: DType, op: ReduceOp, dst: &mut [u8], src: &[u8]) -> C
     Ok(())
 }
 
+/// `out[i] = op(dst[i], src[i])`: [`reduce_bytes`] with the result in a third buffer, bit for
+/// bit the same. The ring all-reduce reduces into its staging buffer with it, so the caller's
+/// buffer stays untouched until the commit (and needs no backup).
+pub fn reduce_bytes_into(
+    dtype: DType,
+    op: ReduceOp,
+    out: &mut [u8],
+    dst: &[u8],
+    src: &[u8],
+) -> CoreResult<()> {
+    if dst.len() != src.len() || out.len() != src.len() {
+        return Err(CoreError::invalid(
+            "data",
+            format!(
+                "the buffers to reduce must have the same length, got {}, {} and {} bytes",
+                out.len(),
+                dst.len(),
+                src.len()
+            ),
+        ));
+    }
+    match dtype {
+        DType::F32 => combine_into_dispatch(
+            op,
+            typed_mut::<f32>(dtype, out)?,
+            typed(dtype, dst)?,
+            typed(dtype, src)?,
+        ),
+        DType::F64 => combine_into_dispatch(
+            op,
+            typed_mut::<f64>(dtype, out)?,
+            typed(dtype, dst)?,
+            typed(dtype, src)?,
+        ),
+        DType::I32 => combine_into_dispatch(
+            op,
+            typed_mut::<i32>(dtype, out)?,
+            typed(dtype, dst)?,
+            typed(dtype, src)?,
+        ),
+        DType::I64 => combine_into_dispatch(
+            op,
+            typed_mut::<i64>(dtype, out)?,
+            typed(dtype, dst)?,
+            typed(dtype, src)?,
+        ),
+        DType::F16 => reduce_f16_into(
+            op,
+            typed_mut(dtype, out)?,
+            typed(dtype, dst)?,
+            typed(dtype, src)?,
+        ),
+        DType::BF16 => reduce_bf16_into(
+            op,
+            typed_mut(dtype, out)?,
+            typed(dtype, dst)?,
+            typed(dtype, src)?,
+        ),
+    }
+    Ok(())
+}
+
 /// `dst[i] = op(dst[i], src[i])` in f32, with the semantics of [`reduce_bytes`] (`Avg` adds).
 ///
 /// # Panics
@@ -243,6 +305,48 @@ unsafe fn combine_avx2<T: Element>(op: ReduceOp, dst: &mut [T], src: &[T]) {
     combine(op, dst, src)
 }
 
+/// [`combine`] with the result in `out`: the same operations in the same order.
+#[inline(always)]
+fn combine_into<T: Element>(op: ReduceOp, out: &mut [T], dst: &[T], src: &[T]) {
+    let pairs = dst.iter().zip(src);
+    match op {
+        ReduceOp::Sum | ReduceOp::Avg => {
+            for (o, (d, s)) in out.iter_mut().zip(pairs) {
+                *o = d.add(*s);
+            }
+        }
+        ReduceOp::Max => {
+            for (o, (d, s)) in out.iter_mut().zip(pairs) {
+                *o = maximum(*d, *s);
+            }
+        }
+        ReduceOp::Min => {
+            for (o, (d, s)) in out.iter_mut().zip(pairs) {
+                *o = minimum(*d, *s);
+            }
+        }
+    }
+}
+
+#[inline]
+fn combine_into_dispatch<T: Element>(op: ReduceOp, out: &mut [T], dst: &[T], src: &[T]) {
+    debug_assert!(out.len() == dst.len() && dst.len() == src.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { combine_into_avx2(op, out, dst, src) };
+        }
+    }
+    combine_into(op, out, dst, src)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn combine_into_avx2<T: Element>(op: ReduceOp, out: &mut [T], dst: &[T], src: &[T]) {
+    combine_into(op, out, dst, src)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Half precision: widen a tile to f32, combine, round back once.
 
@@ -266,6 +370,97 @@ fn combine_tiled<H: Copy>(
         widen(s, b);
         combine(op, a, b);
         narrow(a, d);
+    }
+}
+
+/// [`combine_tiled`] with the result in `out`.
+#[inline(always)]
+fn combine_tiled_into<H: Copy>(
+    op: ReduceOp,
+    out: &mut [H],
+    dst: &[H],
+    src: &[H],
+    widen: impl Fn(&[H], &mut [f32]),
+    narrow: impl Fn(&[f32], &mut [H]),
+) {
+    let mut a = [0f32; TILE];
+    let mut b = [0f32; TILE];
+    for (o, (d, s)) in out
+        .chunks_mut(TILE)
+        .zip(dst.chunks(TILE).zip(src.chunks(TILE)))
+    {
+        let (a, b) = (&mut a[..d.len()], &mut b[..d.len()]);
+        widen(d, a);
+        widen(s, b);
+        combine(op, a, b);
+        narrow(a, o);
+    }
+}
+
+fn reduce_bf16_into(op: ReduceOp, out: &mut [bf16], dst: &[bf16], src: &[bf16]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { reduce_bf16_into_avx2(op, out, dst, src) };
+        }
+    }
+    combine_tiled_into(
+        op,
+        out,
+        dst,
+        src,
+        |h, f| convert(h, f, bf16_to_f32),
+        |f, h| convert(f, h, bf16_from_f32),
+    )
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn reduce_bf16_into_avx2(op: ReduceOp, out: &mut [bf16], dst: &[bf16], src: &[bf16]) {
+    combine_tiled_into(
+        op,
+        out,
+        dst,
+        src,
+        |h, f| convert(h, f, bf16_to_f32),
+        |f, h| convert(f, h, bf16_from_f32),
+    )
+}
+
+fn reduce_f16_into(op: ReduceOp, out: &mut [f16], dst: &[f16], src: &[f16]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_f16c() {
+            // SAFETY: the CPU supports AVX2 and F16C, checked just above.
+            return unsafe { reduce_f16_into_f16c(op, out, dst, src) };
+        }
+    }
+    use half::slice::HalfFloatSliceExt;
+    combine_tiled_into(
+        op,
+        out,
+        dst,
+        src,
+        |h, f| h.convert_to_f32_slice(f),
+        |f, h| h.convert_from_f32_slice(f),
+    )
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn reduce_f16_into_f16c(op: ReduceOp, out: &mut [f16], dst: &[f16], src: &[f16]) {
+    let mut a = [0f32; TILE];
+    let mut b = [0f32; TILE];
+    for (o, (d, s)) in out
+        .chunks_mut(TILE)
+        .zip(dst.chunks(TILE).zip(src.chunks(TILE)))
+    {
+        let (a, b) = (&mut a[..d.len()], &mut b[..d.len()]);
+        f16c::widen(d, a);
+        f16c::widen(s, b);
+        combine(op, a, b);
+        f16c::narrow(a, o);
     }
 }
 
@@ -335,6 +530,89 @@ unsafe fn reduce_f16_f16c(op: ReduceOp, dst: &mut [f16], src: &[f16]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The three-buffer form must give the in-place form's bits for every type and op (the
+    /// ring all-reduce mixes neither, but parity across ranks relies on each being exact).
+    #[test]
+    fn into_matches_in_place() {
+        let wave = |k: f32| -> Vec<f32> {
+            (0..1003)
+                .map(|i| match i % 11 {
+                    0 => f32::NAN,
+                    1 => -0.0,
+                    2 => 0.0,
+                    3 => 1e-40,
+                    _ => (i as f32 * k).sin() * 1e3,
+                })
+                .collect()
+        };
+        let (a, b) = (wave(0.37), wave(0.91));
+        let ai: Vec<i32> = a.iter().map(|&x| (x * 1e6) as i32).collect();
+        let bi: Vec<i32> = b.iter().map(|&x| (x * 1e6) as i32).collect();
+        let raw = |dtype: DType| -> (Vec<u8>, Vec<u8>) {
+            match dtype {
+                DType::F32 => (
+                    bytemuck::cast_slice(&a).to_vec(),
+                    bytemuck::cast_slice(&b).to_vec(),
+                ),
+                DType::F64 => {
+                    let f = |v: &[f32]| -> Vec<u8> {
+                        v.iter().flat_map(|&x| f64::from(x).to_ne_bytes()).collect()
+                    };
+                    (f(&a), f(&b))
+                }
+                DType::I32 => (
+                    bytemuck::cast_slice(&ai).to_vec(),
+                    bytemuck::cast_slice(&bi).to_vec(),
+                ),
+                DType::I64 => {
+                    let f = |v: &[i32]| -> Vec<u8> {
+                        v.iter()
+                            .flat_map(|&x| (i64::from(x) << 32).to_ne_bytes())
+                            .collect()
+                    };
+                    (f(&ai), f(&bi))
+                }
+                DType::F16 => {
+                    let f = |v: &[f32]| -> Vec<u8> {
+                        v.iter()
+                            .flat_map(|&x| f16::from_f32(x).to_ne_bytes())
+                            .collect()
+                    };
+                    (f(&a), f(&b))
+                }
+                DType::BF16 => {
+                    let f = |v: &[f32]| -> Vec<u8> {
+                        v.iter()
+                            .flat_map(|&x| bf16::from_f32(x).to_ne_bytes())
+                            .collect()
+                    };
+                    (f(&a), f(&b))
+                }
+            }
+        };
+        for dtype in DType::ALL {
+            for op in ReduceOp::ALL {
+                let (x, y) = raw(dtype);
+                // Aligned copies: the typed views require the element's alignment.
+                let mut dst = crate::aligned_buf::AlignedBuf::with_len(x.len());
+                dst.as_bytes_mut().copy_from_slice(&x);
+                let mut src = crate::aligned_buf::AlignedBuf::with_len(y.len());
+                src.as_bytes_mut().copy_from_slice(&y);
+                let mut out = crate::aligned_buf::AlignedBuf::with_len(x.len());
+                reduce_bytes_into(
+                    dtype,
+                    op,
+                    out.as_bytes_mut(),
+                    dst.as_bytes(),
+                    src.as_bytes(),
+                )
+                .unwrap();
+                reduce_bytes(dtype, op, dst.as_bytes_mut(), src.as_bytes()).unwrap();
+                assert_eq!(out.as_bytes(), dst.as_bytes(), "{dtype:?} {op:?}");
+            }
+        }
+    }
 
     /// The run-time dispatch picks AVX2 on most machines, so the portable code is checked
     /// here directly, against the dispatched code.
