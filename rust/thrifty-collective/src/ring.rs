@@ -32,22 +32,15 @@ fn register_slots(steps: &mut Steps, layout: &Layout, elem: usize) {
     }
 }
 
-/// Ring reduce-scatter then all-gather of `layout.parts() == group.len()` slices, in the
-/// result buffer: the first step sends the caller's own bytes, every later one a range that an
-/// earlier step wrote to the result buffer, and the commit copies every slice over the
-/// caller's buffer.
+/// Ring reduce-scatter then all-gather of `layout.parts() == group.len()` slices.
 pub fn all_reduce(mesh: &Mesh, group: &Group, layout: &Layout, elem: usize, op: ReduceOp) -> Steps {
     let mut steps = Steps::new(mesh.links.len());
     let n = group.len();
     if n < 2 {
         return steps;
     }
+    register_slots(&mut steps, layout, elem);
     let chunks = layout.chunks();
-    for j in 0..layout.parts() {
-        for k in 0..chunks {
-            steps.commit.push(bytes(layout.chunk(j, k), elem));
-        }
-    }
     let c = mesh.connections;
     let p = group.pos as isize;
     for t in 0..2 * (n - 1) {
@@ -63,24 +56,24 @@ pub fn all_reduce(mesh: &Mesh, group: &Group, layout: &Layout, elem: usize, op: 
             let left = mesh.link(group.left(), k);
             let index = (t * chunks + k) as u32;
             let after = (t > 0).then(|| (left, arrived_through(t - 1, k, chunks, c)));
-            let send_range = bytes(layout.chunk(send_slice, k), elem);
             steps.sends[right].push_back(SendStep {
                 index,
-                source: if t == 0 {
-                    Source::Data(0, send_range)
-                } else {
-                    Source::Result(send_range)
-                },
+                source: Source::Data(0, bytes(layout.chunk(send_slice, k), elem)),
                 after,
             });
             let range = bytes(layout.chunk(recv_slice, k), elem);
+            let slot = recv_slice * chunks + k;
             let sink = if reduce {
                 Sink::Reduce {
                     range,
+                    slot,
                     finalize: op == ReduceOp::Avg && t == n - 2,
                 }
             } else {
-                Sink::Result { range }
+                Sink::Data {
+                    range,
+                    slot: Some(slot),
+                }
             };
             steps.recvs[left].push_back(RecvStep { index, sink });
         }

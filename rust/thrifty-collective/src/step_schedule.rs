@@ -4,13 +4,8 @@
 //! all-gather, the chain broadcast and the shared-state transfers are all step schedules;
 //! only their builders differ (`ring`, and `communicator::sync_state` for the transfers).
 //!
-//! A failed collective leaves the caller's buffer exactly as it was. Reductions (the ring
-//! all-reduce) never write it before the commit: they reduce into a result buffer, which
-//! receives the all-gather too, and the commit copies it over the caller's buffer. That copy
-//! replaces a backup of the caller's buffer before its first change, which cost as much and ran
-//! inside the pipelined ring (where each stalled peer stalls its neighbours), on every
-//! collective. Schedules that only receive (the broadcast) still write the caller's buffer in
-//! place, each byte range backed up just before its first change.
+//! Every byte range of the caller's buffer that a step schedule overwrites is copied to a
+//! backup just before its first change, so a failed collective restores the buffer exactly.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -21,7 +16,7 @@ use crate::aligned_buf::AlignedBuf;
 use crate::dtype::{DType, ReduceOp};
 use crate::engine::{FrameSchedule, Incoming, Outgoing};
 use crate::mesh::LinkId;
-use crate::reduce::{finalize_avg, reduce_bytes_into};
+use crate::reduce::{finalize_avg, reduce_bytes};
 
 /// The buffers of a step schedule, kept by the communicator from one collective to the next,
 /// so a collective neither allocates nor zeroes (and page-faults) megabytes of staging every
@@ -30,8 +25,6 @@ use crate::reduce::{finalize_avg, reduce_bytes_into};
 pub struct StepScratch {
     /// The caller's bytes that the current collective has overwritten.
     pub backup: AlignedBuf,
-    /// The partial and final sums of a ring all-reduce, until the commit.
-    pub result: AlignedBuf,
     /// One staging buffer per link for frames that are reduced into the caller's buffer.
     pub link_stage: Vec<AlignedBuf>,
 }
@@ -42,12 +35,7 @@ pub enum Source {
     /// Bytes of the caller's buffer number `.0` (all-reduce and broadcast use buffer 0;
     /// shared-state transfers send from each array).
     Data(usize, Range<usize>),
-    /// Bytes of the result buffer (a partial sum, or a final one being passed on).
-    Result(Range<usize>),
 }
-
-/// The region number that `Source::Result` travels under in an `Outgoing`.
-const RESULT_REGION: usize = usize::MAX;
 
 /// What happens to an incoming frame.
 #[derive(Clone, Debug)]
@@ -57,11 +45,13 @@ pub enum Sink {
         range: Range<usize>,
         slot: Option<usize>,
     },
-    /// Into the result buffer, copied over the caller's buffer on commit.
-    Result { range: Range<usize> },
-    /// Into the link's staging buffer, then `result = op(caller's bytes, received)`;
-    /// `finalize` divides by the group size afterwards (op = avg, last reduction of the range).
-    Reduce { range: Range<usize>, finalize: bool },
+    /// Into the link's staging buffer, then reduced into the caller's buffer; `finalize`
+    /// divides by the group size afterwards (op = avg, last reduction of the range).
+    Reduce {
+        range: Range<usize>,
+        slot: usize,
+        finalize: bool,
+    },
     /// Into staging buffer `stage` (fetched shared state, verified before it is used).
     Stage { stage: usize, range: Range<usize> },
 }
@@ -83,10 +73,9 @@ pub struct RecvStep {
 impl RecvStep {
     fn len(&self) -> usize {
         match &self.sink {
-            Sink::Data { range, .. }
-            | Sink::Result { range }
-            | Sink::Reduce { range, .. }
-            | Sink::Stage { range, .. } => range.len(),
+            Sink::Data { range, .. } | Sink::Reduce { range, .. } | Sink::Stage { range, .. } => {
+                range.len()
+            }
         }
     }
 }
@@ -98,8 +87,6 @@ pub struct Steps {
     pub recvs: Vec<VecDeque<RecvStep>>,
     /// Byte range of each backup slot.
     pub slots: Vec<Range<usize>>,
-    /// Byte ranges of the result buffer that the commit copies into the caller's buffer.
-    pub commit: Vec<Range<usize>>,
 }
 
 impl Steps {
@@ -108,7 +95,6 @@ impl Steps {
             sends: (0..links).map(|_| VecDeque::new()).collect(),
             recvs: (0..links).map(|_| VecDeque::new()).collect(),
             slots: Vec::new(),
-            commit: Vec::new(),
         }
     }
 
@@ -138,7 +124,6 @@ pub struct StepSchedule<'a> {
     arrived: Vec<usize>,
     backup: &'a mut AlignedBuf,
     backed: Vec<bool>,
-    result: &'a mut AlignedBuf,
     link_stage: &'a mut [AlignedBuf],
     stages: &'a mut [AlignedBuf],
     verifier: Option<Verifier<'a>>,
@@ -156,11 +141,7 @@ impl<'a> StepSchedule<'a> {
         stages: &'a mut [AlignedBuf],
     ) -> Self {
         let links = steps.sends.len();
-        let StepScratch {
-            backup,
-            result,
-            link_stage,
-        } = scratch;
+        let StepScratch { backup, link_stage } = scratch;
         if link_stage.len() < links {
             link_stage.resize_with(links, AlignedBuf::default);
         }
@@ -173,26 +154,7 @@ impl<'a> StepSchedule<'a> {
                 .unwrap_or(0);
             link_stage[link].resize(widest);
         }
-        // Sized only when used: resizing keeps the allocation, but never shrinks what the
-        // pages already hold, so this costs nothing beyond the first collective.
-        if !steps.slots.is_empty() {
-            backup.resize(data.len());
-        }
-        let staged = steps.commit.iter().map(|r| r.end).max().unwrap_or(0);
-        result.resize(
-            staged.max(
-                steps
-                    .recvs
-                    .iter()
-                    .flatten()
-                    .filter_map(|r| match &r.sink {
-                        Sink::Result { range } | Sink::Reduce { range, .. } => Some(range.end),
-                        _ => None,
-                    })
-                    .max()
-                    .unwrap_or(0),
-            ),
-        );
+        backup.resize(data.len());
         let backed = vec![false; steps.slots.len()];
         Self {
             data,
@@ -202,7 +164,6 @@ impl<'a> StepSchedule<'a> {
             steps,
             backup,
             backed,
-            result,
             link_stage,
             stages,
             verifier: None,
@@ -236,13 +197,6 @@ impl<'a> StepSchedule<'a> {
         }
     }
 
-    /// The coordinator committed: the result buffer becomes the caller's.
-    pub fn commit(&mut self) {
-        for range in &self.steps.commit {
-            self.data[range.clone()].copy_from_slice(&self.result.as_bytes()[range.clone()]);
-        }
-    }
-
     /// Put back every byte range this schedule changed.
     pub fn restore(&mut self) {
         for (slot, backed) in self.backed.iter_mut().enumerate() {
@@ -266,10 +220,7 @@ impl FrameSchedule for StepSchedule<'_> {
             }
         }
         let step = self.steps.sends[link].pop_front().expect("front exists");
-        let (region, range) = match step.source {
-            Source::Data(region, range) => (region, range),
-            Source::Result(range) => (RESULT_REGION, range),
-        };
+        let Source::Data(region, range) = step.source;
         Ok(Some(Outgoing {
             index: step.index,
             region,
@@ -280,7 +231,6 @@ impl FrameSchedule for StepSchedule<'_> {
     fn bytes(&self, region: usize, range: Range<usize>) -> &[u8] {
         match region {
             0 => &self.data[range],
-            RESULT_REGION => &self.result.as_bytes()[range],
             other => &self.extra[other - 1][range],
         }
     }
@@ -304,7 +254,6 @@ impl FrameSchedule for StepSchedule<'_> {
                 }
                 &mut self.data[range]
             }
-            Sink::Result { range } => &mut self.result.as_bytes_mut()[range],
             Sink::Reduce { .. } => &mut self.link_stage[link].as_bytes_mut()[..incoming.len],
             Sink::Stage { stage, range } => &mut self.stages[stage].as_bytes_mut()[range],
         }
@@ -315,21 +264,25 @@ impl FrameSchedule for StepSchedule<'_> {
             .pop_front()
             .ok_or_else(|| CoreError::Internal("a frame arrived that no step expects".into()))?;
         self.arrived[link] += 1;
-        if let Sink::Reduce { range, finalize } = step.sink {
+        if let Sink::Reduce {
+            range,
+            slot,
+            finalize,
+        } = step.sink
+        {
             let reduction = self
                 .reduction
                 .ok_or_else(|| CoreError::Internal("a reduce step without a reduction".into()))?;
+            self.back_up(slot);
             let len = range.len();
-            let out = &mut self.result.as_bytes_mut()[range.clone()];
-            reduce_bytes_into(
+            reduce_bytes(
                 reduction.dtype,
                 reduction.op,
-                out,
-                &self.data[range],
+                &mut self.data[range.clone()],
                 &self.link_stage[link].as_bytes()[..len],
             )?;
             if finalize {
-                finalize_avg(reduction.dtype, out, reduction.group)?;
+                finalize_avg(reduction.dtype, &mut self.data[range], reduction.group)?;
             }
         }
         Ok(())

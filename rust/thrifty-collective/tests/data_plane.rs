@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use thrifty_collective::auth::Secret;
 use thrifty_collective::block_quant::Quantization;
 use thrifty_collective::dtype::{DType, ReduceOp};
-use thrifty_collective::engine::{self, FrameSchedule};
+use thrifty_collective::engine;
 use thrifty_collective::group::Group;
 use thrifty_collective::layout::Layout;
 use thrifty_collective::mesh::{Listener, Mesh};
@@ -99,15 +99,6 @@ fn ring_all_reduce_sums_over_striped_links() {
                 Instant::now() + Duration::from_secs(20),
             )
             .expect("engine");
-            // The reduction lives in the scratch until the commit: the caller's buffer is
-            // still its input after the data phase.
-            let untouched = input(rank, len);
-            assert_eq!(
-                FrameSchedule::bytes(&plan, 0, 0..4 * len),
-                bytemuck::cast_slice::<f32, u8>(&untouched),
-                "the input changed before the commit"
-            );
-            plan.commit();
             drop(plan);
             x
         });

@@ -432,8 +432,8 @@ fn check_ring_all_reduce(world: &World, case: &Case) -> Result<(), String> {
     let elem = case.dtype.size();
     let layout = Layout::new(case.len, g, 1, case.chunk_elems);
     if g > 1 {
-        // The commit ranges (what the commit copies from the result buffer) tile the buffer:
-        // every byte of the result is written to the caller's buffer once.
+        // The backup slots (what an abort restores) tile the buffer: every byte the schedule may
+        // change is covered once.
         let group = Group {
             ranks: case.members.clone(),
             pos: 0,
@@ -446,15 +446,15 @@ fn check_ring_all_reduce(world: &World, case: &Case) -> Result<(), String> {
             case.op,
         );
         let mut next = 0;
-        for range in &steps.commit {
-            if range.start != next {
-                return Err(format!("commit ranges leave a gap at byte {next}"));
+        for slot in &steps.slots {
+            if slot.start != next {
+                return Err(format!("backup slots leave a gap at byte {next}"));
             }
-            next = range.end;
+            next = slot.end;
         }
         if next != case.len * elem {
             return Err(format!(
-                "commit ranges end at byte {next} of {}",
+                "backup slots end at byte {next} of {}",
                 case.len * elem
             ));
         }
@@ -498,9 +498,8 @@ fn check_ring_all_reduce(world: &World, case: &Case) -> Result<(), String> {
             case.seed,
             stop_after,
         )?;
-        match stop_after {
-            Some(_) => plans.iter_mut().for_each(StepSchedule::restore),
-            None => plans.iter_mut().for_each(StepSchedule::commit),
+        if stop_after.is_some() {
+            plans.iter_mut().for_each(StepSchedule::restore);
         }
         Ok(received)
     };

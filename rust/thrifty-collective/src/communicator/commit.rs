@@ -48,10 +48,6 @@ impl Outcome for StepSchedule<'_> {
     fn verify(&mut self) -> CoreResult<()> {
         StepSchedule::verify(self)
     }
-    fn commit(&mut self) -> CoreResult<()> {
-        StepSchedule::commit(self);
-        Ok(())
-    }
     fn restore(&mut self) {
         StepSchedule::restore(self);
     }
