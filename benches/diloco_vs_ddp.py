@@ -528,7 +528,10 @@ def save_plot(result: dict[str, Any], path: str) -> None:
         if target is not None:
             clock.axhline(target, color="black", linestyle="--", linewidth=1, label="target")
         clock.set_xlabel("wall-clock seconds since the workers' barrier")
-        clock.set_ylabel("held-out loss (nats/token)")
+        clock.set_ylabel("held-out loss (nats/token, log scale)")
+        # Log scale: the race to the target happens a few percent above it, far below the
+        # initial loss.
+        clock.set_yscale("log")
         link = result.get("link")
         where = f"shaped link {link.get('rate', link['rate_bps'])}" if link else "unshaped loopback"
         clock.set_title(f"{result['world']} workers, {where}")
