@@ -19,6 +19,19 @@ evaluation is outside it), the time spent blocked on communication, and the held
 and SPSA's (equal on every worker), DiLoCo's global parameters, and for NoLoCo the mean of
 every worker's held-out loss.
 
+Wall-clock to a target loss: every worker stamps each inner step with the seconds since
+that barrier, and a held-out point of step ``s`` is placed at the slowest worker's stamp of
+step ``s`` (snapshots are taken every H steps, the parent evaluates them afterwards, off
+the clock). The seconds to a target are those of the first point at or below it, without
+interpolation between points (:func:`time_to_target`); the target is DDP's final held-out
+loss of the same run unless given (:func:`apply_target`), and the speed-up is DDP's seconds
+to the target over the method's.
+
+With ``link_rate`` the whole benchmark (this driver and its workers) runs again inside a
+:class:`~benches.workloads.shaped_link.ShapedLink` of that rate: a network namespace whose
+loopback goes through a tbf, so all workers share one link of the rate (root and ``tc``
+needed; :class:`ShapedLinkUnavailableError` says why not).
+
 Examples
 --------
 >>> from benches import diloco_vs_ddp
@@ -30,21 +43,25 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from benches.workloads import diloco_language_model as workload
+from benches.workloads import shaped_link
 from benches.workloads.diloco_trainers import METHODS, OVERLAP_STEPS, check_methods, describe
 from benches.workloads.diloco_workers import RunSpec, WorkerOutput, WorkerPool
 from thrifty._checks import check_int
 from thrifty._plot import figure
-from thrifty.errors import InternalError, InvalidArgumentError
+from thrifty.errors import InternalError, InvalidArgumentError, ThriftyError
 
 __all__ = [
     "CORPORA",
@@ -54,12 +71,15 @@ __all__ = [
     "SYNC_EVERY",
     "Evaluator",
     "MethodResult",
+    "ShapedLinkUnavailableError",
+    "apply_target",
     "describe",
     "format_table",
     "run",
     "save_plot",
     "settings",
     "summarize",
+    "time_to_target",
 ]
 
 #: H for the full run: inside the 20-50 range where DiLoCo matched DDP on the Markov
@@ -80,6 +100,13 @@ _QUICK_TEXT = {
     "eval_sequences": 64,
     "lr": 3e-3,
 }
+
+#: Longest one method's run may take; a shaped run's limit is this per method.
+RUN_TIMEOUT_S = 900.0
+
+
+class ShapedLinkUnavailableError(ThriftyError, RuntimeError):
+    """``link_rate`` was given but this machine cannot create a shaped network namespace."""
 
 
 @dataclass
@@ -102,6 +129,15 @@ class MethodResult:
     train_loss: list[float]
     workers_finished: int
     retries: int
+    #: Seconds since the barrier of each point of ``eval_curve`` (0 for the initial model).
+    eval_seconds: list[float]
+    #: Filled in by :func:`apply_target`.
+    seconds_to_target: float | None = None
+    step_at_target: int | None = None
+    speedup_vs_ddp: float | None = None
+    #: True when DDP never reached the target: the speed-up is then DDP's whole run over
+    #: this method's seconds, a lower bound.
+    speedup_is_lower_bound: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,6 +172,10 @@ def summarize(
     eval_curve = [(0, evaluator.initial)] + [
         (step, float(np.mean(losses))) for step, losses in sorted(curves.items())
     ]
+    # The model of step s exists once the slowest worker has finished step s.
+    eval_seconds = [0.0] + [
+        max(float(o.step_seconds[step - 1]) for o in finished) for step, _ in eval_curve[1:]
+    ]
     longest = max(len(o.train_losses) for o in outputs)
     train_loss = [
         float(np.mean([o.train_losses[t] for o in outputs if len(o.train_losses) > t]))
@@ -160,6 +200,7 @@ def summarize(
         train_loss=train_loss,
         workers_finished=len(finished),
         retries=max(int(o.stats["retries"]) for o in finished),
+        eval_seconds=eval_seconds,
     )
 
 
@@ -179,6 +220,76 @@ def workload_config(corpus: str = "pydoc", *, quick: bool = False) -> Any:
     return workload.pydoc_config(**(_QUICK_TEXT if quick else {}))
 
 
+def time_to_target(
+    seconds: Sequence[float], losses: Sequence[float], target: float
+) -> tuple[float, int] | None:
+    """``(seconds, index)`` of the first point whose loss is at or below ``target``, or None
+    when no point reaches it.
+
+    No interpolation: a curve that crosses the target between two points is credited with
+    the later one, so the answer never claims a loss before a model with it was measured.
+
+    Examples
+    --------
+    >>> from benches.diloco_vs_ddp import time_to_target
+    >>> time_to_target([0.0, 1.5, 3.0, 4.5], [3.4, 1.2, 0.7, 0.6], 0.7)
+    (3.0, 2)
+    >>> time_to_target([0.0, 1.5], [3.4, 1.2], 0.7) is None
+    True
+    """
+    if len(seconds) != len(losses):
+        raise InvalidArgumentError(
+            f"seconds and losses must be as long, got {len(seconds)} and {len(losses)}",
+            "seconds",
+        )
+    for index, (when, loss) in enumerate(zip(seconds, losses, strict=True)):
+        if loss <= target:
+            return float(when), index
+    return None
+
+
+def apply_target(result: dict[str, Any], target_loss: float | None = None) -> dict[str, Any]:
+    """Fill in every method's seconds to ``target_loss`` and its speed-up over DDP.
+
+    The target is ``target_loss``, or without it DDP's final held-out loss (no target
+    without a DDP run). Sets ``result["target_loss"]``, ``result["target_source"]``
+    (``"given"``, ``"DDP's final held-out loss"`` or None) and in each method's row
+    ``seconds_to_target``, ``step_at_target`` (None when not reached), ``speedup_vs_ddp``
+    (DDP's seconds to the target over the method's) and ``speedup_is_lower_bound`` (DDP
+    never reached it: its last point's seconds stand in). Returns ``result``.
+    """
+    rows = result["methods"]
+    ddp = rows.get("ddp")
+    source: str | None = "given"
+    if target_loss is None:
+        target_loss = None if ddp is None else float(ddp["eval_loss"])
+        source = None if ddp is None else "DDP's final held-out loss"
+    result["target_loss"], result["target_source"] = target_loss, source
+    reached: dict[str, tuple[float, int] | None] = {}
+    for name, row in rows.items():
+        steps, losses = zip(*row["eval_curve"], strict=True)
+        hit = (
+            None
+            if target_loss is None
+            else time_to_target(row["eval_seconds"], losses, target_loss)
+        )
+        reached[name] = hit
+        row["seconds_to_target"] = None if hit is None else hit[0]
+        row["step_at_target"] = None if hit is None else int(steps[hit[1]])
+    ddp_hit = reached.get("ddp")
+    for name, row in rows.items():
+        hit = reached[name]
+        row["speedup_vs_ddp"], row["speedup_is_lower_bound"] = None, False
+        if hit is None or ddp is None or hit[0] <= 0:
+            continue
+        if ddp_hit is not None:
+            row["speedup_vs_ddp"] = ddp_hit[0] / hit[0]
+        else:
+            row["speedup_vs_ddp"] = ddp["eval_seconds"][-1] / hit[0]
+            row["speedup_is_lower_bound"] = True
+    return result
+
+
 def settings(
     *, steps: int | None, sync_every: int | None, quick: bool, corpus: str = "pydoc"
 ) -> tuple[Any, int, int, int]:
@@ -194,8 +305,9 @@ def settings(
             f"got {steps}",
             "steps",
         )
-    # Held-out points every other sync (every sync in quick runs): enough for a curve.
-    eval_every = sync_every if quick or steps < 4 * sync_every else 2 * sync_every
+    # A held-out point at every sync: the seconds to a target loss are only as fine as the
+    # points (between syncs DiLoCo's global model does not change).
+    eval_every = sync_every
     return config, steps, sync_every, eval_every
 
 
@@ -209,6 +321,8 @@ def run(
     progress: bool = True,
     plot: str | None = None,
     corpus: str = "pydoc",
+    link_rate: str | int | None = None,
+    target_loss: float | None = None,
 ) -> dict[str, Any]:
     """Train the workload with each method on ``world`` local workers and compare.
 
@@ -227,9 +341,16 @@ def run(
     progress
         Show a progress bar per method.
     plot
-        Save the held-out loss curves and the bytes per method to this file.
+        Save the held-out loss curves (against inner step and against wall-clock seconds)
+        and the bytes per method to this file.
     corpus
         ``"pydoc"`` (English text as bytes) or ``"markov"`` (the generated language).
+    link_rate
+        Run everything inside a :class:`~benches.workloads.shaped_link.ShapedLink` of this
+        rate (``"100mbit"``, ``"1gbit"``); :class:`ShapedLinkUnavailableError` where it
+        cannot be made.
+    target_loss
+        The held-out loss whose wall-clock seconds are reported; DDP's final one by default.
 
     Returns
     -------
@@ -237,10 +358,103 @@ def run(
         ``world``, ``steps``, ``sync_every``, ``corpus``, ``n_params``, ``entropy_floor``
         (None on the text), ``references`` (:func:`reference_losses`, nats per token),
         ``ddp_reference`` (``"measured"``, or ``"ring estimate"`` without ``ddp``),
-        ``methods`` (one :meth:`MethodResult.to_dict` per method) and ``plot``.
+        ``methods`` (one :meth:`MethodResult.to_dict` per method, with the fields of
+        :func:`apply_target`), ``target_loss``, ``target_source``, ``link`` (None, or the
+        rate and what crossed its filter), ``cpu``, ``load_avg`` (1-minute load before and
+        after) and ``plot``.
     """
     methods = check_methods(methods)
     world = check_int(world, "world", minimum=2)
+    _, steps, sync_every, _ = settings(
+        steps=steps, sync_every=sync_every, quick=quick, corpus=corpus
+    )
+    if target_loss is not None:
+        if isinstance(target_loss, bool) or not isinstance(target_loss, (int, float)):
+            raise InvalidArgumentError(
+                f"target_loss must be a number, got {target_loss!r}", "target_loss"
+            )
+        if not np.isfinite(target_loss) or target_loss <= 0:
+            raise InvalidArgumentError(
+                f"target_loss must be a finite loss > 0, got {target_loss!r}", "target_loss"
+            )
+        target_loss = float(target_loss)
+    load_before = os.getloadavg()[0]
+    if link_rate is not None and shaped_link.current() is None:
+        result = _run_shaped(link_rate, methods, world, steps, sync_every, quick, progress, corpus)
+    else:
+        result = _measure(methods, world, steps, sync_every, quick, progress, corpus)
+    result["load_avg"] = [load_before, os.getloadavg()[0]]
+    apply_target(result, target_loss)
+    if plot is not None:
+        save_plot(result, plot)
+        result["plot"] = plot
+    return result
+
+
+def _run_shaped(
+    link_rate: str | int,
+    methods: Sequence[str],
+    world: int,
+    steps: int,
+    sync_every: int,
+    quick: bool,
+    progress: bool,
+    corpus: str,
+) -> dict[str, Any]:
+    """:func:`_measure` in a spawned process inside a fresh shaped namespace."""
+    rate_bps = shaped_link.parse_rate(link_rate, "link_rate")
+    reason = shaped_link.available()
+    if reason is not None:
+        raise ShapedLinkUnavailableError(
+            f"link_rate {link_rate} needs a rate-limited network namespace, which cannot be "
+            f"made here: {reason}"
+        )
+    timeout = RUN_TIMEOUT_S * len(methods) + 300
+    with shaped_link.ShapedLink(rate_bps) as link:
+        if progress:
+            print(
+                f"link {link_rate}: namespace {link.name}, burst {link.burst} B",
+                file=sys.stderr,
+                flush=True,
+            )
+        try:
+            result: dict[str, Any] = link.call(
+                _measure,
+                methods,
+                world,
+                steps,
+                sync_every,
+                quick,
+                progress,
+                corpus,
+                timeout=timeout,
+            )
+        except shaped_link.ShapedLinkError as error:
+            raise InternalError(str(error)) from error
+        stats = link.qdisc_stats()
+    result["link"].update(rate=str(link_rate), filter_bytes=stats.bytes, filter_drops=stats.drops)
+    return result
+
+
+def _cpu() -> str:
+    """The CPU model and the CPUs of the machine (shared with whatever else runs)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} CPUs"
+    return f"{os.cpu_count()} CPUs"
+
+
+def _measure(
+    methods: Sequence[str],
+    world: int,
+    steps: int,
+    sync_every: int,
+    quick: bool,
+    progress: bool,
+    corpus: str,
+) -> dict[str, Any]:
+    """Every method on a fresh pool of workers, here (inside the namespace, if any)."""
     config, steps, sync_every, eval_every = settings(
         steps=steps, sync_every=sync_every, quick=quick, corpus=corpus
     )
@@ -249,7 +463,7 @@ def run(
     ddp_bytes: float | None = workload.ring_all_reduce_bytes(evaluator.n_params, world) * steps
     reference = "ring estimate"
     results: list[MethodResult] = []
-    with WorkerPool(world, progress=progress) as pool:
+    with WorkerPool(world, progress=progress, timeout_s=RUN_TIMEOUT_S) as pool:
         for method in methods:
             spec = RunSpec(method, world, steps, sync_every, eval_every, config)
             outputs = pool.run(spec, progress=progress, description=f"{method} x{world}")
@@ -261,7 +475,8 @@ def run(
                 row.bytes_vs_ddp = 1.0
             results.append(row)
     references = workload.reference_losses(config)
-    result: dict[str, Any] = {
+    inside = shaped_link.current()
+    return {
         "world": world,
         "steps": steps,
         "sync_every": sync_every,
@@ -272,13 +487,11 @@ def run(
         "initial_loss": evaluator.initial,
         "ddp_reference": reference,
         "cpus": os.cpu_count(),
+        "cpu": _cpu(),
+        "link": None if inside is None else {"namespace": inside[0], "rate_bps": inside[1]},
         "methods": {r.method: r.to_dict() for r in results},
         "plot": None,
     }
-    if plot is not None:
-        save_plot(result, plot)
-        result["plot"] = plot
-    return result
 
 
 def _bytes(n: float) -> str:
@@ -303,7 +516,8 @@ def _loss_note(result: dict[str, Any]) -> str:
 def format_table(result: dict[str, Any]) -> str:
     """One row per method: bytes per worker and their ratio to DDP, the largest sync, wall
     time, time blocked on communication, held-out loss (and in bits per byte on the text)
-    and its gap to DDP's.
+    and its gap to DDP's, seconds to the target loss and the speed-up over DDP's (``>`` when
+    DDP never reached it).
 
     Examples
     --------
@@ -314,10 +528,10 @@ def format_table(result: dict[str, Any]) -> str:
     >>> result = {"world": 4, "steps": 300, "entropy_floor": 0.504, "ddp_reference": "measured",
     ...           "methods": {"diloco": row}}
     >>> diloco_vs_ddp.format_table(result).splitlines()[-1].split()[3:]
-    ['12', '510.00', 'kB', '0.04x', '42.50', 'kB', '9.5', '0.30', '0.610', '-']
+    ['12', '510.00', 'kB', '0.04x', '42.50', 'kB', '9.5', '0.30', '0.610', '-', '-', '-']
     >>> text = dict(result, corpus="pydoc", references={"unigram": 3.26, "bigram": 2.49})
-    >>> diloco_vs_ddp.format_table(text).splitlines()[-1].split()[-3:]
-    ['0.610', '0.880', '-']
+    >>> diloco_vs_ddp.format_table(text).splitlines()[-1].split()[-5:]
+    ['0.610', '0.880', '-', '-', '-']
     """
     rows = result["methods"]
     ddp = rows.get("ddp")
@@ -326,11 +540,20 @@ def format_table(result: dict[str, Any]) -> str:
         f"{'method':<42} {'syncs':>7} {'bytes/worker':>12} {'vs DDP':>10} {'peak/sync':>12} "
         f"{'wall s':>8} {'wait s':>8} {'loss':>7}"
         + (f" {'bits/B':>7}" if bits else "")
-        + f" {'vs DDP':>9}"
+        + f" {'vs DDP':>9} {'to target s':>12} {'speed-up':>9}"
     )
+    link = result.get("link")
+    target = result.get("target_loss")
     lines = [
         f"{result['world']} workers, {result['steps']} inner steps each, the same tokens; "
         f"{_loss_note(result)}; bytes vs DDP {result['ddp_reference']}",
+        ("no shaped link" if not link else f"shaped link: {link.get('rate', link['rate_bps'])}")
+        + (
+            "; no target loss"
+            if target is None
+            else f"; target loss {target:.4f} ({result['target_source']}), seconds from the "
+            "barrier to the first held-out point at or below it"
+        ),
         header,
     ]
     for row in rows.values():
@@ -340,18 +563,51 @@ def format_table(result: dict[str, Any]) -> str:
         if ddp is not None and row is not ddp:
             gap = f"{100 * (row['eval_loss'] / ddp['eval_loss'] - 1):+.1f}%"
         per_byte = f" {row['eval_loss'] / math.log(2):>7.3f}" if bits else ""
+        reached = row.get("seconds_to_target")
+        to_target = (
+            "-" if target is None else "not reached" if reached is None else f"{reached:.1f}"
+        )
+        speedup = "-"
+        if row.get("speedup_vs_ddp") is not None:
+            bound = ">" if row.get("speedup_is_lower_bound") else ""
+            speedup = f"{bound}{row['speedup_vs_ddp']:.2f}x"
         lines.append(
             f"{row['label']:<42} {row['syncs']:>7} {_bytes(row['bytes_sent']):>12} "
             f"{ratio:>10} {_bytes(row['peak_bytes_per_sync']):>12} {row['wall_s']:>8.1f} "
-            f"{wait:>8} {row['eval_loss']:>7.3f}{per_byte} {gap:>9}"
+            f"{wait:>8} {row['eval_loss']:>7.3f}{per_byte} {gap:>9} {to_target:>12} {speedup:>9}"
         )
     return "\n".join(lines)
 
 
 def save_plot(result: dict[str, Any], path: str) -> None:
-    """Held-out loss against inner step, and bytes per worker (log scale), per method."""
+    """Held-out loss against wall-clock seconds (with the target) and against inner step,
+    and bytes per worker (log scale), per method."""
     rows = result["methods"]
-    with figure(path, 1, 2, size=(12, 4.5)) as (curves, traffic):
+    with figure(path, 1, 3, size=(17, 4.5)) as (clock, curves, traffic):
+        target = result.get("target_loss")
+        for row in rows.values():
+            reached = row.get("seconds_to_target")
+            label = row["label"] + (
+                ""
+                if target is None
+                else " (not reached)"
+                if reached is None
+                else f" ({reached:.0f} s)"
+            )
+            clock.plot(row["eval_seconds"], [loss for _, loss in row["eval_curve"]],
+                       marker="o", markersize=3, label=label)  # fmt: skip
+        if target is not None:
+            clock.axhline(target, color="black", linestyle="--", linewidth=1, label="target")
+        clock.set_xlabel("wall-clock seconds since the workers' barrier")
+        clock.set_ylabel("held-out loss (nats/token, log scale)")
+        # Log scale: the race to the target happens a few percent above it, far below the
+        # initial loss.
+        clock.set_yscale("log")
+        link = result.get("link")
+        where = f"shaped link {link.get('rate', link['rate_bps'])}" if link else "unshaped loopback"
+        clock.set_title(f"{result['world']} workers, {where}")
+        clock.grid(True, alpha=0.3)
+        clock.legend(fontsize=7)
         for row in rows.values():
             steps, losses = zip(*row["eval_curve"], strict=True)
             curves.plot(steps, losses, marker="o", markersize=3, label=row["label"])

@@ -56,13 +56,19 @@ class RunSpec:
 
 @dataclass
 class WorkerOutput:
-    """What one worker reported for one run (``finished`` is False if it died)."""
+    """What one worker reported for one run (``finished`` is False if it died).
+
+    ``step_seconds[t]``: seconds from the barrier after connecting to the end of inner step
+    ``t + 1`` (its sync included, the snapshot taken after it not), so that a snapshot of
+    step ``s`` was the model at ``step_seconds[s - 1]``.
+    """
 
     index: int
     rank: int = -1
     finished: bool = False
     train_losses: list[float] = field(default_factory=list)
     snapshots: list[tuple[int, Any]] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
 
 
@@ -122,6 +128,7 @@ def _train(index: int, spec: RunSpec, address: str, send: Any) -> WorkerOutput:
         for step in range(1, spec.steps + 1):
             done[0] = step  # the step in progress: its sync is where a victim dies
             loss = trainer.step(next(stream))
+            output.step_seconds.append(time.perf_counter() - started)
             pending.append(loss)
             output.train_losses.append(loss)
             if step % spec.eval_every == 0 or step == spec.steps:

@@ -18,6 +18,7 @@ Examples (shell)::
     thrifty demo collective --quick
     thrifty demo diloco --quick
     thrifty bench diloco --methods ddp diloco streaming-fp4 --json
+    sudo thrifty bench diloco --link-rate 100mbit --plot diloco.png
     thrifty demo hamming --quick --json
     thrifty demo coreset --quick
     thrifty demo schedule --quick --json
@@ -195,6 +196,8 @@ def _bench_diloco(args: argparse.Namespace) -> None:
         progress=not args.json,
         plot=args.plot,
         corpus=args.corpus,
+        link_rate=args.link_rate,
+        target_loss=args.target_loss,
     )
 
     def text(r: dict[str, Any]) -> str:
@@ -343,7 +346,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the model learns: English text, Python's documentation as bytes (default), "
         "or a generated Markov language with a known entropy floor",
     )
-    diloco.add_argument("--plot", default=None, help="save the loss curves and bytes to this file")
+    diloco.add_argument(
+        "--link-rate",
+        default=None,
+        metavar="RATE",
+        help="run everything inside a network namespace whose loopback is limited to RATE "
+        "(tc's notation: 100mbit, 1gbit), one link all workers share; needs root and tc",
+    )
+    diloco.add_argument(
+        "--target-loss",
+        type=float,
+        default=None,
+        metavar="LOSS",
+        help="report the wall-clock seconds to this held-out loss (default: DDP's final one)",
+    )
+    diloco.add_argument(
+        "--plot",
+        default=None,
+        help="save the loss curves (against wall-clock and step) and bytes to this file",
+    )
     diloco.add_argument("--json", action="store_true")
     diloco.add_argument(
         "--benches",
