@@ -10,13 +10,13 @@
 //! only searches that one block for the first index whose value equals the minimum (searching
 //! the whole row instead costed half again as much as the first pass on random costs).
 //!
-//! On x86-64 the first pass is hand-written (four accumulators of four AVX2 or eight AVX-512
-//! lanes, and a block minimum reduced horizontally only when it beats the best so far),
-//! chosen at run time: AVX-512F, else AVX2, else the portable loop. The AVX2 pass measured
-//! 13 % faster on the full DP at N = 2000, K = 50 than the autovectorised loop (AMD Zen 5);
-//! the AVX-512 one measured no faster than AVX2 on that DP (Intel Emerald Rapids), where the
-//! cost rows come from L2, but it is kept for the rows that do sit in L1. With the plain
-//! BOSS weight `1.0` the multiplication is skipped, which changes no bit.
+//! On x86-64 the first pass is hand-written (four accumulators of four AVX2 lanes, and a
+//! block minimum reduced horizontally only when it beats the best so far), chosen at run
+//! time: AVX2, else the portable loop. It measured 13 % faster on the full DP at N = 2000,
+//! K = 50 than the autovectorised loop (AMD Zen 5). An AVX-512 version of it measured no
+//! faster on that DP, where the cost rows come from L2, and slower on short rows (Intel
+//! Emerald Rapids), so only the pruned scan below uses AVX-512. With the plain BOSS weight
+//! `1.0` the multiplication is skipped, which changes no bit.
 //!
 //! [`pruned_row_argmin`] is the same minimum over a sub-range, for the full DP on large
 //! matrices: given a lower bound per block of [`PRUNE_BLOCK`] columns (block minima of the
@@ -59,10 +59,9 @@ fn row_argmin_dispatch<const UNIT: bool>(row: &[f64], next: &[f64], weight: f64)
     {
         // The default x86-64 target only has SSE2 (two f64 lanes); AVX2 doubles that. The
         // detection result is cached by std, so checking it per row costs one load.
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F, checked just above.
-            return unsafe { row_argmin_avx512::<UNIT>(row, next, weight) };
-        }
+        // No AVX-512 first pass: one with eight lanes per register measured no faster on the
+        // N = 2000 DP (the cost rows come from L2) and 10 % slower at N = 100 (short rows,
+        // where its wider blocks leave more to the scalar tail), Intel Emerald Rapids.
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
             return unsafe { row_argmin_avx2::<UNIT>(row, next, weight) };
@@ -115,54 +114,6 @@ unsafe fn row_argmin_avx2<const UNIT: bool>(
             best = smallest(lanes);
             best_block = block;
             best_vec = _mm256_set1_pd(best);
-        }
-    }
-    finish::<UNIT>(row, next, weight, whole, best, best_block)
-}
-
-/// The AVX-512 kernel: the AVX2 one with eight lanes per register, so a block of
-/// [`BLOCK`] elements is two steps of four accumulators.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn row_argmin_avx512<const UNIT: bool>(
-    row: &[f64],
-    next: &[f64],
-    weight: f64,
-) -> (f64, usize) {
-    use std::arch::x86_64::*;
-    let whole = row.len() - row.len() % BLOCK;
-    let mut best = f64::INFINITY;
-    let mut best_block = 0;
-    let mut best_vec = _mm512_set1_pd(f64::INFINITY);
-    let w = _mm512_set1_pd(weight);
-    let (r, n) = (row.as_ptr(), next.as_ptr());
-    let term = |at: usize| {
-        // SAFETY: `at + 8 <= whole <= row.len() == next.len()`, by the loop bounds below.
-        let (c, d) = unsafe { (_mm512_loadu_pd(r.add(at)), _mm512_loadu_pd(n.add(at))) };
-        if UNIT {
-            _mm512_add_pd(c, d)
-        } else {
-            _mm512_add_pd(c, _mm512_mul_pd(w, d))
-        }
-    };
-    for block in 0..whole / BLOCK {
-        let base = block * BLOCK;
-        let mut acc = [term(base), term(base + 8), term(base + 16), term(base + 24)];
-        for step in 1..BLOCK / 32 {
-            let at = base + step * 32;
-            for (lane, acc) in acc.iter_mut().enumerate() {
-                // `vminpd a, b` is `a < b ? a : b`, the compare-and-select of the portable code.
-                *acc = _mm512_min_pd(term(at + 8 * lane), *acc);
-            }
-        }
-        let block_min = _mm512_min_pd(_mm512_min_pd(acc[0], acc[1]), _mm512_min_pd(acc[2], acc[3]));
-        // Strictly smaller only: an equal value in a later block is not the leftmost.
-        if _mm512_cmp_pd_mask::<_CMP_LT_OQ>(block_min, best_vec) != 0 {
-            let mut lanes = [0.0f64; 8];
-            _mm512_storeu_pd(lanes.as_mut_ptr(), block_min);
-            best = smallest(lanes);
-            best_block = block;
-            best_vec = _mm512_set1_pd(best);
         }
     }
     finish::<UNIT>(row, next, weight, whole, best, best_block)
@@ -592,20 +543,6 @@ mod tests {
                 }));
             } else {
                 eprintln!("skipping the AVX2 kernel: this CPU lacks AVX2");
-            }
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                all.push(("avx512", |r, n, w| {
-                    // SAFETY: AVX-512F support was checked when this kernel was listed.
-                    unsafe {
-                        if w == 1.0 {
-                            row_argmin_avx512::<true>(r, n, w)
-                        } else {
-                            row_argmin_avx512::<false>(r, n, w)
-                        }
-                    }
-                }));
-            } else {
-                eprintln!("skipping the AVX-512 kernel: this CPU lacks AVX-512F");
             }
         }
         all
