@@ -42,6 +42,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -55,7 +56,6 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: the repository root goes on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np
 
 from benches.workloads import shaped_link
 from thrifty.collective._bandwidth import PeerPool, parse_size, record
@@ -87,27 +87,6 @@ def cpu_name() -> str:
 # Inside the namespace -----------------------------------------------------------------
 
 
-def _thrifty_peer_at(rank: int, world: int, address: str, conn: Any) -> None:
-    """``_bandwidth``'s thrifty peer, listening on every interface (its veth) rather than
-    on a loopback the other peers cannot reach."""
-    from thrifty import collective
-    from thrifty.collective._bandwidth import _SECRET, serve
-
-    comm = collective.Communicator(address, secret=_SECRET, bind_host="0.0.0.0")
-    comm.connect()
-    while comm.world_size < world:
-        comm.update_topology()
-
-    def all_reduce(x: np.ndarray[Any, Any], quantize: str | None) -> int:
-        comm.all_reduce(x, quantize=quantize)
-        return int(comm.last_stats.bytes_sent)
-
-    try:
-        serve(conn, rank, world, all_reduce, comm.barrier)
-    finally:
-        comm.close()
-
-
 class PerPeerPool(PeerPool):
     """``world`` peers of ``backend``, rank ``i`` inside ``namespaces[i]`` (a
     :class:`~benches.workloads.shaped_link.PeerLinks` peer); the coordinator (thrifty) runs
@@ -116,10 +95,9 @@ class PerPeerPool(PeerPool):
     def __init__(
         self, backend: str, world: int, namespaces: Sequence[str], hub_address: str
     ) -> None:
-        from benches import allreduce_shaped as me
         from benches.allreduce_vs_gloo import _gloo_peer
         from thrifty import collective
-        from thrifty.collective._bandwidth import _SECRET
+        from thrifty.collective._bandwidth import _SECRET, _thrifty_peer
 
         self.backend = backend
         self.world = world
@@ -127,7 +105,9 @@ class PerPeerPool(PeerPool):
         spaces = tuple(namespaces)
         if backend == "thrifty":
             self._coordinator = collective.Coordinator(bind=f"{hub_address}:0", secret=_SECRET)
-            peer = shaped_link.EnterThenCall(me._thrifty_peer_at, spaces)
+            # Listening on every interface: the other peers reach it through its veth.
+            everywhere = functools.partial(_thrifty_peer, bind_host="0.0.0.0")
+            peer = shaped_link.EnterThenCall(everywhere, spaces)
             self._start(peer, self._coordinator.address)
         else:
             os.environ["GLOO_SOCKET_IFNAME"] = "eth0"

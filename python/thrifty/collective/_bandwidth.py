@@ -135,10 +135,14 @@ def serve(
     conn.send(("stopped", rank))
 
 
-def _thrifty_peer(rank: int, world: int, address: str, conn: Any) -> None:
+def _thrifty_peer(
+    rank: int, world: int, address: str, conn: Any, *, bind_host: str = "127.0.0.1"
+) -> None:
+    """One thrifty peer serving the command loop; ``bind_host`` is where it listens for the
+    other peers (every interface when they sit in other network namespaces)."""
     from thrifty import collective
 
-    comm = collective.Communicator(address, secret=_SECRET, bind_host="127.0.0.1")
+    comm = collective.Communicator(address, secret=_SECRET, bind_host=bind_host)
     comm.connect()
     while comm.world_size < world:
         comm.update_topology()
