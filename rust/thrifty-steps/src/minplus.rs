@@ -482,15 +482,22 @@ mod tests {
         best
     }
 
-    #[test]
-    fn matches_a_scalar_scan_on_every_length_and_tie_pattern() {
-        let mut state = 12345u64;
-        let mut draw = || {
+    /// A seeded stream of integers below `distinct` (an LCG: the tests need repeatable
+    /// draws with chosen numbers of distinct values, i.e. chosen amounts of ties).
+    fn draws(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut state = seed;
+        move |distinct| {
             state = state
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            ((state >> 33) % 5) as f64
-        };
+            (state >> 33) % distinct
+        }
+    }
+
+    #[test]
+    fn matches_a_scalar_scan_on_every_length_and_tie_pattern() {
+        let mut uniform = draws(12345);
+        let mut draw = || uniform(5) as f64;
         for len in (1..70).chain([127, 128, 129, 200, 257, 640]) {
             for _ in 0..20 {
                 let row: Vec<f64> = (0..len).map(|_| draw()).collect();
@@ -550,20 +557,14 @@ mod tests {
 
     #[test]
     fn every_kernel_matches_a_scalar_scan_on_lengths_ties_and_infinities() {
-        let mut state = 99u64;
-        let mut draw = |distinct: u64| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) % distinct
-        };
+        let mut draw = draws(99);
         let kernels = kernels();
         for len in 1..=300 {
             // Few distinct values (ties everywhere), many, and some +inf in both inputs.
             for (distinct, inf_every) in [(2, 0), (3, 7), (1000, 0), (1000, 3), (1, 1)] {
                 let mut value = |_| {
                     let x = draw(distinct);
-                    if inf_every > 0 && x % inf_every == 0 {
+                    if inf_every > 0 && x.is_multiple_of(inf_every) {
                         f64::INFINITY
                     } else {
                         x as f64 * 0.125
@@ -598,13 +599,7 @@ mod tests {
 
     #[test]
     fn every_pruned_kernel_matches_the_plain_scan() {
-        let mut state = 7u64;
-        let mut draw = |distinct: u64| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) % distinct
-        };
+        let mut draw = draws(7);
         #[allow(clippy::type_complexity)]
         let mut kernels: Vec<(
             &str,
