@@ -629,7 +629,7 @@ mod tests {
             for (distinct, inf_every) in [(2, 0), (3, 5), (1000, 0), (1, 1)] {
                 let mut value = |_| {
                     let x = draw(distinct);
-                    if inf_every > 0 && x % inf_every == 0 {
+                    if inf_every > 0 && x.is_multiple_of(inf_every) {
                         f64::INFINITY
                     } else {
                         x as f64 * 0.125
