@@ -19,6 +19,7 @@ mod jump_error;
 mod minplus;
 mod monge;
 mod path;
+mod pruned;
 mod validate;
 
 pub use jump_error::{accumulate_jump_errors, jump_errors, Float, Jumps, Metric};

@@ -32,7 +32,7 @@ use thrifty_core::{parallel, CoreResult};
 /// entries are allowed here.
 pub fn is_monge(cost: &[f64], n_nodes: usize) -> CoreResult<bool> {
     validate::cost_shape(cost, n_nodes)?;
-    Ok(validated_violation(cost, n_nodes, true)?.is_none())
+    Ok(validated_violation(cost, n_nodes, true, true)?.is_none())
 }
 
 /// Validates the upper triangle (see [`validate::cost_entries`]) and, in the same pass over
@@ -43,14 +43,23 @@ pub fn is_monge(cost: &[f64], n_nodes: usize) -> CoreResult<bool> {
 /// comparison). Once some row has a violation, later rows skip the Monge test: they could
 /// not hold the first one. The row that does is never skipped, so the answer is the same
 /// on any number of threads.
+///
+/// With `validate_all_rows` false, the rows after the first violation are not validated
+/// either (nor reported, if some thread did look at them): a caller that reads every row
+/// anyway, like the pruned DP, validates them there while they are in cache, and reports
+/// the same first invalid entry.
 pub(crate) fn validated_violation(
     cost: &[f64],
     n_nodes: usize,
     allow_negative: bool,
+    validate_all_rows: bool,
 ) -> CoreResult<Option<(usize, usize)>> {
     let first_violating_row = AtomicUsize::new(usize::MAX);
     let check_row = |i: usize| {
         let wanted = i < first_violating_row.load(Ordering::Relaxed);
+        if !wanted && !validate_all_rows {
+            return (None, None);
+        }
         let (bad, violation) = if wanted && i + 2 < n_nodes - 1 {
             // One fused, branch-free pass; the exact scans below run only to locate what
             // it found, on the rare row that has something.
@@ -94,6 +103,9 @@ pub(crate) fn validated_violation(
         }
         if first_violation.is_none() {
             first_violation = violation.map(|j| (i, j));
+            if first_violation.is_some() && !validate_all_rows {
+                break;
+            }
         }
     }
     Ok(first_violation)

@@ -18,7 +18,7 @@
 //! the same nodes.
 
 use crate::validate::{self, PARALLEL_MIN_NODES};
-use crate::{minplus, monge};
+use crate::{minplus, monge, pruned};
 use thrifty_core::{parallel, Choice, CoreError, CoreResult};
 
 /// A path through the grid: `nodes[0] = 0 < nodes[1] < ... < nodes[k] = N`, so
@@ -143,13 +143,18 @@ fn prepare_and_solve(
     validate::cost_shape(cost, n_nodes)?;
     validate::jump_count(k_max, n_nodes, k_argument)?;
     validate::future_weight(future_weight)?;
+    // The pruned full DP validates each row while it holds it in cache, which saves a pass
+    // over the matrix; the other solvers need every entry validated first.
+    let prune = n_nodes >= pruned::MIN_NODES;
     let use_monge = match strategy {
         Strategy::Full => {
-            validate::cost_entries(cost, n_nodes, false)?;
+            if !prune {
+                validate::cost_entries(cost, n_nodes, false)?;
+            }
             false
         }
-        Strategy::Auto => monge::validated_violation(cost, n_nodes, false)?.is_none(),
-        Strategy::Monge => match monge::validated_violation(cost, n_nodes, false)? {
+        Strategy::Auto => monge::validated_violation(cost, n_nodes, false, !prune)?.is_none(),
+        Strategy::Monge => match monge::validated_violation(cost, n_nodes, false, true)? {
             None => true,
             Some((i, j)) => {
                 return Err(CoreError::invalid(
@@ -167,15 +172,15 @@ fn prepare_and_solve(
         },
     };
     let parallel = n_nodes >= PARALLEL_MIN_NODES;
-    Ok(solve(
+    solve(
         cost,
         n_nodes,
         k_max,
         future_weight,
         use_monge,
         parallel,
-        n_nodes >= PRUNE_MIN_NODES,
-    ))
+        prune,
+    )
 }
 
 /// What the DP leaves behind: enough to read off the optimal path for any `k <= k_max`.
@@ -213,9 +218,10 @@ impl Tables {
     }
 }
 
-/// The DP itself, on validated input. `parallel` only changes who computes each cell, and
-/// `prune` (full strategy only) which cells are looked at, never what comes out: all four
-/// runs are bit-identical.
+/// The DP itself, on input validated except, when the full strategy prunes, for the matrix
+/// entries, which the pruned DP checks itself. `parallel` only changes who computes each
+/// cell, and `prune` (full strategy only) which cells are looked at, never what comes out:
+/// all four runs are bit-identical.
 pub(crate) fn solve(
     cost: &[f64],
     n_nodes: usize,
@@ -224,7 +230,7 @@ pub(crate) fn solve(
     use_monge: bool,
     parallel: bool,
     prune: bool,
-) -> Tables {
+) -> CoreResult<Tables> {
     let last = n_nodes - 1;
     // dp[(k - 1) * n_nodes + i] = dp_k[i]. All layers are kept (O(K N) floats, like the
     // choices) because the full strategy fills them row by row rather than layer by layer.
@@ -247,6 +253,16 @@ pub(crate) fn solve(
             let (value, choice) = (&mut rest[..hi], &mut layer_choices[..hi]);
             monge::layer(cost, n_nodes, prev, weight, hi, parallel, value, choice);
         }
+    } else if prune {
+        pruned::full_by_layers(
+            cost,
+            n_nodes,
+            k_max,
+            weight,
+            parallel,
+            &mut dp,
+            &mut choices,
+        )?;
     } else {
         full_by_row_blocks(
             cost,
@@ -254,29 +270,17 @@ pub(crate) fn solve(
             k_max,
             weight,
             parallel,
-            prune,
             &mut dp,
             &mut choices,
         );
     }
     let best = (0..k_max).map(|k| dp[k * n_nodes]).collect();
-    Tables {
+    Ok(Tables {
         n_nodes,
         best,
         choices,
-    }
+    })
 }
-
-/// From this many nodes on, the full DP skips blocks of columns by their lower bound.
-///
-/// On uniform random costs at K = 50 the bounds let only about 7 % of the blocks through,
-/// yet the pruned DP measured only 15-20 % less CPU time at 1500-2000 nodes (Intel Emerald
-/// Rapids, AVX-512), the same at 1000, and 20-45 % more at 300-750: what is left is a fixed
-/// cost per cell (a few groups of bounds, a few scanned blocks, each a branch that the
-/// predictor cannot learn), which only beats the plain scan once rows are long. Smooth and
-/// Monge-like matrices gained about as much as random ones; a matrix of four distinct
-/// values (ties everywhere) gained nothing.
-const PRUNE_MIN_NODES: usize = 1200;
 
 /// Rows per block of [`full_by_row_blocks`]: large enough to give every thread real work,
 /// small enough that the sequential triangle inside a block stays a few per cent of the total.
@@ -303,14 +307,12 @@ const TASK_ROWS: usize = 8;
 /// The price is the sequential part (about `BLOCK_ROWS / N` of the work) and one barrier per
 /// block: at N = 2000, where the triangle still fits in cache, this measured 10-20 % slower
 /// than layer by layer on two threads, and equal on one.
-#[allow(clippy::too_many_arguments)]
 fn full_by_row_blocks(
     cost: &[f64],
     n_nodes: usize,
     k_max: usize,
     weight: f64,
     parallel: bool,
-    prune: bool,
     dp: &mut [f64],
     choices: &mut [u32],
 ) {
@@ -330,55 +332,16 @@ fn full_by_row_blocks(
         let (value, offset) = minplus::row_argmin(row, below, weight);
         (value, lo + offset)
     };
-    // Block minima for the pruned scan (see `minplus::pruned_row_argmin`): of each layer of
-    // the DP, `dp_min[(k - 1) * blocks + b]` over the cells written so far (a cell is only
-    // read once written, so that is a lower bound of every cell a scan reads), and of each
-    // cost row over its upper triangle, computed per row block while those rows are hot.
-    let blocks = if prune { n_nodes.div_ceil(PRUNE) } else { 0 };
-    let mut dp_min = vec![f64::INFINITY; k_max * blocks];
-    if prune {
-        for i in 0..last {
-            let m = &mut dp_min[i / PRUNE];
-            *m = m.min(dp[i]);
-        }
-    }
-    // The same, skipping the blocks that cannot hold the minimiser; `None` when no value
-    // is `<= seed`. The value at `guess` (in `lo..=hi`) seeds the bound as well.
-    let pruned_cell = |dp: &[f64],
-                       dp_min: &[f64],
-                       row_min: &[f64],
-                       i: usize,
-                       k: usize,
-                       lo: usize,
-                       hi: usize,
-                       guess: usize,
-                       seed: f64| {
-        let row = &cost[i * n_nodes..(i + 1) * n_nodes];
-        let below = &dp[(k - 2) * n_nodes..(k - 1) * n_nodes];
-        let below_min = &dp_min[(k - 2) * blocks..(k - 1) * blocks];
-        let seed = seed.min(minplus::term_scalar(row[guess], below[guess], weight));
-        minplus::pruned_row_argmin(row, below, row_min, below_min, lo, hi, weight, seed)
-    };
     // Rows 0..=N-2 take part in layers 2 and up.
     let stride = k_max - 1;
     let mut end = last - 1;
     while end > 0 {
         let start = end.saturating_sub(BLOCK_ROWS);
         let shared: &[f64] = dp;
-        let shared_min: &[f64] = &dp_min;
-        // Far parts of rows start + t * TASK_ROWS.., at [row offset * stride + k - 2], and
-        // the block minima of those cost rows, at [row offset * blocks + b].
-        let far_part = |t: usize| -> (Vec<Option<(f64, usize)>>, Vec<f64>) {
+        // Far parts of rows start + t * TASK_ROWS.., at [row offset * stride + k - 2].
+        let far_part = |t: usize| -> Vec<Option<(f64, usize)>> {
             let rows = start + t * TASK_ROWS..(start + (t + 1) * TASK_ROWS).min(end);
-            let mut far: Vec<Option<(f64, usize)>> = vec![None; rows.len() * stride];
-            let mut row_min = vec![f64::INFINITY; rows.len() * blocks];
-            if prune {
-                for i in rows.clone() {
-                    let row = &cost[i * n_nodes..(i + 1) * n_nodes];
-                    let mins = &mut row_min[(i - rows.start) * blocks..][..blocks];
-                    block_minima(row, i, mins);
-                }
-            }
+            let mut far = vec![None; rows.len() * stride];
             // Layer-major so that one slice of dp_{k-1} serves every row of the task.
             for k in 2..=k_max {
                 let hi = last - k + 1;
@@ -386,32 +349,10 @@ fn full_by_row_blocks(
                     break;
                 }
                 for i in rows.clone().filter(|&i| k <= top_layer(i)) {
-                    let r = i - rows.start;
-                    far[r * stride + k - 2] = Some(if prune {
-                        // Seeded with the far minimiser of the layer below, which is often
-                        // this one's too, so that blocks are skipped from the start.
-                        let guess = match k {
-                            2 => hi,
-                            _ => far[r * stride + k - 3].map_or(hi, |(_, j)| j.min(hi)),
-                        };
-                        pruned_cell(
-                            shared,
-                            shared_min,
-                            &row_min[r * blocks..(r + 1) * blocks],
-                            i,
-                            k,
-                            end,
-                            hi,
-                            guess,
-                            f64::INFINITY,
-                        )
-                        .expect("a seed from the range is always reached")
-                    } else {
-                        cell(shared, i, k, end, hi)
-                    });
+                    far[(i - rows.start) * stride + k - 2] = Some(cell(shared, i, k, end, hi));
                 }
             }
-            (far, row_min)
+            far
         };
         let tasks = (end - start).div_ceil(TASK_ROWS);
         let far: Vec<_> = if parallel {
@@ -421,26 +362,12 @@ fn full_by_row_blocks(
         };
         for i in (start..end).rev() {
             let offset = i - start;
-            let (far, row_min) = &far[offset / TASK_ROWS];
-            let row_min = &row_min[(offset % TASK_ROWS) * blocks..][..blocks];
-            let far = &far[(offset % TASK_ROWS) * stride..];
+            let far = &far[offset / TASK_ROWS][(offset % TASK_ROWS) * stride..];
             for (k, far) in (2..=top_layer(i)).zip(far) {
                 let near_hi = (last - k + 1).min(end - 1);
-                let near = (i < near_hi).then(|| {
-                    if prune {
-                        let guess = match k {
-                            2 => near_hi,
-                            _ => (choices[(k - 2) * n_nodes + i] as usize).min(near_hi),
-                        };
-                        // A near value wins only when it is `<=` the far one (it comes
-                        // first), so the far value bounds what the near scan must look at.
-                        let far_value = far.map_or(f64::INFINITY, |(value, _)| value);
-                        pruned_cell(dp, &dp_min, row_min, i, k, i + 1, near_hi, guess, far_value)
-                    } else {
-                        Some(cell(dp, i, k, i + 1, near_hi))
-                    }
-                });
-                let (value, j) = match (near.flatten(), *far) {
+                let near = (i < near_hi).then(|| cell(dp, i, k, i + 1, near_hi));
+                let (value, j) = match (near, *far) {
+                    // A near value comes first, so it wins ties.
                     (Some(near), Some(far)) => {
                         if near.0 <= far.0 {
                             near
@@ -453,28 +380,9 @@ fn full_by_row_blocks(
                 };
                 dp[(k - 1) * n_nodes + i] = value;
                 choices[(k - 1) * n_nodes + i] = j as u32;
-                if prune {
-                    let m = &mut dp_min[(k - 1) * blocks + i / PRUNE];
-                    *m = m.min(value);
-                }
             }
         }
         end = start;
-    }
-}
-
-/// Columns per bound block of the pruned scan.
-const PRUNE: usize = minplus::PRUNE_BLOCK;
-
-/// `mins[b]` = the minimum of `row[j]` over the columns `j > i` of block `b` (the upper
-/// triangle only: nothing below it is ever read); blocks wholly at or before `i` are left
-/// alone.
-fn block_minima(row: &[f64], i: usize, mins: &mut [f64]) {
-    let mut j = i + 1;
-    while j < row.len() {
-        let end = ((j / PRUNE + 1) * PRUNE).min(row.len());
-        mins[j / PRUNE] = minplus::slice_min(&row[j..end]);
-        j = end;
     }
 }
 
@@ -501,8 +409,8 @@ mod tests {
         let n = 300;
         let cost = pseudo_random_costs(n, 7);
         for weight in [1.0, 1.25] {
-            let seq = solve(&cost, n, 40, weight, false, false, false);
-            let par = solve(&cost, n, 40, weight, false, true, false);
+            let seq = solve(&cost, n, 40, weight, false, false, false).unwrap();
+            let par = solve(&cost, n, 40, weight, false, true, false).unwrap();
             for k in 1..=40 {
                 assert_eq!(seq.path(k).unwrap(), par.path(k).unwrap());
             }
@@ -526,8 +434,8 @@ mod tests {
         ) {
             let k_max = k_max.min(n - 1);
             let cost = few_values(n, seed, distinct);
-            let plain = solve(&cost, n, k_max, weight, false, parallel, false);
-            let pruned = solve(&cost, n, k_max, weight, false, parallel, true);
+            let plain = solve(&cost, n, k_max, weight, false, parallel, false).unwrap();
+            let pruned = solve(&cost, n, k_max, weight, false, parallel, true).unwrap();
             for k in 1..=k_max {
                 let (a, b) = (plain.path(k), pruned.path(k));
                 prop_assert_eq!(a.is_ok(), b.is_ok());
@@ -559,8 +467,8 @@ mod tests {
         let n = 300;
         let cost = vec![f64::MAX; n * n];
         for weight in [1.0, 2.0] {
-            let plain = solve(&cost, n, 6, weight, false, true, false);
-            let pruned = solve(&cost, n, 6, weight, false, true, true);
+            let plain = solve(&cost, n, 6, weight, false, true, false).unwrap();
+            let pruned = solve(&cost, n, 6, weight, false, true, true).unwrap();
             assert_eq!(plain.choices, pruned.choices);
             assert_eq!(plain.best, pruned.best);
         }
@@ -575,8 +483,8 @@ mod tests {
             .map(|x| (times[x % n] - times[x / n]).powi(2))
             .collect();
         for weight in [1.0, 1.25] {
-            let seq = solve(&cost, n, 40, weight, true, false, false);
-            let par = solve(&cost, n, 40, weight, true, true, false);
+            let seq = solve(&cost, n, 40, weight, true, false, false).unwrap();
+            let par = solve(&cost, n, 40, weight, true, true, false).unwrap();
             for k in 1..=40 {
                 assert_eq!(seq.path(k).unwrap(), par.path(k).unwrap());
             }

@@ -158,6 +158,36 @@ fn bad_costs_are_found_past_the_parallel_threshold() {
     }
 }
 
+/// Past the size at which the full DP prunes, it validates each row as it reads it, and
+/// the Monge test of `Auto` stops at its first violation: the error must still be the first
+/// bad entry in row-major order, wherever it lies against that violation.
+#[test]
+fn bad_costs_are_found_where_the_full_dp_prunes() {
+    let n = 700;
+    // Row 3 breaks the Monge property, so `Auto` takes the full DP.
+    let not_monge = |cost: &mut Vec<f64>| cost[3 * n + 5] = 9.0;
+    let cases: [(&[(usize, usize, f64)], &str); 4] = [
+        (&[(640, 690, f64::NAN), (650, 660, -1.0)], "cost[640][690] is NaN"),
+        (&[(650, 660, -1.0), (640, 690, f64::INFINITY)], "cost[640][690] is inf"),
+        (&[(1, 2, -0.5), (640, 690, f64::NAN)], "cost[1][2] is -0.5"),
+        (&[(698, 699, f64::NEG_INFINITY)], "cost[698][699] is -inf"),
+    ];
+    for (bad, first) in cases {
+        let mut cost = upper_ones(n);
+        not_monge(&mut cost);
+        for &(i, j, x) in bad {
+            cost[i * n + j] = x;
+        }
+        for strategy in [Strategy::Auto, Strategy::Full] {
+            let error = optimal_path_with(&cost, n, 3, 1.0, strategy).unwrap_err();
+            assert!(
+                error.to_string().starts_with(&format!("cost: {first}")),
+                "{strategy:?}: {error}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_lower_triangle_and_diagonal_may_hold_anything() {
     let n = 5;
