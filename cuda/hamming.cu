@@ -269,10 +269,9 @@ __device__ __noinline__ unsigned merge_buffer(unsigned* list, const unsigned* bu
         if (e < k + m) {
             const unsigned x = e < k ? list[e] : buffer[e - k];
             int rank = e < k ? e : count_below(list, k, x);
-            if (rank < k) {
-                for (int b = 0; b < m; ++b) {
-                    rank += buffer[b] < x ? 1 : 0;
-                }
+            // Most buffered keys lose: stop counting once a key is out of the k.
+            for (int b = 0; b < m && rank < k; ++b) {
+                rank += buffer[b] < x ? 1 : 0;
             }
             keys[s] = x;
             ranks[s] = rank;
