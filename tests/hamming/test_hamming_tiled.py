@@ -8,12 +8,16 @@ what the kernels take for granted: the ranks are a permutation, so every output 
 written once. Agreement with ``_native.hamming_topk`` on tie-heavy inputs, k past the
 database, databases that are not whole tiles and every code width of 1..8 words is what
 shows the tiling and the merges are exact. ``test_hamming_gpu.py`` runs the kernels
-themselves against the CPU where a GPU is present.
+themselves against the CPU where a GPU is present; without one, the slow test at the end
+runs the kernel source itself on the host (``simt/``) and checks its per-slice lists against
+this twin's.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +269,81 @@ def test_python_constants_match_the_kernel_source() -> None:
     assert value["kTiledIndexBits"] == _gpu.TILED_INDEX_BITS
     for words in range(1, _gpu.TILED_MAX_WORDS + 1):
         assert f"THRIFTY_HAMMING_TOPK_TILED({words})" in source
+
+
+SIMT = Path(__file__).resolve().parent / "simt"
+
+
+@pytest.fixture(scope="module")
+def emulated_kernels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """cuda/hamming.cu built for the host against simt/prelude.h, sanitizers on if they link."""
+    compiler = shutil.which("g++")
+    if compiler is None:
+        pytest.skip("needs g++ (C++20) to run the kernel source on the host")
+    build = tmp_path_factory.mktemp("simt")
+    source = re.sub(
+        r"extern __shared__ ([\w ]+?) (\w+)\[\];",
+        r"\1* \2 = reinterpret_cast<\1*>(g_dynamic_shared);",
+        CUDA_SOURCE.read_text(),
+    )
+    (build / "kernel.inc").write_text(source)
+    binary = build / "simt"
+    base = [compiler, "-std=c++20", "-O1", "-pthread", "-Wno-unknown-pragmas"]
+    base += [f"-I{SIMT}", f"-I{build}", str(SIMT / "main.cpp"), "-o", str(binary)]
+    sanitizers = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
+    for flags in (sanitizers, []):
+        done = subprocess.run(base + flags, capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            return binary
+    pytest.skip(f"g++ cannot build the emulation: {done.stderr[-2000:]}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("width", "nq", "nb", "distinct", "k", "slice_codes"),
+    [
+        (32, 37, 3000, None, 10, None),
+        (1, 5, 700, None, 10, 256),
+        (9, 40, 1000, 3, 128, 512),
+        (56, 33, 513, None, 33, None),
+        (64, 3, 900, 3, 100, 256),
+        (13, 3, 20, 2, 50, None),
+    ],
+)
+def test_kernel_source_on_the_host_equals_twin_and_cpu(
+    emulated_kernels: Path,
+    tmp_path: Path,
+    width: int,
+    nq: int,
+    nb: int,
+    distinct: int | None,
+    k: int,
+    slice_codes: int | None,
+) -> None:
+    q = random_codes(width, nq, width, distinct)
+    db = random_codes(width + 1, nb, width, distinct)
+    kept = min(k, nb)
+    if slice_codes is None:
+        plan = auto_plan(nq, nb, width, k, 132)
+    else:
+        plan = _gpu.TiledPlan(-(-nb // slice_codes), slice_codes)
+    words = -(-width // 8)
+    header = np.array([nq, nb, words, kept, plan.slices, plan.slice_codes], np.int32)
+    padded = [np.pad(x, ((0, 0), (0, 8 * words - width))) for x in (q, db)]
+    (tmp_path / "in.bin").write_bytes(b"".join(x.tobytes() for x in (header, *padded)))
+    subprocess.run([str(emulated_kernels), "in.bin", "out.bin"], cwd=tmp_path, check=True)
+    raw = (tmp_path / "out.bin").read_bytes()
+    lists = nq * plan.slices * kept
+    partial = np.frombuffer(raw, np.uint32, lists).reshape(nq, plan.slices, kept)
+    distances = np.frombuffer(raw, np.int32, nq * kept, 4 * lists).reshape(nq, kept)
+    indices = np.frombuffer(raw, np.int64, nq * kept, 4 * lists + 4 * nq * kept)
+
+    all_distances = np.unpackbits(q[:, None, :] ^ db[None, :, :], axis=2).sum(axis=2)
+    for row, d in enumerate(all_distances.astype(np.uint64)):
+        for s in range(plan.slices):
+            start = s * plan.slice_codes
+            want = slice_list(d[start:], min(plan.slice_codes, nb - start), kept)
+            np.testing.assert_array_equal(partial[row, s], want)
+    cpu_distances, cpu_indices = hamming.topk(q, db, k)
+    np.testing.assert_array_equal(distances, cpu_distances)
+    np.testing.assert_array_equal(indices.reshape(nq, kept), cpu_indices)
