@@ -220,7 +220,7 @@ constexpr int kTiledWarps = 8;
 constexpr int kTiledThreads = kTiledWarps * 32;
 constexpr int kTiledQueriesPerWarp = 4;
 constexpr int kTiledQueries = kTiledWarps * kTiledQueriesPerWarp;
-constexpr int kTiledCodes = 256;  // one code per thread per tile load
+constexpr int kTiledCodes = 256;  // as many as threads: each stages W words per tile
 constexpr int kTiledCodesPerLane = 2;  // codes a lane scores per step, for independent chains
 constexpr int kTiledBuffer = 64;  // candidate slots per query, at least one ballot's 32
 constexpr int kTiledMaxK = 128;
@@ -233,7 +233,7 @@ constexpr unsigned kTiledLargestKey =
     ((1u << kTiledIndexBits) - 1u);
 // Sentinels are kTiledNoKey - (k - 1) .. kTiledNoKey, all above kTiledLargestKey.
 static_assert(kTiledNoKey - (kTiledMaxK - 1) > kTiledLargestKey, "sentinels must sort last");
-static_assert(kTiledCodes == kTiledThreads, "each thread stages one code of a tile");
+static_assert(kTiledCodes == kTiledThreads, "each thread stages W words of a tile");
 static_assert(kTiledCodes % (32 * kTiledCodesPerLane) == 0, "steps must cover a tile");
 static_assert(kTiledBuffer >= 32, "a buffer must take a whole ballot after a merge");
 static_assert((kTiledMaxK + kTiledBuffer) % 32 == 0, "merge slots per lane");
@@ -256,7 +256,9 @@ __device__ int count_below(const unsigned* list, int n, unsigned x) {
 // Merge the m buffered keys into the sorted list of k keys, keeping the k smallest. Every key
 // is distinct, so each one's rank in the union is its position in the result; keys ranked k
 // or later drop out. Called by a whole warp; returns the new threshold, list[k - 1].
-__device__ __noinline__ unsigned merge_buffer(unsigned* list, const unsigned* buffer, int k, int m, int lane) {
+// Not inlined: it runs rarely, and eight inlined copies would crowd the scoring loop.
+__device__ __noinline__ unsigned merge_buffer(unsigned* list, const unsigned* buffer, int k,
+                                              int m, int lane) {
     constexpr int kSlots = (kTiledMaxK + kTiledBuffer) / 32;
     unsigned keys[kSlots];
     int ranks[kSlots];
