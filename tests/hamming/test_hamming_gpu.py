@@ -106,6 +106,22 @@ def test_tiled_topk_on_many_blocks_equals_cpu() -> None:
         np.testing.assert_array_equal(indices.get(), cpu_indices)
 
 
+def test_codes_that_start_mid_word_are_copied_not_misread() -> None:
+    """Whole-word codes are read in place unless their buffer starts off an 8-byte boundary."""
+    cupy = pytest.importorskip("cupy")
+    q = random_codes(21, 40, 16, None)
+    db = random_codes(22, 900, 16, 3)
+    buffer = cupy.zeros(db.size + 1, dtype=cupy.uint8)
+    buffer[1:] = cupy.asarray(db.ravel())
+    shifted = buffer[1:].reshape(db.shape)
+    assert shifted.data.ptr % 8 == 1
+    distances, indices = hamming.topk(cupy.asarray(q), shifted, 10)
+    cpu_distances, cpu_indices = hamming.topk(q, db, 10)
+    np.testing.assert_array_equal(distances.get(), cpu_distances)
+    np.testing.assert_array_equal(indices.get(), cpu_indices)
+    np.testing.assert_array_equal(hamming.cdist(shifted, q).get(), hamming.cdist(db, q))
+
+
 def test_torch_cuda_tensors_give_torch_results() -> None:
     torch = pytest.importorskip("torch")
     q = random_codes(0, 20, 16, 4)

@@ -120,6 +120,10 @@ def _words(codes: Any) -> Any:
     """Each code zero-padded to whole 64-bit words (zeros XOR to zero: distances unchanged)."""
     cupy = require("cupy")
     rows, width = (int(s) for s in codes.shape)
+    # Whole, aligned words need no copy (the kernels only read them); a view into someone
+    # else's buffer may start mid-word, and 64-bit loads must not.
+    if width % 8 == 0 and int(codes.data.ptr) % 8 == 0:
+        return codes.view(cupy.uint64)
     words = -(-width // 8)
     padded = cupy.zeros((rows, words * 8), dtype=cupy.uint8)
     padded[:, :width] = codes
