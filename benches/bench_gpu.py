@@ -5,7 +5,9 @@ Runs only where CuPy sees a CUDA device (skipped otherwise, also under ``make te
 - Hamming ``cdist`` (1024 queries x 200 000 codes of 256 bits) and ``topk`` (k = 10 over
   10^6 codes): ``cuda/hamming.cu`` against thrifty's SIMD CPU kernel and against a
   tensor-core matmul of the codes unpacked to +-1 bfloat16 (exact at 256 bits), with
-  ``torch.topk`` over chunks for the top-k.
+  ``torch.topk`` over chunks for the top-k. The top-k's "thrifty cuda" is the query-tiled
+  kernel that ``hamming.topk`` dispatches to; the one-block-per-query kernel it replaced
+  there is timed beside it.
 - Leverage scores (n = 10^6, d = 50, float64): cuSOLVER QR plus the row-norm kernel
   against the Rust TSQR and against ``torch.linalg.qr`` on the GPU. Lewis weights (p = 1)
   on the GPU against the Rust path.
@@ -34,6 +36,7 @@ from baselines import (
     torch_matmul_topk,
 )
 from thrifty import _cuda, coreset, hamming, optim, steps
+from thrifty.hamming._gpu import topk_gpu
 
 torch = pytest.importorskip("torch")
 
@@ -101,11 +104,21 @@ def test_hamming_cdist(benchmark: Any, solver: str) -> None:
     np.testing.assert_array_equal(_host(got)[:64], hamming.cdist(q[:64], db))
 
 
-@pytest.mark.parametrize("solver", CDIST)
+TOPK = ["thrifty cuda", "thrifty cuda per-query kernel", "thrifty cpu", "torch matmul bf16"]
+
+
+def _per_query_topk(q: Any, db: Any, k: int) -> tuple[Any, Any]:
+    return topk_gpu(q, db, k, kernel="per-query")
+
+
+@pytest.mark.parametrize("solver", TOPK)
 def test_hamming_topk(benchmark: Any, solver: str) -> None:
     q, db, k = codes(2, 1024, 32), codes(3, 1_000_000, 32), 10
     dq, ddb = _codes_on(solver, q, db)
-    fn = torch_matmul_topk if solver == "torch matmul bf16" else hamming.topk
+    fn: Callable[[Any, Any, int], tuple[Any, Any]] = {
+        "torch matmul bf16": torch_matmul_topk,
+        "thrifty cuda per-query kernel": _per_query_topk,
+    }.get(solver, hamming.topk)
     role = "ours" if solver == "thrifty cuda" else "baseline"
     heavy = solver == "thrifty cpu"
     got, _ = _run(benchmark, "gpu hamming topk", solver, role, lambda: fn(dq, ddb, k), heavy=heavy)

@@ -187,3 +187,339 @@ extern "C" __global__ void hamming_topk(const unsigned long long* __restrict__ q
         __syncthreads();  // the next query reuses query[] and histogram[]
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Query-tiled top-k: hamming_topk_tiled_w<W> and hamming_topk_merge.
+//
+// The one-block-per-query kernel above reads the whole database once per query. Here a block
+// holds kTiledQueries queries in registers and walks one slice of the database in tiles of
+// kTiledCodes codes staged in shared memory, so each code word read from shared memory feeds
+// kTiledQueriesPerWarp popcounts and each tile is read from global memory once per query
+// tile instead of once per query. The grid is (query tiles, database slices); a second kernel
+// merges the per-slice lists.
+//
+// A candidate is one 32-bit key, distance << kTiledIndexBits | index within the slice. Keys
+// of one slice are distinct, so "the k smallest (distance, index) pairs" is "the k smallest
+// keys", and comparing keys against the current k-th key rejects almost every code with one
+// compare once the list has filled. Lists start as k distinct sentinels above every real key
+// (a slice may hold fewer than k codes); codes past the slice's end get the key 0xffffffff,
+// which no threshold admits.
+//
+// Each warp owns kTiledQueriesPerWarp queries: their sorted lists of k keys, their candidate
+// buffers of kTiledBuffer keys and their thresholds (list[k - 1], held in registers). Lanes
+// that beat the threshold append through a ballot; a full buffer is merged into the list by
+// ranks, which needs no sort because keys are distinct. Thresholds only fall, so a code
+// rejected against an older threshold would also be rejected by the final list: the list at
+// the end of the slice is exactly the slice's k smallest keys, whatever order lanes ran in.
+//
+// tests/hamming/test_hamming_tiled.py repeats this algorithm step by step in NumPy against
+// the CPU top-k; python/thrifty/hamming/_gpu.py mirrors the constants below and picks the
+// slicing.
+
+constexpr int kTiledWarps = 8;
+constexpr int kTiledThreads = kTiledWarps * 32;
+constexpr int kTiledQueriesPerWarp = 4;
+constexpr int kTiledQueries = kTiledWarps * kTiledQueriesPerWarp;
+constexpr int kTiledCodes = 256;  // as many as threads: each stages W words per tile
+constexpr int kTiledCodesPerLane = 2;  // codes a lane scores per step, for independent chains
+constexpr int kTiledBuffer = 64;  // candidate slots per query, at least one ballot's 32
+constexpr int kTiledMaxK = 128;
+constexpr int kTiledMaxWords = 8;
+constexpr int kTiledIndexBits = 22;  // a slice holds at most 2^22 codes
+constexpr unsigned kTiledNoKey = 0xffffffffu;
+// The largest key a real code can have: the widest code's largest distance, the last index.
+constexpr unsigned kTiledLargestKey =
+    (static_cast<unsigned>(kTiledMaxWords * 64) << kTiledIndexBits) |
+    ((1u << kTiledIndexBits) - 1u);
+// Sentinels are kTiledNoKey - (k - 1) .. kTiledNoKey, all above kTiledLargestKey.
+static_assert(kTiledNoKey - (kTiledMaxK - 1) > kTiledLargestKey, "sentinels must sort last");
+static_assert(kTiledCodes == kTiledThreads, "each thread stages W words of a tile");
+static_assert(kTiledCodes % (32 * kTiledCodesPerLane) == 0, "steps must cover a tile");
+static_assert(kTiledBuffer >= 32, "a buffer must take a whole ballot after a merge");
+static_assert((kTiledMaxK + kTiledBuffer) % 32 == 0, "merge slots per lane");
+
+// Number of keys in the sorted list[0..n) that are smaller than x.
+__device__ int count_below(const unsigned* list, int n, unsigned x) {
+    int lo = 0;
+    int hi = n;
+    while (lo < hi) {
+        const int mid = (lo + hi) / 2;
+        if (list[mid] < x) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+// Merge the m buffered keys into the sorted list of k keys, keeping the k smallest. Every key
+// is distinct, so each one's rank in the union is its position in the result; keys ranked k
+// or later drop out. Called by a whole warp; returns the new threshold, list[k - 1].
+// Not inlined: it runs rarely, and eight inlined copies would crowd the scoring loop.
+__device__ __noinline__ unsigned merge_buffer(unsigned* list, const unsigned* buffer, int k,
+                                              int m, int lane) {
+    constexpr int kSlots = (kTiledMaxK + kTiledBuffer) / 32;
+    unsigned keys[kSlots];
+    int ranks[kSlots];
+    __syncwarp();  // the buffer's last appends come from other lanes
+    #pragma unroll
+    for (int s = 0; s < kSlots; ++s) {
+        const int e = lane + 32 * s;
+        ranks[s] = k;
+        keys[s] = kTiledNoKey;
+        if (e < k + m) {
+            const unsigned x = e < k ? list[e] : buffer[e - k];
+            int rank = e < k ? e : count_below(list, k, x);
+            // Most buffered keys lose: stop counting once a key is out of the k.
+            for (int b = 0; b < m && rank < k; ++b) {
+                rank += buffer[b] < x ? 1 : 0;
+            }
+            keys[s] = x;
+            ranks[s] = rank;
+        }
+    }
+    __syncwarp();  // every lane has read the old list before any lane overwrites it
+    #pragma unroll
+    for (int s = 0; s < kSlots; ++s) {
+        if (ranks[s] < k) {
+            list[ranks[s]] = keys[s];
+        }
+    }
+    __syncwarp();
+    return list[k - 1];
+}
+
+// Dynamic shared memory: W * (kTiledCodes + 1) words of the tile (one word of padding per row
+// keeps the transposing stores off a single bank), then kTiledQueries lists of k keys, then
+// kTiledQueries buffers of kTiledBuffer keys. `partial` receives, for query q and slice s,
+// the slice's k smallest keys in order at (q * slices + s) * k. k must be in 1..=kTiledMaxK
+// and slice_codes at most 2^kTiledIndexBits; gridDim.y * slice_codes must cover nb.
+template <int W>
+__device__ void topk_tiled(const unsigned long long* __restrict__ queries,
+                           const unsigned long long* __restrict__ db, int nq, int nb, int k,
+                           int slice_codes, unsigned* __restrict__ partial) {
+    extern __shared__ unsigned long long tiled_shared[];
+    constexpr int kRow = kTiledCodes + 1;
+    unsigned long long* tile = tiled_shared;
+    unsigned* lists = reinterpret_cast<unsigned*>(tiled_shared + W * kRow);
+    unsigned* buffers = lists + kTiledQueries * k;
+
+    const int tid = threadIdx.x;
+    const int lane = tid % 32;
+    const int warp = tid / 32;
+    const int slices = gridDim.y;
+    const int slice = blockIdx.y;
+    const int first_query = blockIdx.x * kTiledQueries + warp * kTiledQueriesPerWarp;
+    // Warps whose queries all lie past nq still stage tiles, but score nothing.
+    const bool scoring = first_query < nq;
+    const long long slice_start = static_cast<long long>(slice) * slice_codes;
+    const int slice_count =
+        static_cast<int>(min(static_cast<long long>(slice_codes), nb - slice_start));
+
+    unsigned long long query[kTiledQueriesPerWarp][W];
+    unsigned threshold[kTiledQueriesPerWarp];
+    int buffered[kTiledQueriesPerWarp];
+    #pragma unroll
+    for (int q = 0; q < kTiledQueriesPerWarp; ++q) {
+        const int row = min(first_query + q, nq - 1);  // rows past nq score a stand-in
+        #pragma unroll
+        for (int w = 0; w < W; ++w) {
+            query[q][w] = queries[static_cast<size_t>(row) * W + w];
+        }
+        unsigned* list = lists + (warp * kTiledQueriesPerWarp + q) * k;
+        for (int i = lane; i < k; i += 32) {
+            list[i] = kTiledNoKey - static_cast<unsigned>(k - 1 - i);
+        }
+        threshold[q] = kTiledNoKey;
+        buffered[q] = 0;
+    }
+
+    // Thread t stages words t, t + kTiledThreads, ... of the tile's row-major block, so the
+    // global reads are coalesced; the next tile's words wait in registers while this one is
+    // scored.
+    unsigned long long staged[W];
+    auto load = [&](int tile_start) {
+        const unsigned long long* base = db + (slice_start + tile_start) * W;
+        #pragma unroll
+        for (int i = 0; i < W; ++i) {
+            const int e = tid + i * kTiledThreads;
+            staged[i] = tile_start + e / W < slice_count ? base[e] : 0ull;
+        }
+    };
+    auto store = [&]() {
+        #pragma unroll
+        for (int i = 0; i < W; ++i) {
+            const int e = tid + i * kTiledThreads;
+            tile[(e % W) * kRow + e / W] = staged[i];
+        }
+    };
+
+    load(0);
+    for (int tile_start = 0; tile_start < slice_count; tile_start += kTiledCodes) {
+        __syncthreads();  // the previous tile has been scored
+        store();
+        __syncthreads();
+        if (tile_start + kTiledCodes < slice_count) {
+            load(tile_start + kTiledCodes);
+        }
+        if (!scoring) {
+            continue;
+        }
+        for (int step = 0; step < kTiledCodes; step += 32 * kTiledCodesPerLane) {
+            unsigned base_key[kTiledCodesPerLane];
+            unsigned distance[kTiledQueriesPerWarp][kTiledCodesPerLane];
+            #pragma unroll
+            for (int r = 0; r < kTiledCodesPerLane; ++r) {
+                const int local = tile_start + step + 32 * r + lane;
+                base_key[r] = local < slice_count ? static_cast<unsigned>(local) : kTiledNoKey;
+                #pragma unroll
+                for (int q = 0; q < kTiledQueriesPerWarp; ++q) {
+                    distance[q][r] = 0;
+                }
+            }
+            #pragma unroll
+            for (int w = 0; w < W; ++w) {
+                #pragma unroll
+                for (int r = 0; r < kTiledCodesPerLane; ++r) {
+                    const unsigned long long code = tile[w * kRow + step + 32 * r + lane];
+                    #pragma unroll
+                    for (int q = 0; q < kTiledQueriesPerWarp; ++q) {
+                        distance[q][r] += __popcll(query[q][w] ^ code);
+                    }
+                }
+            }
+            unsigned key[kTiledQueriesPerWarp][kTiledCodesPerLane];
+            bool hit = false;
+            #pragma unroll
+            for (int q = 0; q < kTiledQueriesPerWarp; ++q) {
+                #pragma unroll
+                for (int r = 0; r < kTiledCodesPerLane; ++r) {
+                    key[q][r] = (distance[q][r] << kTiledIndexBits) | base_key[r];
+                    hit = hit || key[q][r] < threshold[q];
+                }
+            }
+            if (!__any_sync(kFullMask, hit)) {
+                continue;  // the common case once the lists have filled
+            }
+            const unsigned lanes_below = (1u << lane) - 1u;
+            #pragma unroll
+            for (int q = 0; q < kTiledQueriesPerWarp; ++q) {
+                unsigned* list = lists + (warp * kTiledQueriesPerWarp + q) * k;
+                unsigned* buffer = buffers + (warp * kTiledQueriesPerWarp + q) * kTiledBuffer;
+                #pragma unroll
+                for (int r = 0; r < kTiledCodesPerLane; ++r) {
+                    bool wanted = key[q][r] < threshold[q];
+                    unsigned ballot = __ballot_sync(kFullMask, wanted);
+                    if (ballot == 0) {
+                        continue;
+                    }
+                    if (buffered[q] + __popc(ballot) > kTiledBuffer) {
+                        threshold[q] = merge_buffer(list, buffer, k, buffered[q], lane);
+                        buffered[q] = 0;
+                        wanted = key[q][r] < threshold[q];
+                        ballot = __ballot_sync(kFullMask, wanted);
+                    }
+                    if (wanted) {
+                        buffer[buffered[q] + __popc(ballot & lanes_below)] = key[q][r];
+                    }
+                    buffered[q] += __popc(ballot);
+                }
+            }
+        }
+    }
+    if (!scoring) {
+        return;  // no __syncthreads follows
+    }
+    #pragma unroll
+    for (int q = 0; q < kTiledQueriesPerWarp; ++q) {
+        unsigned* list = lists + (warp * kTiledQueriesPerWarp + q) * k;
+        if (buffered[q] > 0) {
+            merge_buffer(list, buffers + (warp * kTiledQueriesPerWarp + q) * kTiledBuffer, k,
+                         buffered[q], lane);
+        }
+        __syncwarp();
+        const int row = first_query + q;
+        if (row < nq) {
+            unsigned* out = partial + (static_cast<size_t>(row) * slices + slice) * k;
+            for (int i = lane; i < k; i += 32) {
+                out[i] = list[i];
+            }
+        }
+    }
+}
+
+#define THRIFTY_HAMMING_TOPK_TILED(W)                                                         \
+    extern "C" __global__ void __launch_bounds__(kTiledThreads)                               \
+        hamming_topk_tiled_w##W(const unsigned long long* __restrict__ queries,               \
+                                const unsigned long long* __restrict__ db, int nq, int nb,    \
+                                int k, int slice_codes, unsigned* __restrict__ partial) {     \
+        topk_tiled<W>(queries, db, nq, nb, k, slice_codes, partial);                          \
+    }
+THRIFTY_HAMMING_TOPK_TILED(1)
+THRIFTY_HAMMING_TOPK_TILED(2)
+THRIFTY_HAMMING_TOPK_TILED(3)
+THRIFTY_HAMMING_TOPK_TILED(4)
+THRIFTY_HAMMING_TOPK_TILED(5)
+THRIFTY_HAMMING_TOPK_TILED(6)
+THRIFTY_HAMMING_TOPK_TILED(7)
+THRIFTY_HAMMING_TOPK_TILED(8)
+#undef THRIFTY_HAMMING_TOPK_TILED
+
+// The k smallest of each query's per-slice lists, in order. A slice's keys carry indices
+// within the slice; widened to distance << 32 | index in the database they compare across
+// slices, and a sentinel becomes ~0 << 32 | its position, still distinct and above every
+// real pair. The rank of a key in the union is its position in its own sorted list plus the
+// keys below it in every other list (a binary search each); ranks below k are the output
+// slots, already in (distance, index) order. There are at least k real codes, so sentinels
+// never rank below k. One block per query (grid-stride); dynamic shared memory holds
+// slices * k 64-bit keys.
+extern "C" __global__ void hamming_topk_merge(const unsigned* __restrict__ partial, int nq,
+                                              int slices, int k, int slice_codes,
+                                              int* __restrict__ out_distances,
+                                              long long* __restrict__ out_indices) {
+    extern __shared__ unsigned long long merged[];
+    const int total = slices * k;
+    for (int q = blockIdx.x; q < nq; q += gridDim.x) {
+        const unsigned* lists = partial + static_cast<size_t>(q) * total;
+        for (int e = threadIdx.x; e < total; e += blockDim.x) {
+            const unsigned key = lists[e];
+            const int slice = e / k;
+            merged[e] = key > kTiledLargestKey
+                            ? (~0ull << 32) | static_cast<unsigned long long>(e)
+                            : (static_cast<unsigned long long>(key >> kTiledIndexBits) << 32) |
+                                  static_cast<unsigned long long>(
+                                      static_cast<long long>(slice) * slice_codes +
+                                      (key & ((1u << kTiledIndexBits) - 1u)));
+        }
+        __syncthreads();
+        for (int e = threadIdx.x; e < total; e += blockDim.x) {
+            const unsigned long long x = merged[e];
+            const int own = e / k;
+            int rank = e % k;
+            for (int s = 0; s < slices && rank < k; ++s) {
+                if (s == own) {
+                    continue;
+                }
+                const unsigned long long* list = merged + static_cast<size_t>(s) * k;
+                int lo = 0;
+                int hi = k;
+                while (lo < hi) {
+                    const int mid = (lo + hi) / 2;
+                    if (list[mid] < x) {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                rank += lo;
+            }
+            if (rank < k) {
+                out_distances[static_cast<size_t>(q) * k + rank] = static_cast<int>(x >> 32);
+                out_indices[static_cast<size_t>(q) * k + rank] =
+                    static_cast<long long>(x & 0xffffffffull);
+            }
+        }
+        __syncthreads();  // the next query reuses merged[]
+    }
+}

@@ -25,6 +25,9 @@ def test_kernel_compiles_with_nvrtc(name: str, arch: str) -> None:
     if name == "hamming":
         assert ".entry hamming_cdist(" in text
         assert ".entry hamming_topk(" in text
+        for words in range(1, 9):
+            assert f".entry hamming_topk_tiled_w{words}(" in text
+        assert ".entry hamming_topk_merge(" in text
         # The distances must come from the hardware population count.
         assert "popc.b64" in text
     if name == "coreset":
