@@ -167,8 +167,14 @@ fn bad_costs_are_found_where_the_full_dp_prunes() {
     // Row 3 breaks the Monge property, so `Auto` takes the full DP.
     let not_monge = |cost: &mut Vec<f64>| cost[3 * n + 5] = 9.0;
     let cases: [(&[(usize, usize, f64)], &str); 4] = [
-        (&[(640, 690, f64::NAN), (650, 660, -1.0)], "cost[640][690] is NaN"),
-        (&[(650, 660, -1.0), (640, 690, f64::INFINITY)], "cost[640][690] is inf"),
+        (
+            &[(640, 690, f64::NAN), (650, 660, -1.0)],
+            "cost[640][690] is NaN",
+        ),
+        (
+            &[(650, 660, -1.0), (640, 690, f64::INFINITY)],
+            "cost[640][690] is inf",
+        ),
         (&[(1, 2, -0.5), (640, 690, f64::NAN)], "cost[1][2] is -0.5"),
         (&[(698, 699, f64::NEG_INFINITY)], "cost[698][699] is -inf"),
     ];
