@@ -106,9 +106,7 @@ class PerPeerPool(PeerPool):
         if backend == "thrifty":
             self._coordinator = collective.Coordinator(bind=f"{hub_address}:0", secret=_SECRET)
             # Listening on every interface: the other peers reach it through its veth.
-            everywhere = functools.partial(
-                _thrifty_peer, bind_host="0.0.0.0", shared_memory=False
-            )
+            everywhere = functools.partial(_thrifty_peer, bind_host="0.0.0.0", shared_memory=False)
             peer = shaped_link.EnterThenCall(everywhere, spaces)
             self._start(peer, self._coordinator.address)
         else:

@@ -36,6 +36,7 @@ from thrifty.collective._bandwidth import (
     QUANTIZATIONS,
     BandwidthRecord,
     PeerPool,
+    record,
     serve,
     sweep,
 )
@@ -172,9 +173,10 @@ def summarize(rows: Sequence[dict[str, Any]]) -> str:
     def median(values: list[float]) -> float:
         return float(np.median(values))
 
+    head = f"{'world':>5} {'size':>6} {'backend':<11} {'quant':<5}"
     lines = [
-        f"{'world':>5} {'size':>6} {'backend':<11} {'quant':<5} {'busbw GB/s median [min, max]':>30}"
-        f" {'vs gloo':>8} {'user ms':>8} {'sys ms':>8} {'n':>3}"
+        f"{head} {'busbw GB/s median [min, max]':>30} {'vs gloo':>8} {'user ms':>8} "
+        f"{'sys ms':>8} {'n':>3}"
     ]
     for (world, size, backend, quantize), cell in sorted(cells.items()):
         busbw = [r["busbw_gbps"] for r in cell]
