@@ -23,7 +23,7 @@ use thrifty_core::{CoreError, CoreResult};
 
 use crate::auth::{client_handshake, server_handshake, Purpose, Secret};
 use crate::frame::{recv_control, send_control};
-use crate::message::{LinkHello, PeerId, View};
+use crate::message::{HostId, LinkHello, PeerId, View};
 use crate::shm_handover::{local_host, offer, take};
 use crate::shm_ring::ShmRing;
 
@@ -275,7 +275,7 @@ impl Listener {
         assemble(view.epoch, connections, streams)
     }
 
-    fn shm_host(&self) -> Option<crate::message::HostId> {
+    fn shm_host(&self) -> Option<HostId> {
         if self.shared.shared_memory.load(Ordering::SeqCst) {
             local_host()
         } else {
