@@ -106,7 +106,7 @@ class PerPeerPool(PeerPool):
         if backend == "thrifty":
             self._coordinator = collective.Coordinator(bind=f"{hub_address}:0", secret=_SECRET)
             # Listening on every interface: the other peers reach it through its veth.
-            everywhere = functools.partial(_thrifty_peer, bind_host="0.0.0.0")
+            everywhere = functools.partial(_thrifty_peer, bind_host="0.0.0.0", shared_memory=False)
             peer = shaped_link.EnterThenCall(everywhere, spaces)
             self._start(peer, self._coordinator.address)
         else:
@@ -150,7 +150,8 @@ def measure(
         pool = (
             PerPeerPool(backend, world, spaces, shaped_link.PeerLinks.hub_address)
             if per_peer
-            else peer_pool(backend, world)
+            # On TCP: shared memory would carry the bytes past the filter.
+            else peer_pool("thrifty-tcp" if backend == "thrifty" else backend, world)
         )
         with pool:
             for size in sizes:

@@ -102,6 +102,12 @@ def test_thrifty_fp32(benchmark: Any, world: int, size: int) -> None:
     _measure(benchmark, "thrifty", world, size, None, "ours")
 
 
+@pytest.mark.parametrize("world", WORLDS)
+def test_thrifty_tcp_fp32(benchmark: Any, world: int, size: int) -> None:
+    # Every link on loopback TCP: what shared memory saves, in the same run.
+    _measure(benchmark, "thrifty-tcp", world, size, None, "ours")
+
+
 @pytest.mark.parametrize("quantize", QUANTIZED)
 @pytest.mark.parametrize("world", WORLDS)
 def test_thrifty_quantized(benchmark: Any, world: int, size: int, quantize: str) -> None:

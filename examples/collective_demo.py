@@ -113,6 +113,7 @@ def run(out_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[st
         world=4,
         sizes=sizes,
         quantizations=(None, "int8", "fp4"),
+        backends=("thrifty", "gloo"),
         iters=2 if quick else 3,
         progress=progress,
     )

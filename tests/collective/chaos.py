@@ -62,6 +62,7 @@ def _peer_main(
     timeout_s: float,
     reports: Any,
     stop: Any,
+    shared_memory: bool,
 ) -> None:
     # Imported here: a spawned child starts from a clean interpreter.
     from thrifty import collective
@@ -73,7 +74,13 @@ def _peer_main(
         reports.put((os.getpid(), completed, restored, violations[:]))
 
     try:
-        comm = collective.Communicator(address, secret=_SECRET, timeout_s=timeout_s, connections=2)
+        comm = collective.Communicator(
+            address,
+            secret=_SECRET,
+            timeout_s=timeout_s,
+            connections=2,
+            shared_memory=shared_memory,
+        )
         comm.connect()
     except collective.CollectiveError as error:
         violations.append(f"tag {tag}: connect failed: {error}")
@@ -124,6 +131,7 @@ def run(
     timeout_s: float = 10.0,
     seed: int = 0,
     progress: bool = True,
+    shared_memory: bool = True,
 ) -> ChaosReport:
     """Run the harness for ``duration_s`` seconds; see the module docstring."""
     from thrifty import collective
@@ -149,7 +157,15 @@ def run(
         def start() -> Any:
             process = context.Process(
                 target=_peer_main,
-                args=(coordinator.address, rng.randrange(1000), size, timeout_s, reports, stop),
+                args=(
+                    coordinator.address,
+                    rng.randrange(1000),
+                    size,
+                    timeout_s,
+                    reports,
+                    stop,
+                    shared_memory,
+                ),
                 daemon=True,
             )
             process.start()
@@ -211,8 +227,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--tcp", action="store_true", help="no shared memory between peers")
     args = parser.parse_args(argv)
-    report = run(args.duration, peers=args.peers, seed=args.seed, progress=not args.json)
+    report = run(
+        args.duration,
+        peers=args.peers,
+        seed=args.seed,
+        progress=not args.json,
+        shared_memory=not args.tcp,
+    )
     if args.json:
         print(json.dumps({**asdict(report), "ok": report.ok}, indent=2))
     else:

@@ -46,10 +46,16 @@ def _peer_main(
     index: int,
     timeout_s: float,
     secret: str,
+    shared_memory: bool,
 ) -> None:
     try:
         with collective.Communicator(
-            address, secret=secret, bind_host="127.0.0.1", timeout_s=timeout_s, connections=2
+            address,
+            secret=secret,
+            bind_host="127.0.0.1",
+            timeout_s=timeout_s,
+            connections=2,
+            shared_memory=shared_memory,
         ) as comm:
             comm.connect()
             if world is not None:
@@ -70,8 +76,16 @@ def _peer_main(
 class World:
     """A coordinator in this process and peer processes started on demand."""
 
-    def __init__(self, *, secret: str = SECRET, heartbeat_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        secret: str = SECRET,
+        heartbeat_timeout_s: float = 5.0,
+        shared_memory: bool = True,
+    ) -> None:
         self.secret = secret
+        #: Whether the peers' links may go through shared memory (they are on one host).
+        self.shared_memory = shared_memory
         self.coordinator = collective.Coordinator(
             "127.0.0.1:0", secret=secret, heartbeat_timeout_s=heartbeat_timeout_s
         )
@@ -102,6 +116,7 @@ class World:
                 len(self.processes),
                 timeout_s,
                 secret or self.secret,
+                self.shared_memory,
             ),
             daemon=True,
         )
@@ -152,10 +167,15 @@ class World:
 
 
 def run_peers(
-    n: int, fn: Callable[..., Any], *args: Any, timeout_s: float = 20.0, wait_s: float = 120.0
+    n: int,
+    fn: Callable[..., Any],
+    *args: Any,
+    timeout_s: float = 20.0,
+    wait_s: float = 120.0,
+    shared_memory: bool = True,
 ) -> list[Any]:
     """Run ``fn(comm, *args)`` on ``n`` peers in a world of ``n``; the values, by rank."""
-    with World() as world:
+    with World(shared_memory=shared_memory) as world:
         for _ in range(n):
             world.spawn(fn, *args, world=n, timeout_s=timeout_s)
         results = world.results(n, timeout_s=wait_s)

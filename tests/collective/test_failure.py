@@ -21,6 +21,7 @@ def _input(rank: int, iteration: int, size: int) -> np.ndarray[Any, Any]:
 
 def _looping_peer(comm: Any, events: Any, size: int, after: int) -> dict[str, Any]:
     events.put(("ready", comm.rank, os.getpid()))
+    shared_links = comm.shared_memory_links
     lost: list[bool] = []
     failures: list[str] = []
     iteration = completed_after = 0
@@ -48,13 +49,19 @@ def _looping_peer(comm: Any, events: Any, size: int, after: int) -> dict[str, An
             events.put(("progress", comm.rank, iteration))
         if lost:
             completed_after += 1
-    return {"lost": lost, "failures": failures, "iterations": iteration}
+    return {
+        "lost": lost,
+        "failures": failures,
+        "iterations": iteration,
+        "shared_links": shared_links,
+    }
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("shared_memory", [True, False], ids=["shm", "tcp"])
 @pytest.mark.parametrize("n", [3, 4])
-def test_survivors_of_a_sigkill_restore_update_and_finish(n: int) -> None:
-    with World() as world:
+def test_survivors_of_a_sigkill_restore_update_and_finish(n: int, shared_memory: bool) -> None:
+    with World(shared_memory=shared_memory) as world:
         for _ in range(n):
             world.spawn(_looping_peer, world.events, 1 << 18, 5, world=n, timeout_s=20.0)
         pids: dict[int, int] = {}
@@ -69,6 +76,8 @@ def test_survivors_of_a_sigkill_restore_update_and_finish(n: int) -> None:
         results = world.results(n - 1)
     for r in results:
         assert r.world_size == n - 1
+        # Two stripes to each other peer, all on one host.
+        assert r.value["shared_links"] == (2 * (n - 1) if shared_memory else 0)
         assert r.value["failures"] == []
         # The loss surfaced as PeerLost, with the buffer restored exactly, every time.
         assert r.value["lost"], r.value["lost"]

@@ -27,7 +27,9 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing as mp
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -108,7 +110,8 @@ def serve(
     ``all_reduce(x, quantize)`` sums ``x`` in place over the world and returns the bytes
     this rank sent (None if the backend does not say). Each command times ``iters`` of
     them after a barrier and answers ``(seconds per all-reduce, bytes sent per all-reduce,
-    relative error)``.
+    relative error, user CPU seconds, system CPU seconds)``, times per all-reduce, CPU
+    times for the whole process (every thread of the backend).
     """
     arrays: dict[int, np.ndarray[Any, np.dtype[np.float32]]] = {}
     conn.send(("ready", rank))
@@ -120,29 +123,41 @@ def serve(
         if x is None:
             x = arrays[size] = np.ones(size // 4, dtype=np.float32)
         barrier()
+        cpu = os.times()
         started = time.perf_counter()
         sent: int | None = 0
         for _ in range(iters):
             bytes_sent = all_reduce(x, quantize)
             sent = None if bytes_sent is None or sent is None else sent + bytes_sent
         elapsed = time.perf_counter() - started
+        spent = os.times()
+        user, system = spent.user - cpu.user, spent.system - cpu.system
         # Every rank started from ones, so the result must be world ** iters everywhere.
         expected = float(world) ** iters
         error = float(np.max(np.abs(x - expected))) / expected if x.size else 0.0
         x.fill(1.0)
         per_call = None if sent is None else sent // max(iters, 1)
-        conn.send((elapsed / iters, per_call, error))
+        conn.send((elapsed / iters, per_call, error, user / iters, system / iters))
     conn.send(("stopped", rank))
 
 
 def _thrifty_peer(
-    rank: int, world: int, address: str, conn: Any, *, bind_host: str = "127.0.0.1"
+    rank: int,
+    world: int,
+    address: str,
+    conn: Any,
+    *,
+    bind_host: str = "127.0.0.1",
+    shared_memory: bool = True,
 ) -> None:
     """One thrifty peer serving the command loop; ``bind_host`` is where it listens for the
-    other peers (every interface when they sit in other network namespaces)."""
+    other peers (every interface when they sit in other network namespaces), and
+    ``shared_memory`` whether its links to peers on this machine may bypass TCP."""
     from thrifty import collective
 
-    comm = collective.Communicator(address, secret=_SECRET, bind_host=bind_host)
+    comm = collective.Communicator(
+        address, secret=_SECRET, bind_host=bind_host, shared_memory=shared_memory
+    )
     comm.connect()
     while comm.world_size < world:
         comm.update_topology()
@@ -161,17 +176,21 @@ class PeerPool:
     """``world`` spawned processes, each holding a communicator, driven by commands.
 
     Subclasses start another backend's peers: they set :attr:`backend` and pass their
-    peer function and address to :meth:`_start`.
+    peer function and address to :meth:`_start`. ``shared_memory=False`` keeps every link
+    on TCP (the backend is then called ``thrifty-tcp``).
     """
 
     backend = "thrifty"
 
-    def __init__(self, world: int) -> None:
+    def __init__(self, world: int, *, shared_memory: bool = True) -> None:
         from thrifty import collective
 
         self.world = check_int(world, "world", minimum=1)
+        if not shared_memory:
+            self.backend = "thrifty-tcp"
         self._coordinator: Any = collective.Coordinator(secret=_SECRET)
-        self._start(_thrifty_peer, self._coordinator.address)
+        peer = functools.partial(_thrifty_peer, shared_memory=shared_memory)
+        self._start(peer, self._coordinator.address)
 
     def _start(self, peer: Callable[[int, int, str, Any], None], address: str) -> None:
         """Spawn one ``peer(rank, world, address, conn)`` per rank; wait until all serve."""
@@ -203,6 +222,12 @@ class PeerPool:
         worst = max(r[2] for r in results)
         if worst > 1e-3:
             raise AssertionError(f"{self.backend} all_reduce gave a relative error of {worst:.2e}")
+        #: The mean over ranks of the (user, system) CPU seconds one all-reduce took in the
+        #: last :meth:`run`.
+        self.last_cpu = (
+            sum(r[3] for r in results) / len(results),
+            sum(r[4] for r in results) / len(results),
+        )
         return max(r[0] for r in results), results[0][1]
 
     def close(self) -> None:
@@ -268,13 +293,13 @@ def all_reduce_bandwidth(
 def format_table(records: Sequence[BandwidthRecord]) -> str:
     """One line per record: time, algbw, busbw and the bytes on the wire (``-``: unknown)."""
     lines = [
-        f"{'backend':<8} {'quant':<5} {'world':>5} {'size':>9} {'time ms':>9} "
+        f"{'backend':<11} {'quant':<5} {'world':>5} {'size':>9} {'time ms':>9} "
         f"{'algbw GB/s':>10} {'busbw GB/s':>10} {'wire MB':>8}"
     ]
     for r in records:
         wire = "-" if r.wire_bytes is None else f"{r.wire_bytes / 1e6:.2f}"
         lines.append(
-            f"{r.backend:<8} {r.quantize or '-':<5} {r.world:>5} "
+            f"{r.backend:<11} {r.quantize or '-':<5} {r.world:>5} "
             f"{r.size_bytes / (1 << 20):>7.0f}MB {r.seconds * 1e3:>9.2f} "
             f"{r.algbw_gbps:>10.3f} {r.busbw_gbps:>10.3f} {wire:>8}"
         )

@@ -148,6 +148,13 @@ class Communicator:
     advertise_host
         The address the other peers dial; default: the address this peer uses to reach the
         coordinator. Set it behind NAT or with several interfaces.
+    shared_memory
+        Let the links to peers on this machine carry their bytes through shared memory
+        instead of loopback TCP (same results, bit for bit, and the same authentication,
+        restore and failure detection). A link takes it only when both peers allow it and
+        run under the same kernel boot, network namespace and pid namespace; every other
+        link stays on TCP. Turn it off when the traffic must go through the network stack,
+        as with traffic shaping or capture on the loopback.
 
     Examples
     --------
@@ -180,6 +187,7 @@ class Communicator:
         bind_host: str = "0.0.0.0",
         bind_port: int = 0,
         advertise_host: str | None = None,
+        shared_memory: bool = True,
     ) -> None:
         addresses = [coordinator] if isinstance(coordinator, (str, Coordinator)) else coordinator
         if not isinstance(addresses, Sequence) or not addresses:
@@ -202,8 +210,19 @@ class Communicator:
         connections = check_int(connections, "connections", minimum=1, maximum=64)
         timeout = check_positive(timeout_s, "timeout_s")
         port = check_int(bind_port, "bind_port", minimum=0, maximum=65535)
+        if not isinstance(shared_memory, bool):
+            raise InvalidArgumentError(
+                f"shared_memory must be True or False, got {shared_memory!r}", "shared_memory"
+            )
         self._native = _native.Communicator(
-            ",".join(texts), secret, connections, timeout, bind_host, port, advertise_host
+            ",".join(texts),
+            secret,
+            connections,
+            timeout,
+            bind_host,
+            port,
+            advertise_host,
+            shared_memory,
         )
         self._staging = PinnedPool()
         self._connected = False
@@ -233,6 +252,12 @@ class Communicator:
     def id(self) -> int:
         """This peer's random 64-bit identity, as the coordinator's snapshot lists it."""
         return int(self._native.id)
+
+    @property
+    def shared_memory_links(self) -> int:
+        """How many of this peer's links in the current topology go through shared memory
+        (0 before joining one, or with every peer on another machine)."""
+        return int(self._native.shared_memory_links())
 
     def connect(self) -> None:
         """Start listening for peers and register with the coordinator, as a pending peer.

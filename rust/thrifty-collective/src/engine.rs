@@ -7,14 +7,14 @@
 //! thread without locks, and it checks the deadline and the coordinator's abort signal on
 //! every wake-up. One thread per peer is also what a 2-core machine running four peers needs.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use thrifty_core::{CoreError, CoreResult};
 
 use crate::frame::{data_tag, FrameHeader, FrameKind, HEADER_LEN, MAX_DATA_FRAME};
-use crate::mesh::{LinkId, Mesh, WAKER_TOKEN};
+use crate::mesh::{liveness_link, LinkId, Mesh, WAKER_TOKEN};
 use crate::message::AbortKind;
 use crate::signal::OpSignal;
 
@@ -128,10 +128,20 @@ pub fn run(
         }
         for event in events.iter() {
             let token = event.token().0;
-            if token == WAKER_TOKEN || token >= n {
+            if token == WAKER_TOKEN {
+                continue;
+            }
+            if token >= n {
+                if let Some(link) = liveness_link(n, token) {
+                    mesh.links[link].on_liveness();
+                }
                 continue;
             }
             let state = &mut mesh.links[token];
+            if state.shm.is_some() {
+                state.on_ready();
+                continue;
+            }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
                 state.readable = true;
             }
@@ -186,11 +196,9 @@ fn pump_send(
                     IoSlice::new(&state.header[state.done..]),
                     IoSlice::new(payload),
                 ];
-                mesh.links[link].stream.write_vectored(&bufs)
+                mesh.links[link].write_vectored(&bufs)
             } else {
-                mesh.links[link]
-                    .stream
-                    .write(&payload[state.done - HEADER_LEN..])
+                mesh.links[link].write(&payload[state.done - HEADER_LEN..])
             };
             match written {
                 Ok(0) => return Err(link_lost(mesh, link, "connection closed")),
@@ -240,13 +248,11 @@ fn pump_recv(
         }
         let state = slot.as_mut().expect("slot filled above");
         let result = if state.header_done < HEADER_LEN {
-            mesh.links[link]
-                .stream
-                .read(&mut state.header[state.header_done..])
+            mesh.links[link].read(&mut state.header[state.header_done..])
         } else {
             let incoming = state.incoming;
             let dest = schedule.recv_into(link, incoming);
-            mesh.links[link].stream.read(&mut dest[state.done..])
+            mesh.links[link].read(&mut dest[state.done..])
         };
         match result {
             Ok(0) if state.header_done < HEADER_LEN || state.done < state.incoming.len => {

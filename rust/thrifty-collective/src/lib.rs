@@ -15,7 +15,9 @@
 //!   quantization formats);
 //! - the data plane: `engine` runs a [`FrameSchedule`](engine::FrameSchedule) (which frame
 //!   each link sends and receives next) over a `mesh` of striped peer-to-peer links, and stops
-//!   when its `signal` is raised. The frame schedules: `step_schedule` (steps written out in
+//!   when its `signal` is raised. A link between two peers on one host carries its bytes
+//!   through shared memory instead of TCP: `shm_ring` (the rings and their doorbells),
+//!   `shm_handover` (handing the region over on the authenticated link). The frame schedules: `step_schedule` (steps written out in
 //!   full over the caller's buffer, built by `ring` for the ring all-reduce, all-gather and
 //!   chain broadcast) and `quantized_all_reduce`. Helpers: `layout` (slices and chunks),
 //!   `group` (who takes part, in ring order), `aligned_buf`;
@@ -45,6 +47,8 @@ pub mod quantized_all_reduce;
 pub mod reduce;
 pub mod ring;
 pub mod shared_state;
+pub mod shm_handover;
+pub mod shm_ring;
 pub mod signal;
 pub mod step_schedule;
 pub mod worker;

@@ -3,9 +3,17 @@
 //! For every pair of members the lower rank dials and the higher rank accepts, `connections`
 //! times (the stripes). Every link is authenticated like the coordinator connection, then
 //! names its epoch, its two ends and its stripe, so a stray or stale connection is dropped.
+//!
+//! When both ends run on one host and allow it, a link then moves its bytes through shared
+//! memory (`shm_handover` sets it up, `shm_ring` carries it): the same byte stream through
+//! another pipe. The link's TCP connection stays open and registered, with nothing on it, as
+//! the sign that the peer lives: when the peer dies or drops the mesh, the kernel closes it,
+//! and the link fails as a TCP link would.
 
 use std::collections::HashMap;
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -15,7 +23,9 @@ use thrifty_core::{CoreError, CoreResult};
 
 use crate::auth::{client_handshake, server_handshake, Purpose, Secret};
 use crate::frame::{recv_control, send_control};
-use crate::message::{LinkHello, PeerId, View};
+use crate::message::{HostId, LinkHello, PeerId, View};
+use crate::shm_handover::{local_host, offer, take};
+use crate::shm_ring::ShmRing;
 
 pub type LinkId = usize;
 pub const WAKER_TOKEN: usize = usize::MAX;
@@ -23,11 +33,78 @@ pub const WAKER_TOKEN: usize = usize::MAX;
 /// One striped connection to another member.
 pub struct Link {
     pub stream: mio::net::TcpStream,
+    /// The rings that carry this link's bytes instead of `stream`, on one host.
+    pub shm: Option<ShmRing>,
+    /// Why the TCP connection of a shared-memory link ended, once it has.
+    closed: Option<String>,
     /// The other end's rank in the mesh's view.
     pub peer: usize,
     pub stripe: usize,
     pub readable: bool,
     pub writable: bool,
+}
+
+impl Link {
+    /// Write what the transport takes now, like a non-blocking socket.
+    pub fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match &self.shm {
+            None => self.stream.write_vectored(bufs),
+            Some(_) if self.closed.is_some() => Err(self.closed_error()),
+            Some(ring) => ring.write_vectored(bufs),
+        }
+    }
+
+    pub fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    /// Read what has arrived, like a non-blocking socket. A shared-memory link whose peer
+    /// is gone still yields the bytes the peer wrote before it went, as TCP does.
+    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &self.shm {
+            None => self.stream.read(buf),
+            Some(ring) => match ring.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.closed.is_some() => {
+                    Err(self.closed_error())
+                }
+                other => other,
+            },
+        }
+    }
+
+    fn closed_error(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            self.closed.clone().unwrap_or_default(),
+        )
+    }
+
+    /// The poll saw this link's data token: for shared memory, its doorbell rang.
+    pub fn on_ready(&mut self) {
+        if let Some(ring) = &self.shm {
+            ring.quiet_bell();
+        }
+        self.readable = true;
+        self.writable = true;
+    }
+
+    /// The poll saw the TCP connection of a shared-memory link: nothing is ever sent on it,
+    /// so anything it says (an end, an error, stray bytes) ends the link.
+    pub fn on_liveness(&mut self) {
+        let mut probe = [0u8; 1];
+        let ended = match self.stream.read(&mut probe) {
+            Ok(0) => Some("connection closed by the peer".to_owned()),
+            Ok(_) => Some("unexpected bytes on a shared-memory link".to_owned()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+            Err(e) => Some(e.to_string()),
+        };
+        if self.closed.is_none() {
+            self.closed = ended;
+        }
+        self.readable = true;
+        self.writable = true;
+    }
 }
 
 /// Every link of one epoch, registered with one poll.
@@ -40,6 +117,17 @@ pub struct Mesh {
     index: HashMap<(usize, usize), LinkId>,
 }
 
+/// The poll token of link `link`'s TCP connection when its data goes through shared memory:
+/// past every link's own token, so the engine tells the two apart.
+pub fn liveness_token(links: usize, link: LinkId) -> usize {
+    links + link
+}
+
+/// The link whose liveness token `token` is, if it is one.
+pub fn liveness_link(links: usize, token: usize) -> Option<LinkId> {
+    token.checked_sub(links).filter(|&link| link < links)
+}
+
 impl Mesh {
     /// The link to `peer` (a rank) on `stripe`.
     pub fn link(&self, peer: usize, stripe: usize) -> LinkId {
@@ -47,12 +135,14 @@ impl Mesh {
     }
 }
 
-type Arrivals = HashMap<(u64, PeerId, u32), TcpStream>;
+type Arrivals = HashMap<(u64, PeerId, u32), (TcpStream, Option<ShmRing>)>;
 
 struct Shared {
     arrivals: Mutex<Arrivals>,
     arrived: Condvar,
     stop: AtomicBool,
+    /// Whether this peer takes shared memory for links to peers on its host.
+    shared_memory: AtomicBool,
 }
 
 /// Accepts authenticated links from other peers, and files them for the mesh builder.
@@ -83,6 +173,7 @@ impl Listener {
             arrivals: Mutex::new(HashMap::new()),
             arrived: Condvar::new(),
             stop: AtomicBool::new(false),
+            shared_memory: AtomicBool::new(false),
         });
         let thread = {
             let shared = Arc::clone(&shared);
@@ -105,6 +196,13 @@ impl Listener {
         self.addr.port()
     }
 
+    /// Let links to peers on this host (same boot, network and pid namespaces) carry their
+    /// bytes through shared memory; off until called. Applies to links formed afterwards,
+    /// and only where the other end allows it too.
+    pub fn set_shared_memory(&self, allow: bool) {
+        self.shared.shared_memory.store(allow, Ordering::SeqCst);
+    }
+
     /// Build the links of `view` for this peer: dial higher ranks, wait for lower ones.
     /// `superseded` is polled while waiting: when the coordinator has already moved on to
     /// another view (a member died meanwhile), the build gives up at once.
@@ -119,7 +217,8 @@ impl Listener {
             .rank_of(self.me)
             .ok_or_else(|| CoreError::Internal("this peer is not in the view".into()))?;
         self.forget_before(view.epoch);
-        let dialed: Vec<CoreResult<Vec<(usize, usize, TcpStream)>>> = std::thread::scope(|scope| {
+        type Dialed = Vec<(usize, usize, TcpStream, Option<ShmRing>)>;
+        let dialed: Vec<CoreResult<Dialed>> = std::thread::scope(|scope| {
             let handles: Vec<_> = view
                 .members
                 .iter()
@@ -129,17 +228,18 @@ impl Listener {
                     scope.spawn(move || {
                         (0..connections)
                             .map(|stripe| {
-                                let stream = self.dial(
+                                let (stream, shm) = self.dial(
                                     &member.addr,
                                     LinkHello {
                                         epoch: view.epoch,
                                         from: self.me,
                                         to: member.id,
                                         stripe: stripe as u32,
+                                        host: self.shm_host(),
                                     },
                                     deadline,
                                 )?;
-                                Ok((rank, stripe, stream))
+                                Ok((rank, stripe, stream, shm))
                             })
                             .collect::<CoreResult<Vec<_>>>()
                     })
@@ -160,7 +260,7 @@ impl Listener {
         }
         for (rank, member) in view.members.iter().enumerate().take(me) {
             for stripe in 0..connections {
-                let stream = self
+                let (stream, shm) = self
                     .await_arrival(view.epoch, member.id, stripe as u32, deadline, superseded)
                     .map_err(|e| match e {
                         CoreError::Timeout(_) => CoreError::PeerLost(format!(
@@ -169,13 +269,26 @@ impl Listener {
                         )),
                         other => other,
                     })?;
-                streams.push((rank, stripe, stream));
+                streams.push((rank, stripe, stream, shm));
             }
         }
         assemble(view.epoch, connections, streams)
     }
 
-    fn dial(&self, addr: &str, hello: LinkHello, deadline: Instant) -> CoreResult<TcpStream> {
+    fn shm_host(&self) -> Option<HostId> {
+        if self.shared.shared_memory.load(Ordering::SeqCst) {
+            local_host()
+        } else {
+            None
+        }
+    }
+
+    fn dial(
+        &self,
+        addr: &str,
+        hello: LinkHello,
+        deadline: Instant,
+    ) -> CoreResult<(TcpStream, Option<ShmRing>)> {
         let lost = |what: String| CoreError::PeerLost(format!("cannot reach peer {addr}: {what}"));
         let target = addr
             .to_socket_addrs()
@@ -192,7 +305,11 @@ impl Listener {
             TcpStream::connect_timeout(&target, left).map_err(|e| lost(e.to_string()))?;
         client_handshake(&mut stream, &self.secret, Purpose::Link, deadline)?;
         send_control(&mut stream, &hello).map_err(|e| lost(e.to_string()))?;
-        Ok(stream)
+        let shm = match hello.host {
+            Some(_) => take(&mut stream, deadline)?,
+            None => None,
+        };
+        Ok((stream, shm))
     }
 
     fn await_arrival(
@@ -202,15 +319,15 @@ impl Listener {
         stripe: u32,
         deadline: Instant,
         superseded: &dyn Fn() -> bool,
-    ) -> CoreResult<TcpStream> {
+    ) -> CoreResult<(TcpStream, Option<ShmRing>)> {
         let mut arrivals = self
             .shared
             .arrivals
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some(stream) = arrivals.remove(&(epoch, from, stripe)) {
-                return Ok(stream);
+            if let Some(arrival) = arrivals.remove(&(epoch, from, stripe)) {
+                return Ok(arrival);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -292,8 +409,17 @@ fn admit(mut stream: TcpStream, me: PeerId, secret: &Secret, shared: &Shared) ->
             hello.to
         )));
     }
+    let shm = match &hello.host {
+        Some(dialer) => offer(
+            &mut stream,
+            dialer,
+            shared.shared_memory.load(Ordering::SeqCst),
+            deadline,
+        )?,
+        None => None,
+    };
     let mut arrivals = shared.arrivals.lock().unwrap_or_else(|e| e.into_inner());
-    arrivals.insert((hello.epoch, hello.from, hello.stripe), stream);
+    arrivals.insert((hello.epoch, hello.from, hello.stripe), (stream, shm));
     shared.arrived.notify_all();
     Ok(())
 }
@@ -301,30 +427,53 @@ fn admit(mut stream: TcpStream, me: PeerId, secret: &Secret, shared: &Shared) ->
 fn assemble(
     epoch: u64,
     connections: usize,
-    streams: Vec<(usize, usize, TcpStream)>,
+    streams: Vec<(usize, usize, TcpStream, Option<ShmRing>)>,
 ) -> CoreResult<Mesh> {
     let io = |e: std::io::Error| CoreError::PeerLost(format!("setting up a link: {e}"));
     let poll = mio::Poll::new().map_err(io)?;
     let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(WAKER_TOKEN)).map_err(io)?);
     let mut links = Vec::with_capacity(streams.len());
     let mut index = HashMap::new();
-    for (rank, stripe, stream) in streams {
+    let n = streams.len();
+    for (rank, stripe, stream, shm) in streams {
         stream.set_nodelay(true).map_err(io)?;
         stream.set_nonblocking(true).map_err(io)?;
         stream.set_read_timeout(None).map_err(io)?;
         stream.set_write_timeout(None).map_err(io)?;
         let mut stream = mio::net::TcpStream::from_std(stream);
         let id = links.len();
-        poll.registry()
-            .register(
-                &mut stream,
-                mio::Token(id),
-                mio::Interest::READABLE | mio::Interest::WRITABLE,
-            )
-            .map_err(io)?;
+        match &shm {
+            None => poll
+                .registry()
+                .register(
+                    &mut stream,
+                    mio::Token(id),
+                    mio::Interest::READABLE | mio::Interest::WRITABLE,
+                )
+                .map_err(io)?,
+            Some(ring) => {
+                let bell = ring.bell().as_raw_fd();
+                poll.registry()
+                    .register(
+                        &mut mio::unix::SourceFd(&bell),
+                        mio::Token(id),
+                        mio::Interest::READABLE,
+                    )
+                    .map_err(io)?;
+                poll.registry()
+                    .register(
+                        &mut stream,
+                        mio::Token(liveness_token(n, id)),
+                        mio::Interest::READABLE,
+                    )
+                    .map_err(io)?;
+            }
+        }
         index.insert((rank, stripe), id);
         links.push(Link {
             stream,
+            shm,
+            closed: None,
             peer: rank,
             stripe,
             readable: true,

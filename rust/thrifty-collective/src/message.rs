@@ -209,4 +209,40 @@ pub struct LinkHello {
     pub from: PeerId,
     pub to: PeerId,
     pub stripe: u32,
+    /// Where the dialing peer runs, when it would take shared memory for this link; the
+    /// accepting side then answers one [`ShmOffer`].
+    pub host: Option<HostId>,
+}
+
+/// What two peers compare to learn that they share a kernel and the namespaces that shared
+/// memory and its hand-over need: the boot id names the kernel instance, the network
+/// namespace scopes the abstract unix socket the region is handed over on, and the pid
+/// namespace makes `pid` comparable with the socket's peer credentials.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct HostId {
+    pub boot_id: String,
+    pub net_ns: String,
+    pub pid_ns: String,
+    pub pid: u32,
+}
+
+/// The accepting side's answer to a [`LinkHello`] that names a host.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum ShmOffer {
+    /// Stay on TCP: another host, shared memory turned off, or it could not be set up.
+    Decline,
+    /// Connect to the abstract unix socket `socket`, held by process `pid`, to receive the
+    /// region (rings of `ring_bytes` each way) and its doorbells.
+    Offer {
+        socket: String,
+        pid: u32,
+        ring_bytes: u64,
+    },
+}
+
+/// The dialing side's last word on an [`ShmOffer::Offer`]: whether it mapped the region.
+/// Both ends switch to shared memory only on `true`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ShmAck {
+    pub mapped: bool,
 }

@@ -79,6 +79,7 @@ impl Communicator {
             self.id,
             self.secret.clone(),
         )?;
+        listener.set_shared_memory(self.options.shared_memory);
         let host = advertised_host(&self.options, &self.coordinators[0])?;
         let p2p = host_port(&host, listener.port());
         let control = Control::connect_first(

@@ -43,6 +43,12 @@ pub struct CommunicatorOptions {
     /// Host the other peers should dial (behind NAT, the public address); default: the
     /// address this peer uses to reach the coordinator.
     pub advertise_host: Option<String>,
+    /// Let links to peers on this host carry their bytes through shared memory instead of
+    /// loopback TCP. Automatic: a link takes it only when both ends allow it and both run
+    /// under one kernel boot, in one network and pid namespace; any other link, and any
+    /// link where setting it up fails, stays on TCP. Off for traffic that must cross the
+    /// network stack (shaped or captured loopback).
+    pub shared_memory: bool,
 }
 
 impl Default for CommunicatorOptions {
@@ -53,6 +59,7 @@ impl Default for CommunicatorOptions {
             bind_host: "0.0.0.0".into(),
             bind_port: 0,
             advertise_host: None,
+            shared_memory: true,
         }
     }
 }
@@ -134,6 +141,13 @@ impl Communicator {
 
     pub fn rank(&self) -> Option<usize> {
         self.view.as_ref().and_then(|v| v.rank_of(self.id))
+    }
+
+    /// How many links of the current mesh carry their bytes through shared memory.
+    pub fn shared_memory_links(&self) -> usize {
+        self.mesh
+            .as_ref()
+            .map_or(0, |m| m.links.iter().filter(|l| l.shm.is_some()).count())
     }
 
     pub fn world_size(&self) -> usize {

@@ -21,9 +21,23 @@ pub fn loopback_meshes(
     secret: &Secret,
     timeout: Duration,
 ) -> (Vec<Listener>, Vec<Mesh>) {
+    loopback_meshes_over(n, connections, secret, timeout, false)
+}
+
+/// `loopback_meshes`, with links through shared memory where `shared_memory`.
+pub fn loopback_meshes_over(
+    n: usize,
+    connections: usize,
+    secret: &Secret,
+    timeout: Duration,
+    shared_memory: bool,
+) -> (Vec<Listener>, Vec<Mesh>) {
     let listeners: Vec<Listener> = (0..n)
         .map(|i| Listener::bind("127.0.0.1", 0, 100 + i as u64, secret.clone()).expect("bind"))
         .collect();
+    for listener in &listeners {
+        listener.set_shared_memory(shared_memory);
+    }
     let view = View {
         epoch: 1,
         members: listeners

@@ -48,7 +48,8 @@ fn wait<T: Send>(py: Python<'_>, pending: &mut Pending<T>) -> BindResult<T> {
 }
 
 /// Communicator(coordinator, secret=None, connections=4, timeout_s=60.0, bind_host="0.0.0.0",
-/// bind_port=0, advertise_host=None): one peer, its collectives run on its own thread.
+/// bind_port=0, advertise_host=None, shared_memory=True): one peer, its collectives run on
+/// its own thread.
 #[pyclass(module = "thrifty._native", name = "Communicator", frozen)]
 pub(super) struct PyCommunicator {
     worker: Worker,
@@ -77,6 +78,7 @@ impl PyCommunicator {
         bind_host="0.0.0.0".to_owned(),
         bind_port=0,
         advertise_host=None,
+        shared_memory=true,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -88,6 +90,7 @@ impl PyCommunicator {
         bind_host: String,
         bind_port: u16,
         advertise_host: Option<String>,
+        shared_memory: bool,
     ) -> BindResult<Self> {
         let options = CommunicatorOptions {
             connections,
@@ -95,6 +98,7 @@ impl PyCommunicator {
             bind_host,
             bind_port,
             advertise_host,
+            shared_memory,
         };
         let worker = run(py, move || {
             let secret = Secret::from_arg_or_env(secret.as_deref())?;
@@ -131,6 +135,12 @@ impl PyCommunicator {
     #[getter]
     fn id(&self) -> u64 {
         self.worker.membership().id
+    }
+
+    /// How many links of the current mesh go through shared memory (queued behind the
+    /// collectives already called, like them).
+    fn shared_memory_links(&self, py: Python<'_>) -> BindResult<usize> {
+        self.call(py, |comm| Ok(comm.shared_memory_links()))
     }
 
     /// all_reduce(array, dtype, op="sum", quantize=None, block=64) -> OpStats
