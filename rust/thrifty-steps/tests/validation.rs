@@ -166,7 +166,9 @@ fn bad_costs_are_found_where_the_full_dp_prunes() {
     let n = 700;
     // Row 3 breaks the Monge property, so `Auto` takes the full DP.
     let not_monge = |cost: &mut Vec<f64>| cost[3 * n + 5] = 9.0;
-    let cases: [(&[(usize, usize, f64)], &str); 4] = [
+    // (row, column, value) of each bad entry, and the start of the error it must give.
+    type Case<'a> = (&'a [(usize, usize, f64)], &'a str);
+    let cases: [Case; 4] = [
         (
             &[(640, 690, f64::NAN), (650, 660, -1.0)],
             "cost[640][690] is NaN",
