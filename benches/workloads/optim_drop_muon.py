@@ -36,17 +36,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from thrifty._checks import check_choice
+from thrifty._checks import check_choice, check_int
 from thrifty._extras import require
 
 require("torch")  # without torch, the error names the extra that installs it
 import torch  # noqa: E402
 
 from thrifty.errors import InvalidArgumentError  # noqa: E402
-from thrifty.optim import DropMuon, Muon  # noqa: E402
+from thrifty.optim import DropMuon, Muon, newton_schulz, start_distribution  # noqa: E402
 
 EPOCHS = 6
 BATCH = 256
+RESOLUTION = 8  # pixels a side; the digits are 8x8
 EVAL_EVERY = 1  # steps
 LR, ADAMW_LR = 0.1, 3e-3  # Muon's is the paper's (arXiv 2510.02239, MNIST)
 WIDTHS = (64, 128, 256)  # the paper's conv channels
@@ -116,19 +117,49 @@ class Run:
         }
 
 
-def digits(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Train and test images and labels (3/4 and 1/4 of the 1797 digits), split by ``seed``."""
+def check_resolution(resolution: Any) -> int:
+    """A side of at least 8 pixels, a multiple of 8 (the pools halve it evenly)."""
+    side = check_int(resolution, "resolution", minimum=8)
+    if side % 8:
+        raise InvalidArgumentError(
+            f"resolution must be a multiple of 8, got {side}", "resolution"
+        )
+    return side
+
+
+def digits(
+    seed: int, resolution: int = RESOLUTION
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Train and test images and labels (3/4 and 1/4 of the 1797 digits), split by ``seed``.
+
+    The 8x8 images are upsampled bilinearly to ``resolution`` pixels a side: no detail is
+    added, but the convolutions then cost what they cost on a real image size.
+    """
     datasets = require("sklearn.datasets")
+    side = check_resolution(resolution)
     data = datasets.load_digits()
     images = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    if side != 8:
+        images = torch.nn.functional.interpolate(
+            images, size=(side, side), mode="bilinear", align_corners=False
+        )
     labels = torch.tensor(data.target, dtype=torch.int64)
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     cut = len(labels) * 3 // 4
     return images[order[:cut]], labels[order[:cut]], images[order[cut:]], labels[order[cut:]]
 
 
-def network(seed: int) -> tuple[torch.nn.Module, list[torch.nn.Module]]:
-    """The CNN, and its five layers in forward order (Drop-Muon's unit of dropping)."""
+def network(
+    seed: int, resolution: int = RESOLUTION
+) -> tuple[torch.nn.Module, list[torch.nn.Module]]:
+    """The CNN, and its five layers in forward order (Drop-Muon's unit of dropping).
+
+    At 8 pixels the second conv is followed by a 2x2 max-pool, so the third works at 4x4.
+    Above 16 pixels a pool also follows the first conv, and the third conv's output is
+    max-pooled to 4x4: the hidden layer always sees 256 x 4 x 4 features, and at 32 pixels
+    the second and third convs work at 16x16 and 8x8.
+    """
+    side = check_resolution(resolution)
     torch.manual_seed(seed)
     first, second, third = WIDTHS
     layers: list[torch.nn.Module] = [
@@ -139,11 +170,15 @@ def network(seed: int) -> tuple[torch.nn.Module, list[torch.nn.Module]]:
         torch.nn.Linear(HIDDEN, 10),
     ]
     relu = torch.nn.ReLU
-    model = torch.nn.Sequential(
-        layers[0], relu(), layers[1], relu(), torch.nn.MaxPool2d(2),
-        layers[2], relu(), torch.nn.Flatten(), layers[3], relu(), layers[4],
-    )  # fmt: skip
-    return model, layers
+    modules: list[torch.nn.Module] = [layers[0], relu()]
+    if side > 16:
+        modules.append(torch.nn.MaxPool2d(2))
+        side //= 2
+    modules += [layers[1], relu(), torch.nn.MaxPool2d(2), layers[2], relu()]
+    if side > 8:
+        modules.append(torch.nn.AdaptiveMaxPool2d(4))
+    modules += [torch.nn.Flatten(), layers[3], relu(), layers[4]]
+    return torch.nn.Sequential(*modules), layers
 
 
 @torch.no_grad()

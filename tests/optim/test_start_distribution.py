@@ -122,6 +122,19 @@ def test_cost_only_and_smoothness_only_are_the_special_cases() -> None:
     assert optim.start_distribution(smoothness=cost).tolist() == [1.0, 0.0, 0.0, 0.0]
 
 
+def test_a_fixed_cost_counts_with_the_last_layer() -> None:
+    cost = [8.0, 4.0, 2.0, 1.0]
+    with_fixed = optim.start_distribution(cost=cost, fixed_cost=5.0)
+    assert with_fixed == pytest.approx(optim.start_distribution(cost=[8.0, 4.0, 2.0, 6.0]))
+    # A step that costs more whatever s leaves less to save: the input layers rise.
+    assert with_fixed[0] > optim.start_distribution(cost=cost)[0]
+    # Large enough, it makes dropping pointless.
+    assert optim.start_distribution(cost=cost, fixed_cost=1e6)[0] == 1.0
+    with pytest.raises(InvalidArgumentError) as caught:
+        optim.start_distribution(cost=cost, fixed_cost=-1.0)
+    assert caught.value.argument == "fixed_cost"
+
+
 def test_a_violating_pair_is_pooled() -> None:
     # Alone q would be sqrt(4/1) = 2 then sqrt(1/1) = 1: pooled, (4 + 1) / (1 + 1).
     p = optim.start_distribution([4.0, 1.0, 100.0], [1.0, 1.0, 1.0])

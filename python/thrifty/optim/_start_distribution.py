@@ -9,13 +9,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from thrifty._checks import check_real
 from thrifty.errors import DTypeError, InvalidArgumentError, NonFiniteError, ShapeError
 
 Numbers = Sequence[float] | npt.NDArray[Any]
 
 
 def start_distribution(
-    smoothness: Numbers | None = None, cost: Numbers | None = None
+    smoothness: Numbers | None = None, cost: Numbers | None = None, *, fixed_cost: float = 0.0
 ) -> npt.NDArray[np.float64]:
     """The probabilities ``p_s`` of :class:`DropMuon`'s start index ``s = 0..L-1``.
 
@@ -23,7 +24,7 @@ def start_distribution(
     ``q_i = p_0 + ... + p_i``: ``q`` rises with ``i`` and ``q_{L-1} = 1``. A step
     backpropagates through the updated layers only, so its expected cost, beyond the
     forward pass that every ``s`` pays, is ``sum_i q_i c_i`` with ``c_i`` the backward
-    cost of layer ``i``. The iteration bound of Drop-Muon (arXiv 2510.02239) grows as
+    cost of layer ``i`` (and its optimizer update, which is skipped with it). The iteration bound of Drop-Muon (arXiv 2510.02239) grows as
     ``sum_i L_i / q_i`` with ``L_i`` the smoothness of the loss in layer ``i``, measured in
     that layer's own norm: a layer updated rarely needs more steps. The total work to a
     given accuracy scales with the product of the two.
@@ -43,6 +44,11 @@ def start_distribution(
     output. Dropping pays where the input-side layers are expensive to backpropagate
     through compared with how much the loss bends along them.
 
+    What every step pays whatever ``s`` (the forward pass, the loss) does not shrink when
+    layers are dropped, and so argues against dropping: ``fixed_cost`` adds it to the cost
+    of the last layer, which every step updates. Without it (the default) the forward pass
+    is taken as free, which favours dropping more than the wall clock will.
+
     Parameters
     ----------
     smoothness
@@ -52,6 +58,8 @@ def start_distribution(
         ``c_i`` per layer (backward seconds, FLOPs: only ratios matter), finite and
         ``> 0``; ``None`` takes them equal (the distribution from the smoothness alone).
         At least one of the two must be given; with both, of the same length.
+    fixed_cost
+        The cost every step pays, in the units of ``cost``, finite and ``>= 0``.
 
     Returns
     -------
@@ -69,6 +77,9 @@ def start_distribution(
         A value ``<= 0``, or neither list given.
     DTypeError
         Something that is not a list of real numbers.
+
+    The ``InvalidArgumentError`` is raised for a ``fixed_cost`` that is negative or not
+    finite, too.
 
     Examples
     --------
@@ -100,6 +111,7 @@ def start_distribution(
         lipschitz = [1.0] * layers
     if costs is None:
         costs = [1.0] * layers
+    costs[-1] += check_real(fixed_cost, "fixed_cost", low=0.0)
     levels = _isotonic_levels(lipschitz, costs)
     top = levels[-1]
     q = np.array([level / top for level in levels], dtype=np.float64)
