@@ -24,9 +24,10 @@ def start_distribution(
     ``q_i = p_0 + ... + p_i``: ``q`` rises with ``i`` and ``q_{L-1} = 1``. A step
     backpropagates through the updated layers only, so its expected cost, beyond the
     forward pass that every ``s`` pays, is ``sum_i q_i c_i`` with ``c_i`` the backward
-    cost of layer ``i`` (and its optimizer update, which is skipped with it). The iteration bound of Drop-Muon (arXiv 2510.02239) grows as
-    ``sum_i L_i / q_i`` with ``L_i`` the smoothness of the loss in layer ``i``, measured in
-    that layer's own norm: a layer updated rarely needs more steps. The total work to a
+    cost of layer ``i`` (and its optimizer update, which is skipped with it). The
+    iteration bound of Drop-Muon (arXiv 2510.02239) grows as ``sum_i L_i / q_i`` with
+    ``L_i`` the smoothness of the loss in layer ``i``, measured in that layer's own norm: a
+    layer updated rarely needs more steps. The total work to a
     given accuracy scales with the product of the two.
 
     The product does not change when ``q`` is multiplied by a constant, and
