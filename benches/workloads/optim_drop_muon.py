@@ -17,6 +17,13 @@ same mean over its last evaluations): one evaluation on 450 images moves by 0.2 
 image, and a single lucky evaluation would otherwise decide the time. The paper reports up
 to 1.4x. :func:`compare` alternates which method trains first, seed by seed.
 
+``resolution`` upsamples the digits (bilinear) so that the convolutions, and with them the
+backward pass Drop-Muon shortens, cost what they cost on real image sizes; the default stays
+8. ``sampler`` takes the names in ``SAMPLERS``: besides the paper's uniform draw, the
+distributions of :func:`~thrifty.optim.start_distribution` from per-layer backward costs
+(:func:`backward_costs`), smoothness (:func:`layer_smoothness`) or both, estimated on the
+model before the clock starts. :func:`cost_split` profiles one Muon step.
+
 This is the workload of ``benches/bench_optim.py`` and of ``examples/schedule_demo.py``. The
 digits ship inside scikit-learn (``thrifty[datasets]``): nothing is downloaded.
 
