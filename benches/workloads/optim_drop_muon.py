@@ -331,15 +331,20 @@ def sampler_weights(
     labels: torch.Tensor,
     *,
     seed: int = 0,
+    batch: int = BATCH,
 ) -> list[float]:
-    """The start-index probabilities of a named sampler (see ``SAMPLERS``) for this model."""
+    """The start-index probabilities of a named sampler (see ``SAMPLERS``) for this model.
+
+    Costs are counted on one training batch of ``batch`` images: Newton-Schulz work does
+    not grow with the batch, so the split between layers depends on it.
+    """
     check_choice(sampler, "sampler", SAMPLERS)
     if sampler == "uniform":
         return [1.0 / len(layers)] * len(layers)
     smoothness = cost = None
     fixed = 0.0
     if sampler in ("cost", "cost-smoothness"):
-        cost, fixed = backward_costs(model, layers, images[:32], labels[:32])
+        cost, fixed = backward_costs(model, layers, images[:batch], labels[:batch])
     if sampler in ("smoothness", "cost-smoothness"):
         smoothness = layer_smoothness(model, layers, images, labels, seed=seed)
     return [float(p) for p in start_distribution(smoothness, cost, fixed_cost=fixed)]
@@ -388,7 +393,7 @@ def train(
     run = Run(label, len(layers))
     if method == "drop-muon" and isinstance(sampler, str):
         began = time.perf_counter()
-        sampler = sampler_weights(sampler, model, layers, train_x, train_y, seed=seed)
+        sampler = sampler_weights(sampler, model, layers, train_x, train_y, seed=seed, batch=batch)
         run.estimate_seconds = time.perf_counter() - began
         run.distribution = list(sampler)
     optimizers: list[torch.optim.Optimizer]
