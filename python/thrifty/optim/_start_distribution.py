@@ -75,9 +75,10 @@ def start_distribution(
     NonFiniteError
         NaN or infinity in either list.
     InvalidArgumentError
-        A value ``<= 0``, or neither list given.
+        A value ``<= 0``, values more than a factor ``1e300`` apart, or neither list given.
     DTypeError
-        Something that is not a list of real numbers.
+        Something that is not a list of real numbers (booleans, strings and complex
+        numbers included).
 
     The ``InvalidArgumentError`` is raised for a ``fixed_cost`` that is negative or not
     finite, too.
@@ -112,7 +113,19 @@ def start_distribution(
         lipschitz = [1.0] * layers
     if costs is None:
         costs = [1.0] * layers
-    costs[-1] += check_real(fixed_cost, "fixed_cost", low=0.0)
+    fixed = check_real(fixed_cost, "fixed_cost", low=0.0)
+    # Only ratios matter: scaled to at most 1, sums and products below cannot overflow.
+    cost_scale = max(max(costs), fixed)
+    costs = [c / cost_scale for c in costs]
+    costs[-1] += fixed / cost_scale
+    lipschitz_scale = max(lipschitz)
+    lipschitz = [lip / lipschitz_scale for lip in lipschitz]
+    if min(costs) == 0.0 or min(lipschitz) == 0.0:
+        raise InvalidArgumentError(
+            "smoothness and cost (with fixed_cost) must each lie within a factor 1e300 of "
+            "their largest value",
+            "cost" if min(costs) == 0.0 else "smoothness",
+        )
     levels = _isotonic_levels(lipschitz, costs)
     top = levels[-1]
     q = np.array([level / top for level in levels], dtype=np.float64)
@@ -143,19 +156,27 @@ def _isotonic_levels(lipschitz: list[float], costs: list[float]) -> list[float]:
             runs.append((before[0] + last[0], before[1] + last[1], before[2] + last[2]))
     levels: list[float] = []
     for lip, c, size in runs:
-        levels.extend([math.sqrt(lip / c)] * size)
+        # L / c can overflow where both roots are finite.
+        levels.extend([math.sqrt(lip) / math.sqrt(c)] * size)
     return levels
 
 
 def _per_layer(values: Any, argument: str) -> list[float]:
     try:
-        array = np.asarray(values, dtype=np.float64)
+        raw = np.asarray(values)
     except (TypeError, ValueError) as error:
         raise DTypeError(
             f"{argument} must be a list of real numbers, one per layer, got "
             f"{type(values).__name__}",
             argument,
         ) from error
+    # Booleans, strings and complex numbers would convert to float64 without complaint.
+    if raw.dtype.kind not in "iuf":
+        raise DTypeError(
+            f"{argument} must be a list of real numbers, one per layer, got dtype {raw.dtype}",
+            argument,
+        )
+    array = raw.astype(np.float64)
     if array.ndim != 1 or array.size == 0:
         raise ShapeError(
             f"{argument} must be a non-empty 1-D list, one value per layer, got shape "
