@@ -12,14 +12,17 @@ to 1.4x).
 
 Under ``--benchmark-disable`` (``make test``) each method trains 4 steps on 480 images and the
 test checks that it learned (accuracy well above chance). Run as a script,
-``python benches/bench_optim.py [SEEDS] [--first-seed S] [--sampler 3,2,1,1,1]`` prints
-the comparison over several seeds, Muon
-first on even seeds and second on odd ones, and the median speed-up.
+``python benches/bench_optim.py [SEEDS] [--first-seed S] [--sampler cost-smoothness]
+[--resolution 32] [--batch B] [--epochs E] [--lr LR] [--json F] [--plot F.png]`` prints the
+comparison over several seeds, Muon first on even seeds and second on odd ones, and the
+median speed-up; ``--profile`` prints the cost split of one Muon step and the per-layer
+costs Drop-Muon's samplers see.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -85,22 +88,76 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument(
         "--sampler",
         default="uniform",
-        help='Drop-Muon\'s start-index weights, e.g. "3,2,1,1,1" (default: uniform)',
+        help=f"Drop-Muon's start-index sampler: one of {', '.join(workload.SAMPLERS)} "
+        '(estimated per seed before training), or weights by start index, e.g. "3,2,1,1,1"',
     )
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        default=workload.RESOLUTION,
+        help="side the 8x8 digits are upsampled to (a multiple of 8)",
+    )
+    parser.add_argument("--batch", type=int, default=workload.BATCH)
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--lr", type=float, default=workload.LR, help="Muon's, for both")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print the profiler's split of one Muon step (ms) and Drop-Muon's per-layer "
+        "costs, then exit",
+    )
+    parser.add_argument("--json", type=Path, help="append each seed's result to this file")
+    parser.add_argument("--plot", type=Path, help="save accuracy against seconds here")
     return parser.parse_args()
+
+
+def _profile(arguments: argparse.Namespace) -> None:
+    split = workload.cost_split(resolution=arguments.resolution, batch=arguments.batch)
+    print({"step_ms": {part: round(ms, 1) for part, ms in split.items()}}, flush=True)
+    train_x, train_y, _, _ = workload.digits(0, arguments.resolution)
+    model, layers = workload.network(0, arguments.resolution)
+    x, y = train_x[: arguments.batch], train_y[: arguments.batch]
+    for clock in ("flops", "seconds"):
+        costs, fixed = workload.backward_costs(model, layers, x, y, clock=clock)
+        print({"clock": clock, "per_layer": costs, "forward": fixed}, flush=True)
+
+
+def _plot(results: list[dict[str, Any]], path: Path) -> None:
+    pyplot = pytest.importorskip("matplotlib.pyplot")
+    figure, axes = pyplot.subplots(figsize=(6, 4))
+    for index, result in enumerate(results):
+        for method, color in (("muon", "tab:blue"), ("drop-muon", "tab:orange")):
+            curve = result["curves"][method]
+            label = curve["label"] if index == 0 else None
+            axes.plot(curve["seconds"], curve["accuracy"], color=color, alpha=0.5, label=label)
+    axes.set_xlabel("training seconds")
+    axes.set_ylabel("test accuracy")
+    axes.set_ylim(0.5, 1.0)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
 
 
 if __name__ == "__main__":
     torch.set_num_threads(THREADS)
     arguments = _arguments()
+    if arguments.profile:
+        _profile(arguments)
+        sys.exit(0)
     sampler: Any = arguments.sampler
-    if sampler != "uniform":
+    if sampler not in workload.SAMPLERS:
         sampler = [float(w) for w in sampler.split(",")]
+    options = {"resolution": arguments.resolution, "batch": arguments.batch, "lr": arguments.lr}
     speedups: list[float] = []
     cheaper: list[float] = []
+    results: list[dict[str, Any]] = []
     for seed in range(arguments.first_seed, arguments.first_seed + arguments.seeds):
-        result = workload.compare(seed, sampler=sampler)
-        print(result, flush=True)
+        result = workload.compare(seed, arguments.epochs, sampler, **options)
+        results.append(result)
+        print({k: v for k, v in result.items() if k != "curves"}, flush=True)
+        if arguments.json is not None:
+            with arguments.json.open("a") as file:
+                file.write(json.dumps({**result, "options": vars(arguments)}, default=str) + "\n")
         # A run that never reaches Muon's final accuracy counts as no speed-up at all.
         speedups.append(result["speedup"] or 0.0)
         cheaper.append(result["muon_total_seconds"] / result["drop_total_seconds"])
@@ -113,3 +170,5 @@ if __name__ == "__main__":
             "median_time_per_epoch_ratio": statistics.median(cheaper),
         }
     )
+    if arguments.plot is not None:
+        _plot(results, arguments.plot)

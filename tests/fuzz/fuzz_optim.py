@@ -396,3 +396,40 @@ def muon_param_groups(rng: np.random.Generator) -> Case:
             torch.optim.AdamW(groups.adamw)
 
     return Case(optim.muon_param_groups, (model,), kwargs, True, check, label)
+
+
+@entry("optim.start_distribution", fast_calls=60)
+def start_distribution(rng: np.random.Generator) -> Case:
+    layers = size(rng, 1, 8)
+    kwargs: dict[str, Any] = {}
+    valid: bool | None = True
+    label = f"{layers} layers"
+    for name in ("smoothness", "cost"):
+        if chance(rng, 0.25):
+            continue
+        values: Any = list(np.exp(rng.uniform(-14.0, 14.0, size=layers)))
+        if chance(rng, 0.1):
+            values[int(rng.integers(layers))] = pick(
+                rng, (0.0, -1.0, math.nan, math.inf, "1", True, 1 + 2j, None)
+            )
+            valid, label = False, f"{label}; a hostile {name} value"
+        elif chance(rng, 0.05):
+            values = [values]
+            valid, label = False, f"{label}; {name} of the wrong shape"
+        elif chance(rng, 0.2):
+            values = pick(rng, (np.array(values), torch.tensor(values), tuple(values)))
+        kwargs[name] = values
+    if not kwargs:
+        valid, label = False, f"{label}; neither list"
+    if chance(rng, 0.3):
+        kwargs["fixed_cost"], ok, r_label = real(rng, 0.0, math.inf, typical=(0.0, 10.0))
+        valid, label = _and(valid, ok), f"{label}; fixed_cost {r_label}"
+    if valid is not True:
+        return Case(optim.start_distribution, (), kwargs, valid, label=label)
+
+    def check(p: Any) -> None:
+        expect(p.shape == (layers,), f"shape {p.shape} for {layers} layers")
+        expect(bool(np.isfinite(p).all()) and bool((p >= 0).all()), f"not a distribution: {p}")
+        expect(abs(math.fsum(p) - 1.0) < 1e-9, f"sums to {math.fsum(p)}")
+
+    return Case(optim.start_distribution, (), kwargs, True, check, label)

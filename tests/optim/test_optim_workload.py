@@ -62,3 +62,64 @@ def test_train_rejects_bad_arguments(kwargs: dict[str, object], argument: str) -
     with pytest.raises(InvalidArgumentError) as error:
         workload.train(**kwargs)  # type: ignore[arg-type]
     assert error.value.argument == argument
+
+
+@pytest.mark.parametrize("resolution", [8, 16, 32])
+def test_every_resolution_feeds_the_hidden_layer_the_same_features(resolution: int) -> None:
+    train_x, _, test_x, _ = workload.digits(0, resolution)
+    assert train_x.shape[1:] == test_x.shape[1:] == (1, resolution, resolution)
+    model, layers = workload.network(0, resolution)
+    assert model(train_x[:2]).shape == (2, 10)
+    assert layers[3].in_features == 256 * 4 * 4
+
+
+def test_upsampling_keeps_the_images() -> None:
+    small = workload.digits(0)[0][:4]
+    large = workload.digits(0, 16)[0][:4]
+    # Averaging 2x2 blocks of a bilinear 2x upsampling comes back to a blurred original:
+    # close on average (pixels are 0.29 on average), off by up to a third at sharp strokes.
+    pooled = torch.nn.functional.avg_pool2d(large, 2)
+    assert (pooled - small).abs().mean() < 0.1
+    assert (pooled - small).abs().max() < 0.35
+
+
+@pytest.mark.parametrize("resolution", [0, 12, 8.0])
+def test_bad_resolutions_are_refused(resolution: object) -> None:
+    with pytest.raises(InvalidArgumentError) as error:
+        workload.network(0, resolution)  # type: ignore[arg-type]
+    assert error.value.argument == "resolution"
+
+
+def test_backward_costs_fall_when_more_layers_are_frozen() -> None:
+    train_x, train_y, _, _ = workload.digits(0)
+    model, layers = workload.network(0)
+    before = [p.clone() for p in model.parameters()]
+    costs, forward = workload.backward_costs(model, layers, train_x[:8], train_y[:8])
+    assert len(costs) == 5
+    assert all(c > 0 for c in costs)
+    assert forward > 0
+    # The convs' backward passes are the expensive part; the head's is a 128 x 10 product.
+    assert min(costs[:4]) > 10 * costs[4]
+    # Measured on a copy: the model is untouched.
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    with pytest.raises(InvalidArgumentError):
+        workload.backward_costs(model, layers, train_x[:8], train_y[:8], clock="cycles")
+
+
+def test_smoothness_is_positive_and_leaves_the_weights() -> None:
+    train_x, train_y, _, _ = workload.digits(0)
+    model, layers = workload.network(0)
+    before = [p.clone() for p in model.parameters()]
+    smoothness = workload.layer_smoothness(model, layers, train_x, train_y, batches=1, batch=32)
+    assert len(smoothness) == 5
+    assert all(s > 0 for s in smoothness)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_a_named_sampler_is_estimated_before_the_clock_starts() -> None:
+    run = workload.train("drop-muon", seed=1, epochs=1, limit=300, sampler="cost", batch=100)
+    assert len(run.distribution) == 5
+    assert sum(run.distribution) == pytest.approx(1.0)
+    assert run.estimate_seconds > 0
+    assert "cost" in run.label
+    assert run.steps == [1, 2, 3]

@@ -5,6 +5,8 @@
   biases and norms to an auxiliary AdamW by module type.
 * :class:`DropMuon` -- updates a random suffix of the layers, and freezes the rest before
   the forward pass so that the backward pass really stops (arXiv 2510.02239).
+  :func:`start_distribution` gives its start-index probabilities from per-layer backward
+  costs and smoothness.
 * :class:`AdaGradNorm` -- AdaGrad with one scalar step size (arXiv 1806.01811).
 
 The optimizers subclass ``torch.optim.Optimizer``: importing this module imports torch.
@@ -19,6 +21,7 @@ from thrifty.optim._drop_muon import DropMuon
 from thrifty.optim._muon import Muon
 from thrifty.optim._newton_schulz import newton_schulz
 from thrifty.optim._param_groups import MuonParamGroups, muon_param_groups
+from thrifty.optim._start_distribution import start_distribution
 
 __all__ = [
     "AdaGradNorm",
@@ -27,4 +30,5 @@ __all__ = [
     "MuonParamGroups",
     "muon_param_groups",
     "newton_schulz",
+    "start_distribution",
 ]
