@@ -110,8 +110,15 @@ _QUICK_TEXT = {
     "lr": 3e-3,
 }
 
-#: Longest one method's run may take; a shaped run's limit is this per method.
+#: Longest one method's run may take, and per inner step beyond it: a run of more steps
+#: than the default 300 (``max_steps``) gets proportionally longer. A shaped run's limit is
+#: this per method.
 RUN_TIMEOUT_S = 900.0
+RUN_TIMEOUT_PER_STEP_S = 3.0
+
+
+def _run_timeout(max_steps: int) -> float:
+    return max(RUN_TIMEOUT_S, RUN_TIMEOUT_PER_STEP_S * max_steps)
 
 
 class ShapedLinkUnavailableError(ThriftyError, RuntimeError):
@@ -470,7 +477,7 @@ def _run_shaped(
             f"link_rate {link_rate} needs a rate-limited network namespace, which cannot be "
             f"made here: {reason}"
         )
-    timeout = RUN_TIMEOUT_S * len(methods) + 300
+    timeout = _run_timeout(lengths.max_steps) * len(methods) + 300
     with shaped_link.ShapedLink(rate_bps) as link:
         if progress:
             print(
@@ -523,7 +530,7 @@ def _measure(
     ddp_bytes: float | None = workload.ring_all_reduce_bytes(evaluator.n_params, world) * steps
     reference = "ring estimate"
     results: list[MethodResult] = []
-    with WorkerPool(world, progress=progress, timeout_s=RUN_TIMEOUT_S) as pool:
+    with WorkerPool(world, progress=progress, timeout_s=_run_timeout(max_steps)) as pool:
         for method in methods:
             length = steps if method == "ddp" else max_steps
             spec = RunSpec(method, world, length, sync_every, eval_every, config, outer_lr=outer_lr)
