@@ -110,9 +110,9 @@ _QUICK_TEXT = {
     "lr": 3e-3,
 }
 
-#: Longest one method's run may take, and per inner step beyond it: a run of more steps
-#: than the default 300 (``max_steps``) gets proportionally longer. A shaped run's limit is
-#: this per method.
+#: Longest one method's run may take (a hang guard), or the second per inner step where
+#: that is longer: a budget beyond the default 300 steps (``max_steps``) is not a hang. A
+#: shaped run's limit is this per method.
 RUN_TIMEOUT_S = 900.0
 RUN_TIMEOUT_PER_STEP_S = 3.0
 
