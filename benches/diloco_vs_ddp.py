@@ -3,12 +3,12 @@
 What ``thrifty bench diloco`` runs. Every method (see
 :mod:`benches.workloads.diloco_trainers`) trains the same
 :class:`~benches.workloads.diloco_language_model.TinyLM` from the same initial weights for
-the same number of inner steps on the same tokens: ``world`` spawned processes on 127.0.0.1
-(:class:`~benches.workloads.diloco_workers.WorkerPool`), each holding one
-:class:`thrifty.collective.Communicator` (a fresh coordinator per method), worker ``r``
-reading shard ``r`` of the corpus: by default the English text of the Python documentation
-as bytes (``corpus="pydoc"``, a TinyLM of 1.1M weights), or the generated Markov language
-(``corpus="markov"``, whose entropy floor is known).
+the same number of inner steps (unless ``max_steps``) on the same tokens: ``world``
+spawned processes on 127.0.0.1 (:class:`~benches.workloads.diloco_workers.WorkerPool`),
+each holding one :class:`thrifty.collective.Communicator` (a fresh coordinator per
+method), worker ``r`` reading shard ``r`` of the corpus: by default the English text of
+the Python documentation as bytes (``corpus="pydoc"``, a TinyLM of 1.1M weights), or the
+generated Markov language (``corpus="markov"``, whose entropy floor is known).
 
 Reported per method: bytes each worker sent (mean over workers; measured by thrifty's
 transport, except SPSA, whose three float64 values per step ride on the coordinator's
@@ -25,7 +25,9 @@ step ``s`` (snapshots are taken every H steps, the parent evaluates them afterwa
 the clock). The seconds to a target are those of the first point at or below it, without
 interpolation between points (:func:`time_to_target`); the target is DDP's final held-out
 loss of the same run unless given (:func:`apply_target`), and the speed-up is DDP's seconds
-to the target over the method's.
+to the target over the method's. A method that needs more inner steps than DDP to reach
+DDP's final loss would report "not reached" with the same budget: ``max_steps`` lets every
+method but DDP run longer (DDP still runs ``steps``), so that its seconds are measured.
 
 With ``link_rate`` the whole benchmark (this driver and its workers) runs again inside a
 :class:`~benches.workloads.shaped_link.ShapedLink` of that rate: a network namespace whose
@@ -57,9 +59,15 @@ import torch
 
 from benches.workloads import diloco_language_model as workload
 from benches.workloads import shaped_link
-from benches.workloads.diloco_trainers import METHODS, OVERLAP_STEPS, check_methods, describe
+from benches.workloads.diloco_trainers import (
+    METHODS,
+    OUTER_LR,
+    OVERLAP_STEPS,
+    check_methods,
+    describe,
+)
 from benches.workloads.diloco_workers import RunSpec, WorkerOutput, WorkerPool
-from thrifty._checks import check_int
+from thrifty._checks import check_int, check_positive
 from thrifty._plot import figure
 from thrifty.errors import InternalError, InvalidArgumentError, ThriftyError
 
@@ -73,6 +81,7 @@ __all__ = [
     "MethodResult",
     "ShapedLinkUnavailableError",
     "apply_target",
+    "budget",
     "describe",
     "format_table",
     "run",
@@ -101,8 +110,15 @@ _QUICK_TEXT = {
     "lr": 3e-3,
 }
 
-#: Longest one method's run may take; a shaped run's limit is this per method.
+#: Longest one method's run may take (a hang guard), or the second per inner step where
+#: that is longer: a budget beyond the default 300 steps (``max_steps``) is not a hang. A
+#: shaped run's limit is this per method.
 RUN_TIMEOUT_S = 900.0
+RUN_TIMEOUT_PER_STEP_S = 3.0
+
+
+def _run_timeout(max_steps: int) -> float:
+    return max(RUN_TIMEOUT_S, RUN_TIMEOUT_PER_STEP_S * max_steps)
 
 
 class ShapedLinkUnavailableError(ThriftyError, RuntimeError):
@@ -131,6 +147,8 @@ class MethodResult:
     retries: int
     #: Seconds since the barrier of each point of ``eval_curve`` (0 for the initial model).
     eval_seconds: list[float]
+    #: DiLoCo's, Streaming DiLoCo's and NoLoCo's outer lr; None for the others.
+    outer_lr: float | None = None
     #: Filled in by :func:`apply_target`.
     seconds_to_target: float | None = None
     step_at_target: int | None = None
@@ -183,12 +201,13 @@ def summarize(
     ]
     bytes_sent = round(float(np.mean([o.stats["bytes_sent"] for o in finished])))
     waits = [o.stats["comm_wait_s"] for o in finished]
+    outer = spec.method not in ("ddp", "spsa")
     return MethodResult(
         method=spec.method,
-        label=describe(spec.method, sync_every=spec.sync_every),
+        label=describe(spec.method, sync_every=spec.sync_every, outer_lr=spec.outer_lr),
         world=spec.world,
         steps=spec.steps,
-        sync_every=spec.sync_every if spec.method not in ("ddp", "spsa") else None,
+        sync_every=spec.sync_every if outer else None,
         syncs=max(int(o.stats["syncs"]) for o in finished),
         bytes_sent=bytes_sent,
         peak_bytes_per_sync=max(int(o.stats["peak_bytes_per_sync"]) for o in finished),
@@ -201,6 +220,7 @@ def summarize(
         workers_finished=len(finished),
         retries=max(int(o.stats["retries"]) for o in finished),
         eval_seconds=eval_seconds,
+        outer_lr=spec.outer_lr if outer else None,
     )
 
 
@@ -311,6 +331,34 @@ def settings(
     return config, steps, sync_every, eval_every
 
 
+def budget(
+    max_steps: int | None, *, steps: int, outer_lr: float | None = None
+) -> tuple[int, float]:
+    """``(max_steps, outer_lr)`` checked: the inner steps of every method but DDP (``steps``
+    by default, never fewer: a shorter budget would only hide how long a method needs) and
+    the outer lr (:data:`OUTER_LR` by default).
+
+    Examples
+    --------
+    >>> from benches import diloco_vs_ddp
+    >>> diloco_vs_ddp.budget(None, steps=300)
+    (300, 0.7)
+    >>> diloco_vs_ddp.budget(450, steps=300, outer_lr=1)
+    (450, 1.0)
+    >>> diloco_vs_ddp.budget(200, steps=300)
+    Traceback (most recent call last):
+    ...
+    thrifty.errors.InvalidArgumentError: max_steps must be at least steps (300), got 200
+    """
+    max_steps = steps if max_steps is None else check_int(max_steps, "max_steps", minimum=1)
+    if max_steps < steps:
+        raise InvalidArgumentError(
+            f"max_steps must be at least steps ({steps}), got {max_steps}", "max_steps"
+        )
+    outer_lr = OUTER_LR if outer_lr is None else check_positive(outer_lr, "outer_lr")
+    return max_steps, outer_lr
+
+
 def run(
     methods: Sequence[str] = METHODS,
     *,
@@ -323,6 +371,8 @@ def run(
     corpus: str = "pydoc",
     link_rate: str | int | None = None,
     target_loss: float | None = None,
+    max_steps: int | None = None,
+    outer_lr: float | None = None,
 ) -> dict[str, Any]:
     """Train the workload with each method on ``world`` local workers and compare.
 
@@ -333,7 +383,8 @@ def run(
     world
         Worker processes (at least 2).
     steps
-        Inner steps of every method; the workload's 300 by default, 60 when ``quick``.
+        Inner steps of DDP, and of every other method without ``max_steps``; the
+        workload's 300 by default, 60 when ``quick``.
     sync_every
         H of DiLoCo, Streaming DiLoCo and NoLoCo: 25 by default, 20 when ``quick``.
     quick
@@ -351,11 +402,17 @@ def run(
         cannot be made.
     target_loss
         The held-out loss whose wall-clock seconds are reported; DDP's final one by default.
+    max_steps
+        Inner steps of every method but DDP (at least ``steps``, which it defaults to): a
+        budget to reach DDP's final loss in.
+    outer_lr
+        Outer lr of DiLoCo, Streaming DiLoCo and NoLoCo (:data:`OUTER_LR` by default).
 
     Returns
     -------
     dict
-        ``world``, ``steps``, ``sync_every``, ``corpus``, ``n_params``, ``entropy_floor``
+        ``world``, ``steps`` (DDP's), ``max_steps`` (the others'), ``sync_every``,
+        ``outer_lr``, ``corpus``, ``n_params``, ``entropy_floor``
         (None on the text), ``references`` (:func:`reference_losses`, nats per token),
         ``ddp_reference`` (``"measured"``, or ``"ring estimate"`` without ``ddp``),
         ``methods`` (one :meth:`MethodResult.to_dict` per method, with the fields of
@@ -368,6 +425,7 @@ def run(
     _, steps, sync_every, _ = settings(
         steps=steps, sync_every=sync_every, quick=quick, corpus=corpus
     )
+    max_steps, outer_lr = budget(max_steps, steps=steps, outer_lr=outer_lr)
     if target_loss is not None:
         if isinstance(target_loss, bool) or not isinstance(target_loss, (int, float)):
             raise InvalidArgumentError(
@@ -379,10 +437,11 @@ def run(
             )
         target_loss = float(target_loss)
     load_before = os.getloadavg()[0]
+    lengths = _Lengths(steps, max_steps, sync_every, outer_lr)
     if link_rate is not None and shaped_link.current() is None:
-        result = _run_shaped(link_rate, methods, world, steps, sync_every, quick, progress, corpus)
+        result = _run_shaped(link_rate, methods, world, lengths, quick, progress, corpus)
     else:
-        result = _measure(methods, world, steps, sync_every, quick, progress, corpus)
+        result = _measure(methods, world, lengths, quick, progress, corpus)
     result["load_avg"] = [load_before, os.getloadavg()[0]]
     apply_target(result, target_loss)
     if plot is not None:
@@ -391,12 +450,21 @@ def run(
     return result
 
 
+@dataclass(frozen=True)
+class _Lengths:
+    """What :func:`run` checked of a run's length and outer steps, for :func:`_measure`."""
+
+    steps: int
+    max_steps: int
+    sync_every: int
+    outer_lr: float
+
+
 def _run_shaped(
     link_rate: str | int,
     methods: Sequence[str],
     world: int,
-    steps: int,
-    sync_every: int,
+    lengths: _Lengths,
     quick: bool,
     progress: bool,
     corpus: str,
@@ -409,7 +477,7 @@ def _run_shaped(
             f"link_rate {link_rate} needs a rate-limited network namespace, which cannot be "
             f"made here: {reason}"
         )
-    timeout = RUN_TIMEOUT_S * len(methods) + 300
+    timeout = _run_timeout(lengths.max_steps) * len(methods) + 300
     with shaped_link.ShapedLink(rate_bps) as link:
         if progress:
             print(
@@ -422,8 +490,7 @@ def _run_shaped(
                 _measure,
                 methods,
                 world,
-                steps,
-                sync_every,
+                lengths,
                 quick,
                 progress,
                 corpus,
@@ -448,24 +515,25 @@ def _cpu() -> str:
 def _measure(
     methods: Sequence[str],
     world: int,
-    steps: int,
-    sync_every: int,
+    lengths: _Lengths,
     quick: bool,
     progress: bool,
     corpus: str,
 ) -> dict[str, Any]:
     """Every method on a fresh pool of workers, here (inside the namespace, if any)."""
     config, steps, sync_every, eval_every = settings(
-        steps=steps, sync_every=sync_every, quick=quick, corpus=corpus
+        steps=lengths.steps, sync_every=lengths.sync_every, quick=quick, corpus=corpus
     )
+    max_steps, outer_lr = budget(lengths.max_steps, steps=steps, outer_lr=lengths.outer_lr)
     evaluator = Evaluator(config)
     # Without a DDP run, compare with what its ring all-reduce would send.
     ddp_bytes: float | None = workload.ring_all_reduce_bytes(evaluator.n_params, world) * steps
     reference = "ring estimate"
     results: list[MethodResult] = []
-    with WorkerPool(world, progress=progress, timeout_s=RUN_TIMEOUT_S) as pool:
+    with WorkerPool(world, progress=progress, timeout_s=_run_timeout(max_steps)) as pool:
         for method in methods:
-            spec = RunSpec(method, world, steps, sync_every, eval_every, config)
+            length = steps if method == "ddp" else max_steps
+            spec = RunSpec(method, world, length, sync_every, eval_every, config, outer_lr=outer_lr)
             outputs = pool.run(spec, progress=progress, description=f"{method} x{world}")
             if method == "ddp":
                 ddp_bytes, reference = None, "measured"
@@ -479,7 +547,9 @@ def _measure(
     return {
         "world": world,
         "steps": steps,
+        "max_steps": max_steps,
         "sync_every": sync_every,
+        "outer_lr": outer_lr,
         "corpus": config.corpus,
         "n_params": evaluator.n_params,
         "entropy_floor": references.get("entropy floor"),
@@ -544,8 +614,15 @@ def format_table(result: dict[str, Any]) -> str:
     )
     link = result.get("link")
     target = result.get("target_loss")
+    steps, longest = result["steps"], result.get("max_steps", result["steps"])
+    length = (
+        f"{steps} inner steps each, the same tokens"
+        if longest == steps
+        else f"DDP {steps} inner steps, the others {longest} (the same token stream, longer; "
+        "their bytes are those of the whole run)"
+    )
     lines = [
-        f"{result['world']} workers, {result['steps']} inner steps each, the same tokens; "
+        f"{result['world']} workers, {length}; "
         f"{_loss_note(result)}; bytes vs DDP {result['ddp_reference']}",
         ("no shaped link" if not link else f"shaped link: {link.get('rate', link['rate_bps'])}")
         + (
@@ -617,7 +694,11 @@ def save_plot(result: dict[str, Any], path: str) -> None:
         curves.set_xlabel("inner step")
         unit = "nats/byte" if result.get("corpus") == "pydoc" else "nats/token"
         curves.set_ylabel(f"held-out loss ({unit})")
-        curves.set_title(f"{result['world']} workers, the same tokens")
+        longer = result.get("max_steps", result["steps"]) > result["steps"]
+        stream = (
+            "the same token stream, the others longer than DDP" if longer else "the same tokens"
+        )
+        curves.set_title(f"{result['world']} workers, {stream}")
         curves.grid(True, alpha=0.3)
         curves.legend(fontsize=7)
         names = list(rows)

@@ -66,19 +66,28 @@ SPSA_LR = 1e-2
 _SPSA_VALUES = 3
 
 
-def describe(method: str, *, sync_every: int) -> str:
-    """A human name for ``method`` with its settings."""
+def describe(method: str, *, sync_every: int, outer_lr: float = OUTER_LR) -> str:
+    """A human name for ``method`` with its settings (the outer lr only where it is not
+    :data:`OUTER_LR`).
+
+    Examples
+    --------
+    >>> from benches.workloads.diloco_trainers import describe
+    >>> describe("diloco", sync_every=10, outer_lr=1.0)
+    'DiLoCo H=10 fp32 outer lr 1'
+    """
     check_methods([method])
     if method == "ddp":
         return "DDP (fp32 all-reduce every step)"
+    if method == "spsa":
+        return "SPSA (one byte per step)"
+    lr = "" if outer_lr == OUTER_LR else f" outer lr {outer_lr:g}"
     if method == "diloco":
-        return f"DiLoCo H={sync_every} fp32"
+        return f"DiLoCo H={sync_every} fp32{lr}"
     if method.startswith("streaming"):
         precision = method.split("-")[1]
-        return f"Streaming DiLoCo H={sync_every} F={FRAGMENTS} tau={OVERLAP_STEPS} {precision}"
-    if method == "noloco":
-        return f"NoLoCo H={sync_every} (gossip in pairs)"
-    return "SPSA (one byte per step)"
+        return f"Streaming DiLoCo H={sync_every} F={FRAGMENTS} tau={OVERLAP_STEPS} {precision}{lr}"
+    return f"NoLoCo H={sync_every}{lr} (gossip in pairs)"
 
 
 def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
@@ -157,7 +166,16 @@ class DDPTrainer:
 class OuterTrainer:
     """DiLoCo, Streaming DiLoCo or NoLoCo around the inner AdamW."""
 
-    def __init__(self, method: str, sync_every: int, model: Any, optimizer: Any, comm: Any) -> None:
+    def __init__(
+        self,
+        method: str,
+        sync_every: int,
+        model: Any,
+        optimizer: Any,
+        comm: Any,
+        *,
+        outer_lr: float = OUTER_LR,
+    ) -> None:
         self.model, self.optimizer = model, optimizer
         self.names = [name for name, _ in model.named_parameters()]
         self.outer: Any
@@ -167,7 +185,7 @@ class OuterTrainer:
                 optimizer,
                 transport=comm,
                 sync_every=sync_every,
-                outer_lr=OUTER_LR,
+                outer_lr=outer_lr,
                 beta=NOLOCO_BETA,
             )
         else:
@@ -177,7 +195,7 @@ class OuterTrainer:
                 optimizer,
                 transport=comm,
                 sync_every=sync_every,
-                outer_lr=OUTER_LR,
+                outer_lr=outer_lr,
                 outer_momentum=OUTER_MOMENTUM,
                 nesterov=True,
                 fragments=FRAGMENTS if streaming else 1,
@@ -253,12 +271,20 @@ class SPSATrainer:
 
 
 def make_trainer(
-    method: str, *, sync_every: int, model: Any, optimizer: Any, comm: Any, rank: int
+    method: str,
+    *,
+    sync_every: int,
+    model: Any,
+    optimizer: Any,
+    comm: Any,
+    rank: int,
+    outer_lr: float = OUTER_LR,
 ) -> DDPTrainer | OuterTrainer | SPSATrainer:
-    """The trainer of ``method`` (one of :data:`METHODS`) for one worker."""
+    """The trainer of ``method`` (one of :data:`METHODS`) for one worker; ``outer_lr`` is
+    that of DiLoCo, Streaming DiLoCo and NoLoCo."""
     check_methods([method])
     if method == "ddp":
         return DDPTrainer(model, optimizer, comm)
     if method == "spsa":
         return SPSATrainer(model, comm, rank)
-    return OuterTrainer(method, sync_every, model, optimizer, comm)
+    return OuterTrainer(method, sync_every, model, optimizer, comm, outer_lr=outer_lr)

@@ -28,7 +28,7 @@ import torch
 
 from benches.workloads import diloco_language_model as workload
 from benches.workloads import shaped_link
-from benches.workloads.diloco_trainers import make_trainer
+from benches.workloads.diloco_trainers import OUTER_LR, make_trainer
 from thrifty import collective
 from thrifty._checks import check_int
 from thrifty._progress import progress_bar
@@ -53,6 +53,7 @@ class RunSpec:
     config: Any  # a diloco_language_model.WorkloadConfig
     kill_rank: int | None = None
     kill_at: int | None = None
+    outer_lr: float = OUTER_LR
 
 
 @dataclass
@@ -130,6 +131,7 @@ def _train(index: int, spec: RunSpec, address: str, send: Any) -> WorkerOutput:
             optimizer=optimizer,
             comm=comm,
             rank=rank,
+            outer_lr=spec.outer_lr,
         )
         report_every = max(1, spec.steps // 50)
         for step in range(1, spec.steps + 1):

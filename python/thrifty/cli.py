@@ -198,6 +198,8 @@ def _bench_diloco(args: argparse.Namespace) -> None:
         corpus=args.corpus,
         link_rate=args.link_rate,
         target_loss=args.target_loss,
+        max_steps=args.max_steps,
+        outer_lr=args.outer_lr,
     )
 
     def text(r: dict[str, Any]) -> str:
@@ -333,10 +335,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", type=int, default=None, help="inner steps (default 300; 60 with --quick)"
     )
     diloco.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="inner steps of every method but DDP, at least --steps (default: --steps): a "
+        "budget in which to reach DDP's final loss",
+    )
+    diloco.add_argument(
         "--sync-every",
         type=int,
         default=None,
         help="H of DiLoCo and NoLoCo (default 25; 20 with --quick)",
+    )
+    diloco.add_argument(
+        "--outer-lr",
+        type=float,
+        default=None,
+        help="outer lr of DiLoCo, Streaming DiLoCo and NoLoCo (default 0.7)",
     )
     diloco.add_argument("--quick", action="store_true", help="smaller settings, for smoke tests")
     diloco.add_argument(

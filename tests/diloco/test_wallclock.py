@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ pytest.importorskip("torch")
 
 from benches import diloco_vs_ddp as bench
 from benches.workloads import shaped_link
+from benches.workloads.diloco_trainers import OUTER_LR
+from thrifty.errors import ThriftyError
 
 
 def test_time_to_target_is_the_first_point_at_or_below_it_without_interpolation() -> None:
@@ -115,6 +118,11 @@ def test_apply_target_without_ddp_or_a_target_reports_none() -> None:
     [
         (["--link-rate", "fast"], "link_rate must look like 100mbit, 1gbit or 512kbit"),
         (["--target-loss", "-1"], "target_loss must be a finite loss > 0"),
+        (["--max-steps", "59"], "max_steps must be at least steps (60), got 59"),
+        (["--steps", "80", "--max-steps", "60"], "max_steps must be at least steps (80)"),
+        (["--max-steps", "0"], "max_steps must be an integer >= 1, got 0"),
+        (["--outer-lr", "0"], "outer_lr must be a finite number > 0, got 0.0"),
+        (["--outer-lr", "nan"], "outer_lr must be a finite number > 0"),
     ],
 )
 def test_bench_diloco_rejects_bad_link_and_target_arguments(
@@ -122,6 +130,60 @@ def test_bench_diloco_rejects_bad_link_and_target_arguments(
 ) -> None:
     assert cli.main(["bench", "diloco", "--quick", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"max_steps": 299}, "max_steps"),
+        ({"max_steps": 300.0}, "max_steps"),
+        ({"max_steps": True}, "max_steps"),
+        ({"outer_lr": -0.7}, "outer_lr"),
+        ({"outer_lr": "1"}, "outer_lr"),
+    ],
+)
+def test_budget_rejects_bad_values_naming_them(kwargs: dict[str, Any], argument: str) -> None:
+    with pytest.raises(ThriftyError, match=argument) as error:
+        bench.budget(**{"max_steps": None, "steps": 300} | kwargs)
+    assert isinstance(error.value, ValueError)
+    assert getattr(error.value, "argument", None) == argument
+
+
+def test_budget_defaults_to_ddps_steps_and_the_outer_lr() -> None:
+    assert bench.budget(None, steps=300) == (300, OUTER_LR)
+    assert bench.budget(450, steps=300, outer_lr=1) == (450, 1.0)
+
+
+# A hang guard, not a timing: four spawned workers, two quick methods, a loaded machine.
+@pytest.mark.timeout(400)
+def test_bench_diloco_max_steps_runs_the_others_longer_than_ddp(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plot = tmp_path / "budget.png"
+    argv = ["bench", "diloco", "--quick", "--methods", "ddp", "streaming-fp4", "diloco"]
+    extra = ["--max-steps", "100", "--outer-lr", "1.0", "--json", "--plot", str(plot)]
+    assert cli.main([*argv, *extra]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["steps"], result["max_steps"], result["outer_lr"]) == (60, 100, 1.0)
+    rows = result["methods"]
+    ddp = rows["ddp"]
+    assert (ddp["steps"], ddp["syncs"], ddp["eval_curve"][-1][0]) == (60, 60, 60)
+    assert ddp["outer_lr"] is None
+    h = result["sync_every"]
+    for name in ("streaming-fp4", "diloco"):
+        row = rows[name]
+        assert row["steps"] == 100
+        assert row["outer_lr"] == 1.0
+        assert "outer lr 1" in row["label"]
+        # A point at every sync and one at the end of the longer budget.
+        assert [s for s, _ in row["eval_curve"]] == [0, *range(h, 100, h), 100]
+        assert len(row["eval_seconds"]) == len(row["eval_curve"])
+    assert rows["diloco"]["syncs"] == 100 // h
+    # The target is still DDP's final loss; the others' seconds to it come from their
+    # longer curves.
+    assert result["target_loss"] == ddp["eval_loss"]
+    assert plot.stat().st_size > 1000
+    assert "DDP 60 inner steps, the others 100" in bench.format_table(result)
 
 
 def test_bench_diloco_link_rate_says_why_it_cannot_run(
