@@ -150,8 +150,7 @@ def measure(
         pool = (
             PerPeerPool(backend, world, spaces, shaped_link.PeerLinks.hub_address)
             if per_peer
-            # On TCP: shared memory would carry the bytes past the filter.
-            else peer_pool("thrifty-tcp" if backend == "thrifty" else backend, world)
+            else peer_pool(backend, world)
         )
         with pool:
             for size in sizes:

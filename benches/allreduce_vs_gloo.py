@@ -6,8 +6,8 @@ the command loop of ``thrifty bench allreduce`` (:func:`thrifty.collective._band
 so that both are timed by the same code. Gloo does not say what it sent: its ``wire_bytes``
 is None. :func:`format_table` adds the ratio of each thrifty row's bus bandwidth to Gloo's.
 
-thrifty runs twice: ``thrifty`` with its defaults, which on one machine means links through
-shared memory, and ``thrifty-tcp`` with ``shared_memory=False``, every link on loopback TCP.
+thrifty runs twice: ``thrifty`` with its defaults, every link on loopback TCP, and
+``thrifty-shm`` with ``shared_memory=True``, links through shared memory.
 
 ``benches/bench_collective.py`` and ``examples/collective_demo.py`` use it. From the command
 line it repeats every cell, interleaving the backends, and prints each one's spread and the
@@ -42,7 +42,7 @@ from thrifty.collective._bandwidth import (
 )
 from thrifty.collective._bandwidth import format_table as bandwidth_table
 
-BACKENDS = ("thrifty", "thrifty-tcp", "gloo")
+BACKENDS = ("thrifty", "thrifty-shm", "gloo")
 
 
 def _free_port() -> int:
@@ -86,7 +86,7 @@ def peer_pool(backend: str, world: int) -> PeerPool:
     backend = check_choice(backend, "backend", BACKENDS)
     if backend == "gloo":
         return GlooPool(world)
-    return PeerPool(world, shared_memory=backend == "thrifty")
+    return PeerPool(world, shared_memory=backend == "thrifty-shm")
 
 
 def all_reduce_bandwidth(

@@ -103,9 +103,9 @@ def test_thrifty_fp32(benchmark: Any, world: int, size: int) -> None:
 
 
 @pytest.mark.parametrize("world", WORLDS)
-def test_thrifty_tcp_fp32(benchmark: Any, world: int, size: int) -> None:
-    # Every link on loopback TCP: what shared memory saves, in the same run.
-    _measure(benchmark, "thrifty-tcp", world, size, None, "ours")
+def test_thrifty_shm_fp32(benchmark: Any, world: int, size: int) -> None:
+    # Links through shared memory: what the kernel's copies cost, in the same run.
+    _measure(benchmark, "thrifty-shm", world, size, None, "ours")
 
 
 @pytest.mark.parametrize("quantize", QUANTIZED)

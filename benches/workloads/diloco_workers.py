@@ -27,7 +27,6 @@ from typing import Any
 import torch
 
 from benches.workloads import diloco_language_model as workload
-from benches.workloads import shaped_link
 from benches.workloads.diloco_trainers import OUTER_LR, make_trainer
 from thrifty import collective
 from thrifty._checks import check_int
@@ -75,14 +74,8 @@ class WorkerOutput:
 
 
 def _connect(address: str, world: int) -> Any:
-    # Inside a shaped link the bytes must cross its filter, which shared memory would skip.
     comm = collective.Communicator(
-        address,
-        secret=_SECRET,
-        bind_host="127.0.0.1",
-        timeout_s=60.0,
-        connections=2,
-        shared_memory=shaped_link.current() is None,
+        address, secret=_SECRET, bind_host="127.0.0.1", timeout_s=60.0, connections=2
     )
     comm.connect()
     deadline = time.monotonic() + 120.0

@@ -131,7 +131,7 @@ def run(
     timeout_s: float = 10.0,
     seed: int = 0,
     progress: bool = True,
-    shared_memory: bool = True,
+    shared_memory: bool = False,
 ) -> ChaosReport:
     """Run the harness for ``duration_s`` seconds; see the module docstring."""
     from thrifty import collective
@@ -227,14 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--tcp", action="store_true", help="no shared memory between peers")
+    parser.add_argument("--shm", action="store_true", help="links through shared memory")
     args = parser.parse_args(argv)
     report = run(
         args.duration,
         peers=args.peers,
         seed=args.seed,
         progress=not args.json,
-        shared_memory=not args.tcp,
+        shared_memory=args.shm,
     )
     if args.json:
         print(json.dumps({**asdict(report), "ok": report.ok}, indent=2))

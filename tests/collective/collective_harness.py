@@ -81,7 +81,7 @@ class World:
         *,
         secret: str = SECRET,
         heartbeat_timeout_s: float = 5.0,
-        shared_memory: bool = True,
+        shared_memory: bool = False,
     ) -> None:
         self.secret = secret
         #: Whether the peers' links may go through shared memory (they are on one host).
@@ -172,7 +172,7 @@ def run_peers(
     *args: Any,
     timeout_s: float = 20.0,
     wait_s: float = 120.0,
-    shared_memory: bool = True,
+    shared_memory: bool = False,
 ) -> list[Any]:
     """Run ``fn(comm, *args)`` on ``n`` peers in a world of ``n``; the values, by rank."""
     with World(shared_memory=shared_memory) as world:

@@ -7,8 +7,11 @@ import pytest
 
 
 @pytest.mark.timeout(180)
-def test_short_chaos_run_sees_no_wrong_result_no_lost_buffer_and_no_hang() -> None:
-    report = chaos.run(duration_s=25, peers=4, seed=1, progress=False)
+@pytest.mark.parametrize("shared_memory", [False, True], ids=["tcp", "shm"])
+def test_short_chaos_run_sees_no_wrong_result_no_lost_buffer_and_no_hang(
+    shared_memory: bool,
+) -> None:
+    report = chaos.run(duration_s=25, peers=4, seed=1, progress=False, shared_memory=shared_memory)
     assert report.violations == []
     assert report.kills >= 5
     assert report.completed > 50

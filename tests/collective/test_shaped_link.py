@@ -113,10 +113,7 @@ def _sum_peer(comm: Any, size: int) -> tuple[bool, float, float]:
 
 
 def _shaped_all_reduce(world: int, size: int) -> list[tuple[bool, float, float]]:
-    # On TCP: shared memory would carry the bytes past the filter.
-    result: list[tuple[bool, float, float]] = run_peers(
-        world, _sum_peer, size, timeout_s=60.0, shared_memory=False
-    )
+    result: list[tuple[bool, float, float]] = run_peers(world, _sum_peer, size, timeout_s=60.0)
     return result
 
 

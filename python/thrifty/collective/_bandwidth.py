@@ -148,7 +148,7 @@ def _thrifty_peer(
     conn: Any,
     *,
     bind_host: str = "127.0.0.1",
-    shared_memory: bool = True,
+    shared_memory: bool = False,
 ) -> None:
     """One thrifty peer serving the command loop; ``bind_host`` is where it listens for the
     other peers (every interface when they sit in other network namespaces), and
@@ -176,18 +176,18 @@ class PeerPool:
     """``world`` spawned processes, each holding a communicator, driven by commands.
 
     Subclasses start another backend's peers: they set :attr:`backend` and pass their
-    peer function and address to :meth:`_start`. ``shared_memory=False`` keeps every link
-    on TCP (the backend is then called ``thrifty-tcp``).
+    peer function and address to :meth:`_start`. ``shared_memory=True`` lets links go
+    through shared memory (the backend is then called ``thrifty-shm``).
     """
 
     backend = "thrifty"
 
-    def __init__(self, world: int, *, shared_memory: bool = True) -> None:
+    def __init__(self, world: int, *, shared_memory: bool = False) -> None:
         from thrifty import collective
 
         self.world = check_int(world, "world", minimum=1)
-        if not shared_memory:
-            self.backend = "thrifty-tcp"
+        if shared_memory:
+            self.backend = "thrifty-shm"
         self._coordinator: Any = collective.Coordinator(secret=_SECRET)
         peer = functools.partial(_thrifty_peer, shared_memory=shared_memory)
         self._start(peer, self._coordinator.address)

@@ -48,7 +48,7 @@ fn wait<T: Send>(py: Python<'_>, pending: &mut Pending<T>) -> BindResult<T> {
 }
 
 /// Communicator(coordinator, secret=None, connections=4, timeout_s=60.0, bind_host="0.0.0.0",
-/// bind_port=0, advertise_host=None, shared_memory=True): one peer, its collectives run on
+/// bind_port=0, advertise_host=None, shared_memory=False): one peer, its collectives run on
 /// its own thread.
 #[pyclass(module = "thrifty._native", name = "Communicator", frozen)]
 pub(super) struct PyCommunicator {
@@ -78,7 +78,7 @@ impl PyCommunicator {
         bind_host="0.0.0.0".to_owned(),
         bind_port=0,
         advertise_host=None,
-        shared_memory=true,
+        shared_memory=false,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
