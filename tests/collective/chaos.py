@@ -88,7 +88,7 @@ def _peer_main(
         return
     iteration = np.zeros(1, dtype=np.int64)
     revision = 0
-    while not stop.is_set():
+    while not stop.value:
         try:
             comm.update_topology()
             synced = comm.sync_state({"iteration": iteration}, revision)
@@ -139,7 +139,9 @@ def run(
     rng = random.Random(seed)
     context = mp.get_context("spawn")
     reports = context.Queue()
-    stop = context.Event()
+    # A flag without a lock: an Event's lock, taken by a peer SIGKILLed inside is_set(),
+    # would stay taken, and every other peer (and the final set()) would wait on it forever.
+    stop = context.RawValue("b", 0)
     totals: dict[int, tuple[int, int, list[str]]] = {}
     violations: list[str] = []
     kills = joins = 0
@@ -192,7 +194,7 @@ def run(
                 joins += 1
                 next_kill = now + rng.uniform(*kill_interval_s)
         bar.close()
-        stop.set()
+        stop.value = 1
         # A survivor may be inside a call whose peers were just killed: allow its deadline.
         limit = time.monotonic() + 2 * timeout_s + 10
         for process in alive:

