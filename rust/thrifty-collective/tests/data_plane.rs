@@ -71,35 +71,7 @@ fn ring_all_reduce_sums_over_striped_links() {
     for (n, len, c) in [(2, 1, 1), (3, 1001, 2), (4, 300_000, 4), (6, 77, 3)] {
         let results = run_all(meshes(n, c), move |mesh, rank, n| {
             let mut x = input(rank, len);
-            let group = Group {
-                ranks: (0..n).collect(),
-                pos: rank,
-            };
-            let layout = Layout::new(len, n, 1, 4096);
-            let steps = ring::all_reduce(mesh, &group, &layout, 4, ReduceOp::Sum);
-            let mut scratch = StepScratch::default();
-            let reduction = Reduction {
-                dtype: DType::F32,
-                op: ReduceOp::Sum,
-                group: n,
-            };
-            let mut plan = StepSchedule::new(
-                bytemuck::cast_slice_mut(&mut x),
-                Some(reduction),
-                steps,
-                &mut scratch,
-                &mut [],
-            );
-            let signal = OpSignal::new();
-            engine::run(
-                mesh,
-                &mut plan,
-                1,
-                &signal,
-                Instant::now() + Duration::from_secs(20),
-            )
-            .expect("engine");
-            drop(plan);
+            support::ring_sum(mesh, &mut x, rank, n, 4096, Duration::from_secs(20));
             x
         });
         let inputs: Vec<Vec<f32>> = (0..n).map(|r| input(r, len)).collect();

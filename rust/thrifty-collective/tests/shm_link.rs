@@ -161,34 +161,7 @@ fn a_peer_that_drops_its_mesh_mid_transfer_fails_the_others_fast_and_they_restor
 
 fn run_mesh_all_reduce(mesh: &mut Mesh, rank: usize, n: usize, len: usize) -> Vec<f32> {
     let mut x = input(rank, len);
-    let group = Group {
-        ranks: (0..n).collect(),
-        pos: rank,
-    };
-    let layout = Layout::new(len, n, 1, 4096);
-    let steps = ring::all_reduce(mesh, &group, &layout, 4, ReduceOp::Sum);
-    let mut scratch = StepScratch::default();
-    let reduction = Reduction {
-        dtype: DType::F32,
-        op: ReduceOp::Sum,
-        group: n,
-    };
-    let mut plan = StepSchedule::new(
-        bytemuck::cast_slice_mut(&mut x),
-        Some(reduction),
-        steps,
-        &mut scratch,
-        &mut [],
-    );
-    engine::run(
-        mesh,
-        &mut plan,
-        1,
-        &OpSignal::new(),
-        Instant::now() + Duration::from_secs(30),
-    )
-    .expect("engine");
-    drop(plan);
+    support::ring_sum(mesh, &mut x, rank, n, 4096, Duration::from_secs(30));
     x
 }
 

@@ -110,3 +110,49 @@ where
     coordinator.close();
     results.into_iter().map(|(_, t)| t).collect()
 }
+
+/// A plain f32 sum all-reduce of `x` over `mesh` (rank `rank` of `0..n`), through the ring
+/// and the engine, as the communicator runs one; `chunk` bytes per step, at most `within`.
+pub fn ring_sum(
+    mesh: &mut Mesh,
+    x: &mut [f32],
+    rank: usize,
+    n: usize,
+    chunk: usize,
+    within: Duration,
+) {
+    use thrifty_collective::dtype::{DType, ReduceOp};
+    use thrifty_collective::group::Group;
+    use thrifty_collective::layout::Layout;
+    use thrifty_collective::signal::OpSignal;
+    use thrifty_collective::step_schedule::{Reduction, StepSchedule, StepScratch};
+    use thrifty_collective::{engine, ring};
+
+    let group = Group {
+        ranks: (0..n).collect(),
+        pos: rank,
+    };
+    let layout = Layout::new(x.len(), n, 1, chunk);
+    let steps = ring::all_reduce(mesh, &group, &layout, 4, ReduceOp::Sum);
+    let mut scratch = StepScratch::default();
+    let reduction = Reduction {
+        dtype: DType::F32,
+        op: ReduceOp::Sum,
+        group: n,
+    };
+    let mut plan = StepSchedule::new(
+        bytemuck::cast_slice_mut(x),
+        Some(reduction),
+        steps,
+        &mut scratch,
+        &mut [],
+    );
+    engine::run(
+        mesh,
+        &mut plan,
+        1,
+        &OpSignal::new(),
+        Instant::now() + within,
+    )
+    .expect("engine");
+}
