@@ -238,8 +238,10 @@ static_assert(kTiledCodes % (32 * kTiledCodesPerLane) == 0, "steps must cover a 
 static_assert(kTiledBuffer >= 32, "a buffer must take a whole ballot after a merge");
 static_assert((kTiledMaxK + kTiledBuffer) % 32 == 0, "merge slots per lane");
 
-// Number of keys in the sorted list[0..n) that are smaller than x.
-__device__ int count_below(const unsigned* list, int n, unsigned x) {
+// Number of keys in the sorted list[0..n) that are smaller than x (32-bit slice keys, and
+// the 64-bit keys of the cross-slice merge).
+template <typename Key>
+__device__ int count_below(const Key* list, int n, Key x) {
     int lo = 0;
     int hi = n;
     while (lo < hi) {
@@ -501,18 +503,7 @@ extern "C" __global__ void hamming_topk_merge(const unsigned* __restrict__ parti
                 if (s == own) {
                     continue;
                 }
-                const unsigned long long* list = merged + static_cast<size_t>(s) * k;
-                int lo = 0;
-                int hi = k;
-                while (lo < hi) {
-                    const int mid = (lo + hi) / 2;
-                    if (list[mid] < x) {
-                        lo = mid + 1;
-                    } else {
-                        hi = mid;
-                    }
-                }
-                rank += lo;
+                rank += count_below(merged + static_cast<size_t>(s) * k, k, x);
             }
             if (rank < k) {
                 out_distances[static_cast<size_t>(q) * k + rank] = static_cast<int>(x >> 32);
