@@ -394,3 +394,49 @@ def test_sampler_options() -> None:
     with pytest.raises(InvalidArgumentError) as error:
         list(AdaptiveBatchSampler(range(3), controller))
     assert error.value.argument == "controller"
+
+
+def test_write_gradient_is_the_batch_gradient_in_both_modes() -> None:
+    """Micro-batch losses taken as their own means: the written gradient is the batch's."""
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    inputs, targets = torch.randn(12, 3), torch.randint(0, 2, (12,))
+
+    def loss(part: slice) -> Any:
+        return torch.nn.functional.cross_entropy(model(inputs[part]), targets[part])
+
+    model.zero_grad()
+    loss(slice(None)).backward()
+    batch = [p.grad.clone() for p in model.parameters()]
+    listed, hooked = AdaptiveBatchSize(min_batch=2), AdaptiveBatchSize(min_batch=2)
+    model.zero_grad()
+    for j in range(4):
+        loss(slice(3 * j, 3 * j + 3)).backward()
+        hooked.accumulate(model, micro_batch_size=3)
+    hooked.update()
+    micro = []
+    for j in range(4):
+        model.zero_grad()
+        loss(slice(3 * j, 3 * j + 3)).backward()
+        micro.append([p.grad.clone() for p in model.parameters()])
+    listed.update(micro, micro_batch_size=3)
+    for controller in (listed, hooked):
+        model.zero_grad()
+        controller.write_gradient(model)
+        for p, expected in zip(model.parameters(), batch, strict=True):
+            assert torch.allclose(p.grad, expected, atol=1e-6)
+
+
+def test_write_gradient_refuses_bad_input() -> None:
+    controller = AdaptiveBatchSize(min_batch=2)
+    layer = torch.nn.Linear(2, 1)
+    with pytest.raises(InvalidArgumentError) as error:
+        controller.write_gradient(layer)  # no update yet
+    assert error.value.argument == "parameters"
+    controller.update([torch.ones(3), torch.zeros(3)], micro_batch_size=1)
+    with pytest.raises(ShapeError) as shape:
+        controller.write_gradient(layer.weight)  # 2 elements, not 3
+    assert shape.value.argument == "parameters"
+    controller.write_gradient(layer)  # weight and bias: 3 elements
+    assert layer.bias.grad is not None
+    assert float(layer.bias.grad[0]) == 0.5

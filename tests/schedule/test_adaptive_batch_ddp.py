@@ -36,7 +36,8 @@ def _data() -> tuple[Any, Any]:
 
 
 def _run(micro_batches: range) -> dict[str, list[float]]:
-    """The estimates from the listed micro-batches, through both ways of feeding them."""
+    """The estimates from the listed micro-batches, through both ways of feeding them, and
+    the mean gradients each way writes into the model (``"mean ..."``)."""
     model = _model()
     inputs, targets = _data()
     grads = []
@@ -49,6 +50,8 @@ def _run(micro_batches: range) -> dict[str, list[float]]:
     for test in TESTS:
         listed = AdaptiveBatchSize(test, min_batch=1, max_batch=10**9)
         listed.update(grads, micro_batch_size=R)
+        listed.write_gradient(model)
+        results[f"mean listed {test}"] = _gradient(model)
         hooked = AdaptiveBatchSize(test, min_batch=1, max_batch=10**9)
         estimates = [listed.last_estimate]
         for _ in range(STEPS):
@@ -59,8 +62,14 @@ def _run(micro_batches: range) -> dict[str, list[float]]:
                 hooked.accumulate(model, micro_batch_size=R)
             hooked.update()
             estimates.append(hooked.last_estimate)
+        hooked.write_gradient(model.parameters())
+        results[f"mean hooked {test}"] = _gradient(model)
         results[test] = estimates
     return results
+
+
+def _gradient(model: Any) -> list[float]:
+    return [float(v) for p in model.parameters() for v in p.grad.reshape(-1)]
 
 
 def _run_wrapped(micro_batches: range) -> list[float]:
@@ -127,6 +136,14 @@ def test_all_reduced_statistics_equal_one_process_on_the_union(tmp_path: Path) -
             assert got[2] == pytest.approx(expected[2], rel=1e-9), test
         # the union differs from one rank's share: the all-reduce did something
         assert alone[test][0] != pytest.approx(expected[0], rel=1e-3)
+        # every rank steps on the mean gradient of the union, both ways of feeding it
+        for way in ("listed", "hooked"):
+            for rank in ranks:
+                got = rank[f"mean {way} {test}"]
+                assert got == pytest.approx(union[f"mean {way} {test}"], rel=1e-9, abs=1e-12)
+            assert alone[f"mean {way} {test}"] != pytest.approx(
+                union[f"mean {way} {test}"], rel=1e-3
+            )
     for rank in ranks:  # a DDP-wrapped model gives the same as the bare one
         assert rank["wrapped"][1] == pytest.approx(union["augmented"][2], rel=1e-9)
     assert [rank["refused"] for rank in ranks] == ["micro_batch_grads"] * world

@@ -52,6 +52,13 @@ Under ``torch.distributed`` (initialised, world size above one) every rank calls
 method on its own micro-batches; counts, sums and centred sums of squares are all-reduced
 (Chan's pairwise formula), so every rank gets the batch size of the union of all ranks'
 micro-batches. The batch size is global: the number of samples over all ranks per step.
+
+That all-reduce of the sums already yields the step's gradient: the mean over every rank's
+micro-batches, kept as :attr:`AdaptiveBatchSize.mean_gradient`.
+:meth:`AdaptiveBatchSize.write_gradient` puts it into ``p.grad``, so a data-parallel loop
+steps on it instead of all-reducing the gradients a second time (with DDP's backward
+passes inside ``no_sync()``): one gradient-sized all-reduce per step, as plain DDP has,
+plus two of a few numbers.
 """
 
 from __future__ import annotations
@@ -245,6 +252,9 @@ class AdaptiveBatchSize:
         self.batch_size = self.min_batch
         #: The test's unclamped batch size at the last update (``inf`` for a zero mean).
         self.last_estimate = math.nan
+        #: The last update's mean gradient over every rank's micro-batches, flat (the
+        #: parameters' gradients joined in order); ``None`` before the first update.
+        self.mean_gradient: torch.Tensor | None = None
         self.steps = 0
         self._direction: torch.Tensor | None = None  # u of the last update
         self._running = _Running()
@@ -260,7 +270,8 @@ class AdaptiveBatchSize:
         :meth:`update` with no gradients after the optimizer step. Gradients must be zeroed
         between steps (``optimizer.zero_grad()``), as accumulation itself requires. Under
         DDP, run these backward passes inside ``model.no_sync()`` so that ``p.grad`` holds
-        this rank's gradients; :meth:`update` all-reduces the statistics.
+        this rank's gradients; :meth:`update` all-reduces the statistics, and
+        :meth:`write_gradient` then gives every rank the averaged gradient.
         """
         torch = require("torch")
         size = check_int(micro_batch_size, "micro_batch_size", minimum=1)
@@ -333,12 +344,63 @@ class AdaptiveBatchSize:
             size = check_int(micro_batch_size, "micro_batch_size", minimum=1)
             count, mean, squares, along, direction = self._from_list(micro_batch_grads)
         self._direction = direction
+        self.mean_gradient = mean
         self.last_estimate = self._estimate(count, size, mean, squares, along)
         if not math.isnan(self.last_estimate):
             wanted = self.max_batch if math.isinf(self.last_estimate) else self.last_estimate
             self.batch_size = min(self.max_batch, max(self.batch_size, math.ceil(wanted)))
         self.steps += 1
         return self.batch_size
+
+    def write_gradient(self, parameters: Any) -> None:
+        """Set each parameter's ``.grad`` to its part of :attr:`mean_gradient`.
+
+        ``parameters`` are the trainable tensors whose gradients the micro-batches held, in
+        the same order (a module's ``parameters()``, or the module). Under
+        ``torch.distributed`` this is the gradient averaged over every rank, identical on
+        all of them: step the optimizer on it, without DDP's own all-reduce.
+
+        It is the mean of the micro-batch gradients as :meth:`update` saw them. With
+        :meth:`accumulate` those are the changes each micro-batch made to ``p.grad``: take
+        each micro-batch's loss as its own mean (not divided by the number of
+        micro-batches) for the batch's mean gradient; a loss divided by ``k`` gives ``1/k``
+        of it.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from thrifty.schedule import AdaptiveBatchSize
+        >>> layer = torch.nn.Linear(2, 1, bias=False)
+        >>> controller = AdaptiveBatchSize(min_batch=2)
+        >>> _ = controller.update([torch.tensor([1.0, 2.0]), torch.tensor([3.0, 0.0])],
+        ...                       micro_batch_size=1)
+        >>> controller.write_gradient(layer)
+        >>> layer.weight.grad
+        tensor([[2., 1.]])
+        """
+        torch = require("torch")
+        mean = self.mean_gradient
+        if mean is None:
+            raise InvalidArgumentError(
+                "write_gradient needs an update() first: there is no mean gradient yet",
+                "parameters",
+            )
+        if isinstance(parameters, torch.nn.Module):
+            parameters = parameters.parameters()
+        if isinstance(parameters, torch.Tensor):
+            parameters = [parameters]
+        params = [p for p in parameters if p.requires_grad]
+        total = sum(p.numel() for p in params)
+        if total != mean.numel():
+            raise ShapeError(
+                f"parameters must hold the mean gradient's {mean.numel()} elements, got {total}",
+                "parameters",
+            )
+        offset = 0
+        for p in params:
+            piece = mean[offset : offset + p.numel()].view_as(p)
+            p.grad = piece.to(p.dtype).clone()
+            offset += p.numel()
 
     # --- statistics ----------------------------------------------------------------------
 
