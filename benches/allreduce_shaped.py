@@ -45,7 +45,6 @@ import argparse
 import functools
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -58,6 +57,7 @@ if __package__ in (None, ""):  # run as a script: the repository root goes on th
 
 
 from benches.workloads import shaped_link
+from benches.workloads.machine import cpu_name
 from thrifty.collective._bandwidth import PeerPool, parse_size, record
 
 QUANTIZATIONS: tuple[str | None, ...] = (None, "int8", "fp4")
@@ -69,19 +69,6 @@ _FULL_WARMUP_S = 5.0
 def theoretical_busbw(rate_bps: int, world: int) -> float:
     """The bus bandwidth (bytes/s) of a ring all-reduce when all ranks share ``rate_bps``."""
     return rate_bps / 8 / world
-
-
-def cpu_name() -> str:
-    """The CPU model and the cores this process may use."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {len(os.sched_getaffinity(0))} cores"
 
 
 # Inside the namespace -----------------------------------------------------------------

@@ -45,13 +45,11 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,6 +65,7 @@ from benches.workloads.diloco_trainers import (
     describe,
 )
 from benches.workloads.diloco_workers import RunSpec, WorkerOutput, WorkerPool
+from benches.workloads.machine import cpu_name
 from thrifty._checks import check_int, check_positive
 from thrifty._plot import figure
 from thrifty.errors import InternalError, InvalidArgumentError, ThriftyError
@@ -503,15 +502,6 @@ def _run_shaped(
     return result
 
 
-def _cpu() -> str:
-    """The CPU model and the CPUs of the machine (shared with whatever else runs)."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} CPUs"
-    return f"{os.cpu_count()} CPUs"
-
-
 def _measure(
     methods: Sequence[str],
     world: int,
@@ -557,7 +547,7 @@ def _measure(
         "initial_loss": evaluator.initial,
         "ddp_reference": reference,
         "cpus": os.cpu_count(),
-        "cpu": _cpu(),
+        "cpu": cpu_name(),
         "link": None if inside is None else {"namespace": inside[0], "rate_bps": inside[1]},
         "methods": {r.method: r.to_dict() for r in results},
         "plot": None,

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from dataclasses import replace
@@ -41,21 +40,11 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: the repository root goes on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benches.workloads.machine import cpu_name
 from benches.workloads.steps_digits import FrechetScorer, digits, load_classifier, load_flow
 from benches.workloads.steps_digits import bottleneck as bottleneck_run
 from benches.workloads.steps_digits.boss_table import METHODS, Settings, boss_table, plot, search
 from benches.workloads.steps_digits.straighten import Straightening, straighten
-
-
-def cpu_name() -> str:
-    """The CPU's model name (every benchmark names the CPU it ran on)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def format_boss(result: dict[str, Any]) -> str:
