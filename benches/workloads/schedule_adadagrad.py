@@ -10,7 +10,7 @@ whole training set falls below ``TARGET``. The solvers (``SOLVERS``):
   ``MAX_BATCH``), each batch cut into ``MICRO_BATCHES`` micro-batches whose mean gradients
   come from one vectorised pass (``torch.func.vmap`` of ``torch.func.grad``) and go to
   :meth:`~thrifty.schedule.AdaptiveBatchSize.update`; the optimizer steps on their mean,
-  which is the batch gradient;
+  which is the batch gradient (:meth:`~thrifty.schedule.AdaptiveBatchSize.write_gradient`);
 * ``"fixed batch 16"`` and ``"fixed batch 256"``: plain AdaGrad, one backward pass a batch.
 
 Every run is seeded (model, sampler), so its steps and batch sizes are the same each time.
@@ -105,13 +105,15 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.tensor(data.target)
 
 
-def _micro_batch_gradients(
-    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
+def micro_batch_gradients(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, k: int = MICRO_BATCHES
 ) -> torch.Tensor:
-    """The ``(MICRO_BATCHES, parameters)`` mean gradients of equal micro-batches of ``x``.
+    """The ``(k, parameters)`` mean gradients of ``k`` equal micro-batches of ``x``, each
+    row the parameters' gradients joined in order (``AdaptiveBatchSize.write_gradient``'s
+    layout).
 
-    One vectorised pass instead of a backward pass per micro-batch: on a model this small,
-    per-call overhead is most of a step. Their mean, the batch gradient, goes to ``.grad``.
+    One vectorised pass instead of a backward pass per micro-batch: on a small model,
+    per-call overhead is most of a step.
     """
     func = torch.func
     names = [name for name, _ in model.named_parameters()]
@@ -120,14 +122,34 @@ def _micro_batch_gradients(
     def loss(weights: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor) -> Any:
         return torch.nn.functional.cross_entropy(func.functional_call(model, weights, (xs,)), ys)
 
-    k = MICRO_BATCHES
     r = len(y) // k
     grads = func.vmap(func.grad(loss), in_dims=(None, 0, 0))(
-        params, x.reshape(k, r, *x.shape[1:]), y.reshape(k, r)
+        params, x[: k * r].reshape(k, r, *x.shape[1:]), y[: k * r].reshape(k, r)
     )
-    for name, p in model.named_parameters():
-        p.grad = grads[name].mean(0)
     return torch.cat([grads[name].reshape(k, -1) for name in names], dim=1)
+
+
+def adaptive_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    controller: AdaptiveBatchSize,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    k: int = MICRO_BATCHES,
+) -> float:
+    """One AdAdaGrad step on the batch ``(x, y)``: the test on its ``k`` micro-batches sizes
+    the next batch, and the optimizer steps on their mean, the batch gradient (under
+    ``torch.distributed``, averaged over every rank by the test's own all-reduce).
+
+    Returns the seconds spent in the test (its all-reduces, under ``torch.distributed``).
+    """
+    micro_grads = micro_batch_gradients(model, x, y, k)
+    began = time.perf_counter()
+    controller.update(list(micro_grads), micro_batch_size=len(y) // k)
+    seconds = time.perf_counter() - began
+    controller.write_gradient(model)
+    optimizer.step()
+    return seconds
 
 
 class _Multiple:
@@ -182,13 +204,11 @@ def train(
         for batch in sampler:
             optimizer.zero_grad()
             if isinstance(controller, AdaptiveBatchSize):
-                micro_grads = _micro_batch_gradients(model, x[batch], y[batch])
+                adaptive_step(model, optimizer, controller, x[batch], y[batch])
             else:
                 batch_loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
                 batch_loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            if isinstance(controller, AdaptiveBatchSize):
-                controller.update(list(micro_grads), micro_batch_size=len(batch) // MICRO_BATCHES)
+                optimizer.step()
             with torch.no_grad():
                 loss = float(torch.nn.functional.cross_entropy(model(x), y))
             run.batch_sizes.append(len(batch))
