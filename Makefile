@@ -43,7 +43,8 @@ test: lint
 	cargo test --workspace --exclude thrifty-py
 	$(BIN)/pytest $(PYTEST_FLAGS) -m "not slow" tests
 	$(BIN)/pytest $(PYTEST_FLAGS) --doctest-modules python/thrifty benches/workloads \
-		benches/allreduce_vs_gloo.py benches/allreduce_shaped.py benches/diloco_vs_ddp.py
+		benches/allreduce_vs_gloo.py benches/allreduce_shaped.py benches/diloco_vs_ddp.py \
+		benches/adadagrad_ddp.py
 	$(BIN)/pytest $(PYTEST_FLAGS) benches --benchmark-disable
 	$(MAKE) wheel-check
 
@@ -57,13 +58,14 @@ bench: build
 	$(BIN)/python benches/ratios.py benches/.last.json
 	$(MAKE) bench-slow-links
 
-# The all-reduce and the DiLoCo methods on a rate-limited link (a network namespace whose
-# loopback goes through tc's tbf; about 40 minutes). Both need root and tc: without them they
-# say why and exit 2, which skips them here rather than failing the benchmarks.
+# The all-reduce, the DiLoCo methods and AdAdaGrad under DDP on a rate-limited link (a
+# network namespace whose loopback goes through tc's tbf; about an hour). They need root and
+# tc: without them they say why and exit 2, which skips them here rather than failing.
 bench-slow-links: build
 	for run in "benches/allreduce_shaped.py --rates 100mbit 1gbit --sizes 16MB 64MB --world 4" \
 		"-m thrifty.cli bench diloco --methods ddp diloco streaming-fp4 noloco --link-rate 100mbit" \
-		"-m thrifty.cli bench diloco --methods ddp diloco streaming-fp4 noloco --link-rate 1gbit"; do \
+		"-m thrifty.cli bench diloco --methods ddp diloco streaming-fp4 noloco --link-rate 1gbit" \
+		"benches/adadagrad_ddp.py --link-rate 100mbit --seeds 0 1 2"; do \
 		rc=0; $(BIN)/python $$run || rc=$$?; \
 		if [ $$rc -eq 2 ]; then echo "skipped: $$run (see the reason above)"; \
 		elif [ $$rc -ne 0 ]; then exit $$rc; fi; \
