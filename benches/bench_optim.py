@@ -13,7 +13,8 @@ to 1.4x).
 Under ``--benchmark-disable`` (``make test``) each method trains 4 steps on 480 images and the
 test checks that it learned (accuracy well above chance). Run as a script,
 ``python benches/bench_optim.py [SEEDS] [--first-seed S] [--sampler cost-smoothness]
-[--resolution 32] [--batch B] [--epochs E] [--lr LR] [--json F] [--plot F.png]`` prints the
+[--resolution 32] [--batch B] [--epochs E] [--lr LR] [--drop-lr LR] [--tune LR ...]
+[--tune-seeds S ...] [--json F] [--plot F.png]`` prints the
 comparison over several seeds, Muon first on even seeds and second on odd ones, and the
 median speed-up; ``--profile`` prints the cost split of one Muon step and the per-layer
 costs Drop-Muon's samplers see.
@@ -100,6 +101,16 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=workload.BATCH)
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--lr", type=float, default=workload.LR, help="Muon's, for both")
+    parser.add_argument("--drop-lr", type=float, default=None, help="Drop-Muon's, if not --lr")
+    parser.add_argument(
+        "--tune",
+        type=float,
+        nargs="+",
+        default=None,
+        help="lr grid: tune each method's lr on --tune-seeds (same grid and seeds for both, "
+        "best mean final accuracy), then compare at the chosen lrs",
+    )
+    parser.add_argument("--tune-seeds", type=int, nargs="+", default=[100, 101, 102])
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -148,11 +159,23 @@ if __name__ == "__main__":
     if sampler not in workload.SAMPLERS:
         sampler = [float(w) for w in sampler.split(",")]
     options = {"resolution": arguments.resolution, "batch": arguments.batch, "lr": arguments.lr}
+    drop_lr = arguments.drop_lr
+    if arguments.tune:
+        shared = {k: v for k, v in options.items() if k != "lr"}
+        tuned = {
+            method: workload.tune_lr(
+                method, arguments.tune, arguments.tune_seeds, arguments.epochs, sampler, **shared
+            )
+            for method in workload.METHODS
+        }
+        print({"tuning": tuned}, flush=True)
+        options["lr"] = tuned["muon"]["best_lr"]
+        drop_lr = tuned["drop-muon"]["best_lr"]
     speedups: list[float] = []
     cheaper: list[float] = []
     results: list[dict[str, Any]] = []
     for seed in range(arguments.first_seed, arguments.first_seed + arguments.seeds):
-        result = workload.compare(seed, arguments.epochs, sampler, **options)
+        result = workload.compare(seed, arguments.epochs, sampler, drop_lr=drop_lr, **options)
         results.append(result)
         print({k: v for k, v in result.items() if k != "curves"}, flush=True)
         if arguments.json is not None:

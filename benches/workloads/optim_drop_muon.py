@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -508,17 +508,26 @@ def summary(muon: Run, drop: Run) -> dict[str, Any]:
 
 
 def compare(
-    seed: int, epochs: int = EPOCHS, sampler: Any = "uniform", **options: Any
+    seed: int,
+    epochs: int = EPOCHS,
+    sampler: Any = "uniform",
+    *,
+    drop_lr: float | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Both methods with the same ``seed`` and ``epochs``: the :func:`summary`.
 
     Muon trains first on even seeds and second on odd ones, so that whatever the first run
     of a process pays (page faults, cold caches) does not always fall on the same side.
-    ``options`` (``resolution``, ``batch``, ``lr``) go to :func:`train` for both.
+    ``options`` (``resolution``, ``batch``, ``lr``) go to :func:`train` for both, except
+    that Drop-Muon takes ``drop_lr`` when it is given (each method at its tuned lr).
     """
     order = METHODS if seed % 2 == 0 else METHODS[::-1]
+    per_method = {"muon": options, "drop-muon": options}
+    if drop_lr is not None:
+        per_method["drop-muon"] = {**options, "lr": drop_lr}
     runs = {
-        method: train(method, seed=seed, epochs=epochs, sampler=sampler, **options)
+        method: train(method, seed=seed, epochs=epochs, sampler=sampler, **per_method[method])
         for method in order
     }
     drop = runs["drop-muon"]
@@ -534,3 +543,31 @@ def compare(
             for method, run in runs.items()
         },
     }
+
+
+def tune_lr(
+    method: str,
+    lrs: Sequence[float],
+    seeds: Sequence[int],
+    epochs: int = EPOCHS,
+    sampler: Any = "uniform",
+    **options: Any,
+) -> dict[str, Any]:
+    """The lr of ``lrs`` with the best mean final accuracy over ``seeds`` for ``method``.
+
+    Every method gets the same grid and seeds, the same budget of trials; the tuning seeds
+    should be disjoint from those the comparison is measured on. Final accuracy, not time
+    to a target, is the criterion: an lr that plateaus low reaches its own plateau fast.
+    """
+    check_choice(method, "method", METHODS)
+    if not lrs or not seeds:
+        raise InvalidArgumentError("lrs and seeds must not be empty", "lrs")
+    scores = {}
+    for lr in lrs:
+        runs = [
+            train(method, seed=seed, epochs=epochs, sampler=sampler, **{**options, "lr": lr})
+            for seed in seeds
+        ]
+        scores[lr] = sum(run.final_accuracy for run in runs) / len(runs)
+    best = max(scores, key=lambda lr: scores[lr])
+    return {"method": method, "best_lr": best, "mean_final_accuracy": scores}

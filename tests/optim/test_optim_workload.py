@@ -123,3 +123,25 @@ def test_a_named_sampler_is_estimated_before_the_clock_starts() -> None:
     assert run.estimate_seconds > 0
     assert "cost" in run.label
     assert run.steps == [1, 2, 3]
+
+
+def test_lr_tuning_gives_each_method_the_same_grid_and_seeds() -> None:
+    result = workload.tune_lr("drop-muon", [0.02, 0.1], [0, 1], epochs=1, limit=256, batch=128)
+    assert result["method"] == "drop-muon"
+    scores = result["mean_final_accuracy"]
+    assert set(scores) == {0.02, 0.1}
+    assert all(0.0 <= score <= 1.0 for score in scores.values())
+    assert scores[result["best_lr"]] == max(scores.values())
+    with pytest.raises(InvalidArgumentError) as error:
+        workload.tune_lr("adam", [0.1], [0])
+    assert error.value.argument == "method"
+    with pytest.raises(InvalidArgumentError):
+        workload.tune_lr("muon", [], [0])
+
+
+def test_compare_trains_drop_muon_at_its_own_lr() -> None:
+    same = workload.compare(0, 1, limit=256, batch=128)
+    other = workload.compare(0, 1, limit=256, batch=128, drop_lr=0.001)
+    # Muon is the same run; Drop-Muon at a 100x smaller lr learns something else
+    assert other["curves"]["muon"]["accuracy"] == same["curves"]["muon"]["accuracy"]
+    assert other["curves"]["drop-muon"]["accuracy"] != same["curves"]["drop-muon"]["accuracy"]
