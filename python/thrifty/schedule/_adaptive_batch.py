@@ -172,6 +172,19 @@ def _ratio(variance: float, tolerance: float, mean_square: float) -> float:
     return variance / denominator
 
 
+def _trainable(parameters: Any) -> list[torch.Tensor]:
+    """The tensors that need gradients, from a module, one tensor or an iterable of them."""
+    torch = require("torch")
+    if isinstance(parameters, torch.nn.Module):
+        parameters = parameters.parameters()
+    if isinstance(parameters, torch.Tensor):
+        parameters = [parameters]
+    params = [p for p in parameters if p.requires_grad]
+    if not params:
+        raise InvalidArgumentError("parameters must hold trainable tensors", "parameters")
+    return params
+
+
 def _unit(vector: torch.Tensor) -> torch.Tensor:
     norm = float(vector.norm())
     return vector / norm if norm > 0 else vector.clone()
@@ -281,13 +294,7 @@ class AdaptiveBatchSize:
                 f"got {size}",
                 "micro_batch_size",
             )
-        if isinstance(parameters, torch.nn.Module):
-            parameters = parameters.parameters()
-        if isinstance(parameters, torch.Tensor):
-            parameters = [parameters]
-        params = [p for p in parameters if p.requires_grad]
-        if not params:
-            raise InvalidArgumentError("parameters must hold trainable tensors", "parameters")
+        params = _trainable(parameters)
         current = [
             p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params
         ]
@@ -378,18 +385,13 @@ class AdaptiveBatchSize:
         >>> layer.weight.grad
         tensor([[2., 1.]])
         """
-        torch = require("torch")
         mean = self.mean_gradient
         if mean is None:
             raise InvalidArgumentError(
                 "write_gradient needs an update() first: there is no mean gradient yet",
                 "parameters",
             )
-        if isinstance(parameters, torch.nn.Module):
-            parameters = parameters.parameters()
-        if isinstance(parameters, torch.Tensor):
-            parameters = [parameters]
-        params = [p for p in parameters if p.requires_grad]
+        params = _trainable(parameters)
         total = sum(p.numel() for p in params)
         if total != mean.numel():
             raise ShapeError(
