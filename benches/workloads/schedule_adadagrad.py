@@ -152,18 +152,22 @@ def adaptive_step(
     return seconds
 
 
-class _Multiple:
-    """The controller's batch size rounded up to a multiple of the micro-batch count."""
+class RoundedUp:
+    """The controller's batch size rounded up to a multiple of ``unit`` (the micro-batches
+    of a step, over every rank), so that each micro-batch has the same size."""
 
-    def __init__(self, controller: AdaptiveBatchSize) -> None:
+    def __init__(self, controller: AdaptiveBatchSize, unit: int = MICRO_BATCHES) -> None:
         self.controller = controller
+        self.unit = unit
 
     @property
     def batch_size(self) -> int:
-        return MICRO_BATCHES * math.ceil(self.controller.batch_size / MICRO_BATCHES)
+        return self.unit * math.ceil(self.controller.batch_size / self.unit)
 
 
-class _Fixed:
+class Fixed:
+    """A batch size that never changes, for the sampler of a fixed-batch baseline."""
+
     def __init__(self, batch_size: int) -> None:
         self.batch_size = batch_size
 
@@ -181,17 +185,17 @@ def train(
     model = torch.nn.Linear(x.shape[1], 10)
     optimizer = torch.optim.Adagrad(model.parameters(), lr=LR)
     adaptive = solver.startswith("AdAdaGrad")
-    controller: AdaptiveBatchSize | _Fixed
-    sizes: _Multiple | _Fixed
+    controller: AdaptiveBatchSize | Fixed
+    sizes: RoundedUp | Fixed
     if adaptive:
         controller = AdaptiveBatchSize(
             "norm" if solver.endswith("norm") else "augmented",
             min_batch=MIN_BATCH,
             max_batch=MAX_BATCH,
         )
-        sizes = _Multiple(controller)
+        sizes = RoundedUp(controller)
     else:
-        controller = sizes = _Fixed(int(solver.rsplit(" ", 1)[1]))
+        controller = sizes = Fixed(int(solver.rsplit(" ", 1)[1]))
     generator = torch.Generator().manual_seed(seed)
     sampler = AdaptiveBatchSampler(
         torch.utils.data.RandomSampler(range(len(y)), generator=generator),

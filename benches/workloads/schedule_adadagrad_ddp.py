@@ -27,8 +27,9 @@ taken at each step's batch size. After every step the clock stops, rank 0 evalua
 held-out loss, and a broadcast of its verdict (which doubles as a barrier) ends the run for
 all ranks at the same step; a step's seconds are the slowest rank's.
 
-:func:`train` runs one solver in this process's network (inside a shaped link if this
-process is in one: ``benches/adadagrad_ddp.py`` arranges that).
+:func:`train_ranks` runs one solver in this process's network (inside a shaped link if
+this process is in one: ``benches/adadagrad_ddp.py`` arranges that), and :func:`assemble`
+makes its :class:`Trajectory`.
 
 Examples
 --------
@@ -53,9 +54,8 @@ from typing import Any
 import torch
 
 from benches.workloads import optim_drop_muon
-from benches.workloads.schedule_adadagrad import adaptive_step
-from thrifty._checks import check_choice, check_int
-from thrifty.errors import InvalidArgumentError
+from benches.workloads.schedule_adadagrad import Fixed, RoundedUp, adaptive_step
+from thrifty._checks import check_choice, check_int, check_positive
 from thrifty.schedule import AdaptiveBatchSampler, AdaptiveBatchSize
 
 WORLD = 4
@@ -167,23 +167,6 @@ class Trajectory:
         }
 
 
-class _Fixed:
-    def __init__(self, batch_size: int) -> None:
-        self.batch_size = batch_size
-
-
-class _Multiple:
-    """The controller's batch size rounded up to whole micro-batches on every rank."""
-
-    def __init__(self, controller: AdaptiveBatchSize, world: int) -> None:
-        self.controller = controller
-        self.unit = world * MICRO_PER_RANK
-
-    @property
-    def batch_size(self) -> int:
-        return self.unit * math.ceil(self.controller.batch_size / self.unit)
-
-
 def _rank_main(
     rank: int,
     world: int,
@@ -216,10 +199,10 @@ def _rank_main(
                 min_batch=MIN_BATCH,
                 max_batch=MAX_BATCH,
             )
-            sizes: _Multiple | _Fixed = _Multiple(controller, world)
+            sizes: RoundedUp | Fixed = RoundedUp(controller, world * MICRO_PER_RANK)
             trained: torch.nn.Module = model
         else:
-            sizes = _Fixed(int(solver.rsplit(" ", 1)[1]))
+            sizes = Fixed(int(solver.rsplit(" ", 1)[1]))
             trained = torch.nn.parallel.DistributedDataParallel(model)
         optimizer = torch.optim.Adagrad(model.parameters(), lr=learning_rate(MIN_BATCH, base_lr))
         shard = torch.utils.data.DistributedSampler(
@@ -306,8 +289,7 @@ def train_ranks(
     check_choice(solver, "solver", SOLVERS)
     check_int(world, "world", minimum=2)
     check_int(max_steps, "max_steps", minimum=1)
-    if not base_lr > 0:
-        raise InvalidArgumentError(f"base_lr must be positive, got {base_lr}", "base_lr")
+    check_positive(base_lr, "base_lr")
     context = mp.get_context("spawn")
     args = (world, _free_port(), solver, seed, base_lr, target, max_steps, record_indices)
     pipes, processes = [], []
@@ -363,19 +345,3 @@ def assemble(
     run.allreduce_bytes = records[0]["allreduce_bytes"]
     run.final_batch = records[0]["final_batch"]
     return run
-
-
-def train(
-    solver: str,
-    *,
-    seed: int = 0,
-    world: int = WORLD,
-    base_lr: float = BASE_LR,
-    target: float = TARGET,
-    max_steps: int = MAX_STEPS,
-) -> Trajectory:
-    """Train ``solver`` on ``world`` ranks to ``target`` (or ``max_steps``); its trajectory."""
-    records = train_ranks(
-        solver, seed=seed, world=world, base_lr=base_lr, target=target, max_steps=max_steps
-    )
-    return assemble(solver, seed, base_lr, target, records)
