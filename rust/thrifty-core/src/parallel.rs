@@ -56,6 +56,33 @@ where
     }
 }
 
+/// Run `f(t)` for every `t` in `0..n`, each on its own task, the highest `t` started first.
+///
+/// For pipelines where `f(t)` waits, spinning, for progress that `f(u)` with `u > t` makes
+/// (and never the other way round). That cannot deadlock: the pool splits `0..n` in halves
+/// and runs the upper half first on the thread that splits, so a task that some thread is
+/// waiting in only ever waits for tasks that are finished, running, or queued behind a
+/// running one on a thread that is not waiting. Without the pool, the tasks run one after
+/// another from the highest, so nothing ever waits.
+pub fn for_each_descending<F>(n: usize, f: F)
+where
+    F: Fn(usize) + Sync + Send,
+{
+    fn split<F: Fn(usize) + Sync + Send>(range: Range<usize>, f: &F) {
+        if range.len() == 1 {
+            f(range.start);
+        } else if range.len() > 1 {
+            let mid = range.start + range.len() / 2;
+            rayon::join(|| split(mid..range.end, f), || split(range.start..mid, f));
+        }
+    }
+    if enabled() && n > 1 {
+        split(0..n, &f);
+    } else {
+        (0..n).rev().for_each(f);
+    }
+}
+
 /// The threads parallel work gets here: rayon's current pool, or one where it is not safe.
 pub fn threads() -> usize {
     if enabled() {
@@ -114,6 +141,22 @@ mod tests {
         // The cut that a block count of 9 with 8 wanted tasks gave before: tasks of 2 blocks,
         // the fifth would have started past the end.
         assert_eq!(ranges(9, 8).len(), 5);
+    }
+
+    #[test]
+    fn descending_tasks_may_wait_for_higher_ones() {
+        // Each task waits until every higher one has finished: with the highest started
+        // first this completes on any pool size, and every task runs once.
+        for n in [0, 1, 2, 3, 7, 16] {
+            let done: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
+            for_each_descending(n, |t| {
+                while !done[t + 1..].iter().all(|d| d.load(Ordering::Acquire)) {
+                    std::hint::spin_loop();
+                }
+                assert!(!done[t].swap(true, Ordering::AcqRel), "task {t} ran twice");
+            });
+            assert!(done.iter().all(|d| d.load(Ordering::Acquire)));
+        }
     }
 
     #[test]

@@ -20,6 +20,8 @@ mod minplus;
 mod monge;
 mod path;
 mod pruned;
+mod row_summary;
+mod threshold_scan;
 mod validate;
 
 pub use jump_error::{accumulate_jump_errors, jump_errors, Float, Jumps, Metric};

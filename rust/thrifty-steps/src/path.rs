@@ -145,15 +145,17 @@ fn prepare_and_solve(
     validate::future_weight(future_weight)?;
     // The pruned full DP validates each row while it holds it in cache, which saves a pass
     // over the matrix; the other solvers need every entry validated first.
-    let prune = n_nodes >= pruned::MIN_NODES;
+    let prune = (n_nodes >= pruned::MIN_NODES).then(pruned::Tuning::default);
     let use_monge = match strategy {
         Strategy::Full => {
-            if !prune {
+            if prune.is_none() {
                 validate::cost_entries(cost, n_nodes, false)?;
             }
             false
         }
-        Strategy::Auto => monge::validated_violation(cost, n_nodes, false, !prune)?.is_none(),
+        Strategy::Auto => {
+            monge::validated_violation(cost, n_nodes, false, prune.is_none())?.is_none()
+        }
         Strategy::Monge => match monge::validated_violation(cost, n_nodes, false, true)? {
             None => true,
             Some((i, j)) => {
@@ -220,8 +222,8 @@ impl Tables {
 
 /// The DP itself, on input validated except, when the full strategy prunes, for the matrix
 /// entries, which the pruned DP checks itself. `parallel` only changes who computes each
-/// cell, and `prune` (full strategy only) which cells are looked at, never what comes out:
-/// all four runs are bit-identical.
+/// cell, and `prune` (full strategy only, with its sizes) which cells are looked at, never
+/// what comes out: all runs are bit-identical.
 pub(crate) fn solve(
     cost: &[f64],
     n_nodes: usize,
@@ -229,7 +231,7 @@ pub(crate) fn solve(
     weight: f64,
     use_monge: bool,
     parallel: bool,
-    prune: bool,
+    prune: Option<pruned::Tuning>,
 ) -> CoreResult<Tables> {
     let last = n_nodes - 1;
     // dp[(k - 1) * n_nodes + i] = dp_k[i]. All layers are kept (O(K N) floats, like the
@@ -253,13 +255,14 @@ pub(crate) fn solve(
             let (value, choice) = (&mut rest[..hi], &mut layer_choices[..hi]);
             monge::layer(cost, n_nodes, prev, weight, hi, parallel, value, choice);
         }
-    } else if prune {
-        pruned::full_by_layers(
+    } else if let Some(tuning) = prune {
+        pruned::full_by_bands(
             cost,
             n_nodes,
             k_max,
             weight,
             parallel,
+            tuning,
             &mut dp,
             &mut choices,
         )?;
@@ -390,6 +393,8 @@ fn full_by_row_blocks(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    // Named apart from the DP's own `Strategy`, which `super::*` brings in.
+    use proptest::strategy::Strategy as Generator;
 
     fn pseudo_random_costs(n: usize, seed: u64) -> Vec<f64> {
         let mut state = seed;
@@ -409,33 +414,63 @@ mod tests {
         let n = 300;
         let cost = pseudo_random_costs(n, 7);
         for weight in [1.0, 1.25] {
-            let seq = solve(&cost, n, 40, weight, false, false, false).unwrap();
-            let par = solve(&cost, n, 40, weight, false, true, false).unwrap();
+            let seq = solve(&cost, n, 40, weight, false, false, None).unwrap();
+            let par = solve(&cost, n, 40, weight, false, true, None).unwrap();
             for k in 1..=40 {
                 assert_eq!(seq.path(k).unwrap(), par.path(k).unwrap());
             }
         }
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
+    /// Sizes that make small matrices reach every path of the pruned DP: short lists (cut,
+    /// raised, or left empty), fallbacks to the block scan, many bands.
+    fn small_tuning() -> impl Generator<Value = pruned::Tuning> {
+        (
+            1usize..24,
+            1usize..40,
+            prop_oneof![Just(None), (1usize..6).prop_map(Some)],
+        )
+            .prop_map(|(keep, min_row, bands)| pruned::Tuning {
+                keep,
+                min_row,
+                bands,
+            })
+    }
 
-        /// Skipping blocks by their bound changes no node and no bit of any cost: on few
-        /// distinct values (ties everywhere, between blocks and across the near / far split),
-        /// many, and with weights that round.
+    /// Costs of one of three kinds: `distinct` values spread over [0, 1) (few: ties
+    /// everywhere; many: sums that round), or costs rising along each row with a little of
+    /// that noise, whose cheapest entries are a row's first (lists settle few cells there).
+    fn costs(n: usize, seed: u64, distinct: u64, rising: bool) -> Vec<f64> {
+        let noise = few_values(n, seed, distinct);
+        if !rising {
+            return noise;
+        }
+        (0..n * n)
+            .map(|x| ((x % n) as f64 - (x / n) as f64).abs() / n as f64 + 0.05 * noise[x])
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The pruned DP (threshold scan, block-pruned fallback, bands) changes no node and no
+        /// bit of any cost: on few distinct values (ties everywhere), many, rising rows, and
+        /// with weights that round.
         #[test]
         fn pruned_and_unpruned_full_dp_are_identical(
-            n in 2usize..420,
+            n in 2usize..300,
             k_max in 1usize..24,
             distinct in prop_oneof![Just(1u64), Just(2), Just(3), Just(5), Just(1 << 20)],
+            rising in any::<bool>(),
             weight in prop_oneof![Just(1.0), Just(0.5), Just(1.3), Just(2.0), Just(0.7)],
             seed in any::<u64>(),
             parallel in any::<bool>(),
+            tuning in small_tuning(),
         ) {
             let k_max = k_max.min(n - 1);
-            let cost = few_values(n, seed, distinct);
-            let plain = solve(&cost, n, k_max, weight, false, parallel, false).unwrap();
-            let pruned = solve(&cost, n, k_max, weight, false, parallel, true).unwrap();
+            let cost = costs(n, seed, distinct, rising);
+            let plain = solve(&cost, n, k_max, weight, false, parallel, None).unwrap();
+            let pruned = solve(&cost, n, k_max, weight, false, parallel, Some(tuning)).unwrap();
             for k in 1..=k_max {
                 let (a, b) = (plain.path(k), pruned.path(k));
                 prop_assert_eq!(a.is_ok(), b.is_ok());
@@ -445,6 +480,29 @@ mod tests {
                 }
             }
             prop_assert_eq!(plain.choices, pruned.choices);
+        }
+
+        /// Every band validates all its rows before it gives up, so the first invalid entry in
+        /// row-major order is the one reported, whichever band holds it.
+        #[test]
+        fn pruned_dp_reports_the_first_invalid_entry_of_all_bands(
+            n in 20usize..200,
+            bad in proptest::collection::vec((0usize..1000, 0usize..1000, 0usize..3), 1..4),
+            bands in 1usize..6,
+        ) {
+            let mut cost = few_values(n, 3, 1 << 20);
+            let mut first = None;
+            for &(i, j, kind) in &bad {
+                let i = i % (n - 1);
+                let j = i + 1 + j % (n - 1 - i);
+                cost[i * n + j] = [f64::NAN, f64::INFINITY, -1.0][kind];
+                first = first.min(Some((i, j))).or(Some((i, j)));
+            }
+            let (i, j) = first.expect("at least one bad entry");
+            let tuning = pruned::Tuning { keep: 8, min_row: 4, bands: Some(bands) };
+            let error = solve(&cost, n, 3, 1.0, false, true, Some(tuning)).err();
+            let expected = validate::entry_error(&cost, n, i, j);
+            prop_assert_eq!(error.map(|e| e.to_string()), Some(expected.to_string()));
         }
     }
 
@@ -467,10 +525,17 @@ mod tests {
         let n = 300;
         let cost = vec![f64::MAX; n * n];
         for weight in [1.0, 2.0] {
-            let plain = solve(&cost, n, 6, weight, false, true, false).unwrap();
-            let pruned = solve(&cost, n, 6, weight, false, true, true).unwrap();
-            assert_eq!(plain.choices, pruned.choices);
-            assert_eq!(plain.best, pruned.best);
+            let plain = solve(&cost, n, 6, weight, false, true, None).unwrap();
+            let small = pruned::Tuning {
+                keep: 4,
+                min_row: 2,
+                bands: Some(3),
+            };
+            for tuning in [pruned::Tuning::default(), small] {
+                let pruned = solve(&cost, n, 6, weight, false, true, Some(tuning)).unwrap();
+                assert_eq!(plain.choices, pruned.choices);
+                assert_eq!(plain.best, pruned.best);
+            }
         }
     }
 
@@ -483,8 +548,8 @@ mod tests {
             .map(|x| (times[x % n] - times[x / n]).powi(2))
             .collect();
         for weight in [1.0, 1.25] {
-            let seq = solve(&cost, n, 40, weight, true, false, false).unwrap();
-            let par = solve(&cost, n, 40, weight, true, true, false).unwrap();
+            let seq = solve(&cost, n, 40, weight, true, false, None).unwrap();
+            let par = solve(&cost, n, 40, weight, true, true, None).unwrap();
             for k in 1..=40 {
                 assert_eq!(seq.path(k).unwrap(), par.path(k).unwrap());
             }

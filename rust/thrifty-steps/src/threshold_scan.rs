@@ -1,0 +1,232 @@
+//! The threshold scan: one DP cell from its row's cheapest entries, stopping early.
+//!
+//! A cell `min_j c[i][j] + w * d[j]` over `j` in `i+1..=hi` has every term at least
+//! `c[i][j] + w * D`, where `D` is the least `d[j]` in the range. Taking the row's entries
+//! cheapest first (the row's list, see [`crate::row_summary`]), the scan stops at the first
+//! chunk whose floor `f` has `f + w * D` above the best term found so far: every entry from
+//! there on, in the list or left out of it, is dearer still. The rest of the row is never
+//! read. When the list runs out before that, and the entries it left out could still tie or
+//! win, the cell is unsettled and the caller scans the row.
+//!
+//! Exactness: the stopping test is computed with the same two IEEE operations as the terms,
+//! and rounding is monotone, so every skipped term is strictly above the best (not even a
+//! tie, which a smaller column could win). Among the entries looked at, ties go to the
+//! smaller column. The result is the plain scan's, bit for bit.
+
+use crate::row_summary::RowList;
+
+/// What a cell learnt from its row's list.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Scan {
+    /// The cell's leftmost minimiser, `(value, column)`.
+    Settled(f64, usize),
+    /// The list does not settle the cell; the best term it found has this value (`+inf` when
+    /// none), a seed for the scan of the whole row.
+    Unsettled(f64),
+}
+
+/// The threshold scan of one cell over `list`, whose columns index `below`.
+///
+/// `weighted_least` is `weight * D` for the least `D` of `below` over the cell's range.
+/// Columns of the list past the range must have `below = +inf`.
+#[inline]
+pub(crate) fn threshold_scan(
+    list: &RowList<'_>,
+    below: &[f64],
+    weight: f64,
+    weighted_least: f64,
+) -> Scan {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            // SAFETY: the CPU supports AVX-512F and VL, checked just above.
+            return unsafe { scan_avx512(list, below, weight, weighted_least) };
+        }
+    }
+    scan_portable(list, below, weight, weighted_least)
+}
+
+/// What the scan found, given whether it stopped before the list's end.
+#[inline(always)]
+fn conclude(list: &RowList<'_>, weighted_least: f64, best: (f64, usize), stopped: bool) -> Scan {
+    // Entries left out are >= `rest`, so their terms are >= `rest + w * D`: when that is
+    // above the best they cannot even tie. A stop before the end implies it (`rest` is at
+    // least every chunk's floor), and `+inf` never settles (the leftmost column then wins).
+    if best.0 < f64::INFINITY && (stopped || list.rest + weighted_least > best.0) {
+        Scan::Settled(best.0, best.1)
+    } else {
+        Scan::Unsettled(best.0)
+    }
+}
+
+pub(crate) fn scan_portable(
+    list: &RowList<'_>,
+    below: &[f64],
+    weight: f64,
+    weighted_least: f64,
+) -> Scan {
+    let mut best = (f64::INFINITY, usize::MAX);
+    for chunk in list.chunks {
+        if chunk.floor + weighted_least > best.0 {
+            return conclude(list, weighted_least, best, true);
+        }
+        for (&value, &column) in chunk.values.iter().zip(&chunk.columns) {
+            let column = column as usize;
+            let term = value + weight * below[column];
+            if term < best.0 || (term == best.0 && column < best.1) {
+                best = (term, column);
+            }
+        }
+    }
+    conclude(list, weighted_least, best, false)
+}
+
+/// [`scan_portable`] a chunk at a time: eight values, their eight `below` gathered, one
+/// stopping test. Each lane keeps its own best term and column (the list is in no column
+/// order, so ties are settled by column in the lane too), and the stopping test asks whether
+/// any lane is already below the chunk's floor term, which needs no horizontal reduction.
+/// It asks the lanes as they were one chunk earlier: a stale minimum is only larger, so it
+/// may stop a chunk later but never wrongly, and the test need not wait for the last gather.
+///
+/// # Safety
+/// The CPU must support AVX-512F and VL.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl")]
+pub(crate) unsafe fn scan_avx512(
+    list: &RowList<'_>,
+    below: &[f64],
+    weight: f64,
+    weighted_least: f64,
+) -> Scan {
+    use std::arch::x86_64::*;
+    let w = _mm512_set1_pd(weight);
+    let mut lane_min = _mm512_set1_pd(f64::INFINITY);
+    let mut lane_at = _mm256_set1_epi32(-1);
+    let mut checked = lane_min;
+    let mut stopped = false;
+    for chunk in list.chunks {
+        let bound = _mm512_set1_pd(chunk.floor + weighted_least);
+        if _mm512_cmp_pd_mask::<_CMP_LT_OQ>(checked, bound) != 0 {
+            stopped = true;
+            break;
+        }
+        checked = lane_min;
+        // SAFETY: the chunk holds eight values and eight columns; a column past `below`
+        // would be a bug of the list, caught here before the gather reads it.
+        let (values, columns) = unsafe {
+            (
+                _mm512_loadu_pd(chunk.values.as_ptr()),
+                _mm256_loadu_si256(chunk.columns.as_ptr().cast()),
+            )
+        };
+        let in_bounds = _mm256_cmplt_epu32_mask(columns, _mm256_set1_epi32(below.len() as i32));
+        assert_eq!(in_bounds, 0xff, "a list's column lies past the layer below");
+        // SAFETY: every column indexes `below`, as asserted just above.
+        let gathered = unsafe { _mm512_i32gather_pd::<8>(columns, below.as_ptr()) };
+        let terms = _mm512_add_pd(values, _mm512_mul_pd(w, gathered));
+        let lower = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(terms, lane_min)
+            | (_mm512_cmp_pd_mask::<_CMP_EQ_OQ>(terms, lane_min)
+                & _mm256_cmplt_epu32_mask(columns, lane_at));
+        lane_min = _mm512_mask_mov_pd(lane_min, lower, terms);
+        lane_at = _mm256_mask_mov_epi32(lane_at, lower, columns);
+    }
+    // The least lane, and the smallest column among the lanes that reach it.
+    let least = _mm512_reduce_min_pd(lane_min);
+    let ties = _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(lane_min, _mm512_set1_pd(least));
+    let at = _mm256_mask_mov_epi32(_mm256_set1_epi32(-1), ties, lane_at);
+    let column =
+        _mm512_reduce_min_epu32(_mm512_inserti64x4::<0>(_mm512_set1_epi32(-1), at)) as usize;
+    conclude(list, weighted_least, (least, column), stopped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::minplus::PRUNE_BLOCK;
+    use crate::row_summary::tests::{draws, row};
+    use crate::row_summary::RowSummaries;
+
+    type Kernel = fn(&RowList<'_>, &[f64], f64, f64) -> Scan;
+
+    /// Every scan this CPU can run, by name.
+    fn kernels() -> Vec<(&'static str, Kernel)> {
+        let mut all: Vec<(&'static str, Kernel)> =
+            vec![("dispatch", threshold_scan), ("portable", scan_portable)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                all.push(("avx512", |l, b, w, d| {
+                    // SAFETY: AVX-512F and VL support was checked when this kernel was listed.
+                    unsafe { scan_avx512(l, b, w, d) }
+                }));
+            } else {
+                eprintln!("skipping the AVX-512 scan: this CPU lacks AVX-512F or VL");
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_scan_settles_only_on_the_leftmost_minimum() {
+        let mut draw = draws(23);
+        let mut settled = 0;
+        let mut unsettled = 0;
+        for _ in 0..3000 {
+            let len = 1 + draw(200) as usize;
+            let distinct = [1, 2, 4, 1 << 20][draw(4) as usize];
+            let costs = row(&mut draw, len, distinct);
+            let first = draw(len as u64) as usize;
+            let keep = [1, 4, 9, 30][draw(4) as usize];
+            let mut summaries = RowSummaries::new(len.div_ceil(PRUNE_BLOCK), keep, 1);
+            summaries.push(&costs, first).expect("the row is valid");
+            let list = summaries.list(0);
+            // The layer below: +inf past `hi`, ties, and now and then +inf inside the range.
+            let hi = first + draw((len - first) as u64) as usize;
+            let below: Vec<f64> = (0..len)
+                .map(|j| match draw(distinct.min(8) + 1) {
+                    _ if j > hi => f64::INFINITY,
+                    0 => f64::INFINITY,
+                    x => x as f64 * 0.25,
+                })
+                .collect();
+            for weight in [1.0, 0.5, 1.3] {
+                let mut best = (f64::INFINITY, first);
+                for j in first..=hi {
+                    let term = costs[j] + weight * below[j];
+                    if term < best.0 {
+                        best = (term, j);
+                    }
+                }
+                let least = below[first..=hi]
+                    .iter()
+                    .fold(f64::INFINITY, |m, &x| m.min(x));
+                for (name, kernel) in kernels() {
+                    let context = format!("{name}: {costs:?} from {first} to {hi}, w {weight}");
+                    match kernel(&list, &below, weight, weight * least) {
+                        Scan::Settled(value, j) => {
+                            settled += 1;
+                            assert_eq!(
+                                (value.to_bits(), j),
+                                (best.0.to_bits(), best.1),
+                                "{context}"
+                            );
+                        }
+                        Scan::Unsettled(found) => {
+                            unsettled += 1;
+                            assert!(found >= best.0, "{context}");
+                        }
+                    }
+                }
+            }
+        }
+        // Both outcomes are exercised.
+        assert!(
+            settled > 1000 && unsettled > 1000,
+            "{settled} settled, {unsettled} not"
+        );
+    }
+}
