@@ -122,7 +122,7 @@ impl RowSummaries {
         // Rows of a cost matrix change slowly: about as many entries as the last row kept lie
         // below its cut scaled by the lengths (exactly so for uniform costs), with a margin.
         let guess = match self.hint {
-            Some((cut, hint_len)) if listed => cut * (hint_len as f64 / len as f64) * 1.25,
+            Some((cut, hint_len)) if listed => cut * (hint_len as f64 / len as f64) * 1.15,
             // Costs are >= 0: nothing is collected.
             _ => -1.0,
         };
@@ -203,13 +203,18 @@ impl RowSummaries {
             kept += count[kept_bins] as usize;
             kept_bins += 1;
         }
-        let mut next = [0usize; BINS];
+        let slots = kept.div_ceil(CHUNK) * CHUNK;
+        // Where each bin's next entry goes. The bins left out all point at one slot of a
+        // spare chunk past the list, so that the loop below has no branch on whether an
+        // entry is kept (about one in five is not: a branch would often guess wrong).
+        let mut next = [slots; BINS];
+        next[0] = 0;
         for b in 1..kept_bins {
             next[b] = next[b - 1] + count[b - 1] as usize;
         }
         let start = self.chunks.len();
         self.chunks.resize(
-            start + kept.div_ceil(CHUNK),
+            start + slots / CHUNK + 1,
             Chunk {
                 values: [f64::INFINITY; CHUNK],
                 columns: [pad; CHUNK],
@@ -222,15 +227,15 @@ impl RowSummaries {
         let mut rest = threshold;
         for ((&x, &column), &b) in self.found.iter().zip(&self.found_columns).zip(&self.bins) {
             let b = usize::from(b);
-            if b < kept_bins {
-                let at = next[b];
-                next[b] += 1;
-                chunks[at / CHUNK].values[at % CHUNK] = x;
-                chunks[at / CHUNK].columns[at % CHUNK] = column;
-            } else if x < rest {
-                rest = x;
-            }
+            let kept = b < kept_bins;
+            let at = next[b];
+            next[b] += usize::from(kept);
+            chunks[at / CHUNK].values[at % CHUNK] = x;
+            chunks[at / CHUNK].columns[at % CHUNK] = column;
+            rest = if !kept && x < rest { x } else { rest };
         }
+        self.chunks.truncate(start + slots / CHUNK);
+        let chunks = &mut self.chunks[start..];
         let mut floor = rest;
         for chunk in chunks.iter_mut().rev() {
             floor = chunk
@@ -367,39 +372,47 @@ unsafe fn summarise_avx512(
     let limit = _mm512_set1_pd(threshold);
     let mut bad: __mmask8 = 0;
     let mut count = 0;
-    for (b, columns) in blocks_from(first, row.len()) {
-        let mut least = inf;
-        for half in [b * PRUNE_BLOCK, b * PRUNE_BLOCK + CHUNK] {
-            let from = columns.start.saturating_sub(half).min(CHUNK);
-            let to = columns.end.saturating_sub(half).min(CHUNK);
-            if from >= to {
-                continue;
-            }
-            let lanes = ((0xffu32 << from) & !(0xffu32 << to)) as __mmask8;
-            // SAFETY: only lanes in `columns` are read, and those lie in `row`.
-            let x = unsafe { _mm512_mask_loadu_pd(inf, lanes, row.as_ptr().wrapping_add(half)) };
-            // Ordered comparisons: NaN fails both, so it counts as bad.
-            let valid = _mm512_cmp_pd_mask::<_CMP_GE_OQ>(x, zero)
-                & _mm512_cmp_pd_mask::<_CMP_LT_OQ>(x, inf);
-            bad |= lanes & !valid;
-            least = _mm512_min_pd(x, least);
-            let keep = _mm512_mask_cmp_pd_mask::<_CMP_LE_OQ>(lanes, x, limit);
-            // SAFETY: a table row is eight bytes; `count + 8 <= found.len()`, since `count` is
-            // at most the entries before this register and `found` has a register of room
-            // past the last entry.
-            unsafe {
-                let order = _mm_loadl_epi64(PACK[usize::from(keep)].as_ptr().cast());
-                _mm512_storeu_pd(
-                    found.as_mut_ptr().add(count),
-                    _mm512_permutexvar_pd(_mm512_cvtepu8_epi64(order), x),
-                );
-                _mm256_storeu_si256(
-                    found_columns.as_mut_ptr().add(count).cast(),
-                    _mm256_add_epi32(_mm256_set1_epi32(half as i32), _mm256_cvtepu8_epi32(order)),
-                );
-            }
-            count += keep.count_ones() as usize;
+    // One register of the eight columns from `at`, of which `lanes` are in the range:
+    // validated, its kept entries packed and stored, and returned for the block minimum
+    // (+inf in the lanes out of the range).
+    let mut register = |at: usize, lanes: __mmask8| {
+        // SAFETY: only lanes in the range are read, and those lie in `row`.
+        let x = unsafe { _mm512_mask_loadu_pd(inf, lanes, row.as_ptr().wrapping_add(at)) };
+        // Ordered comparisons: NaN fails both, so it counts as bad.
+        let valid =
+            _mm512_cmp_pd_mask::<_CMP_GE_OQ>(x, zero) & _mm512_cmp_pd_mask::<_CMP_LT_OQ>(x, inf);
+        bad |= lanes & !valid;
+        let keep = _mm512_mask_cmp_pd_mask::<_CMP_LE_OQ>(lanes, x, limit);
+        // SAFETY: a table row is eight bytes; `count + 8 <= found.len()`, since `count` is
+        // at most the entries before this register and `found` has a register of room past
+        // the last entry.
+        unsafe {
+            let order = _mm_loadl_epi64(PACK[usize::from(keep)].as_ptr().cast());
+            _mm512_storeu_pd(
+                found.as_mut_ptr().add(count),
+                _mm512_permutexvar_pd(_mm512_cvtepu8_epi64(order), x),
+            );
+            _mm256_storeu_si256(
+                found_columns.as_mut_ptr().add(count).cast(),
+                _mm256_add_epi32(_mm256_set1_epi32(at as i32), _mm256_cvtepu8_epi32(order)),
+            );
         }
+        count += keep.count_ones() as usize;
+        x
+    };
+    for (b, columns) in blocks_from(first, row.len()) {
+        let at = b * PRUNE_BLOCK;
+        let least = if columns.len() == PRUNE_BLOCK {
+            // A whole block: no lane is out of the range.
+            _mm512_min_pd(register(at, 0xff), register(at + CHUNK, 0xff))
+        } else {
+            let lanes = |from: usize| {
+                let start = columns.start.saturating_sub(from).min(CHUNK);
+                let end = columns.end.saturating_sub(from).min(CHUNK);
+                ((0xffu32 << start) & !(0xffu32 << end)) as __mmask8
+            };
+            _mm512_min_pd(register(at, lanes(at)), register(at + CHUNK, lanes(at + CHUNK)))
+        };
         minima[b] = _mm512_reduce_min_pd(least);
     }
     (bad == 0, count)
