@@ -225,7 +225,8 @@ impl Pipeline<'_> {
         let width = self.blocks - first_block;
         // The band's rows, in columns relative to `base` (a multiple of PRUNE_BLOCK, so
         // relative blocks are absolute ones shifted by `first_block`).
-        let mut summaries = RowSummaries::new(width, self.tuning.keep, self.tuning.min_row);
+        let mut summaries =
+            RowSummaries::new(rows.len(), width, self.tuning.keep, self.tuning.min_row);
         // Every band validates all its rows, even after another band failed, so that the
         // first invalid entry of all is among the ones reported.
         for i in rows.clone() {
@@ -236,6 +237,9 @@ impl Pipeline<'_> {
         }
         self.publish(t, 1);
         let mut least = vec![f64::INFINITY; columns.len() + 1];
+        // Each row's last minimiser, as a position in its list: the next layer's is often the
+        // same entry, and starting from its term lets the scan stop sooner.
+        let mut winners = vec![0; rows.len()];
         // Whether cells try their row's list first: off for good once a layer finds that most
         // lists do not settle their cells.
         let mut use_lists = true;
@@ -277,12 +281,15 @@ impl Pipeline<'_> {
                 let scan = if use_lists && has_list {
                     listed += 1;
                     let weighted_least = self.weight * least[i + 1 - base];
-                    threshold_scan(&list, below, self.weight, weighted_least)
+                    threshold_scan(&list, below, self.weight, weighted_least, winners[r])
                 } else {
                     Scan::Unsettled(f64::INFINITY)
                 };
                 let (value, j) = match scan {
-                    Scan::Settled(value, j) => (value, j),
+                    Scan::Settled(value, j, at) => {
+                        winners[r] = at;
+                        (value, j)
+                    }
                     Scan::Unsettled(best) => {
                         unsettled += usize::from(has_list && use_lists);
                         // The layer below's choice is often this one's too, and its term, an

@@ -79,17 +79,22 @@ pub(crate) struct RowSummaries {
 }
 
 impl RowSummaries {
-    /// Summaries of rows `width * PRUNE_BLOCK` columns long at most, with lists of about
-    /// `keep` entries for rows of at least `min_row` columns (see [`KEEP`] and [`MIN_ROW`]).
-    pub(crate) fn new(width: usize, keep: usize, min_row: usize) -> Self {
+    /// Summaries of about `rows` rows, `width * PRUNE_BLOCK` columns long at most, with lists
+    /// of about `keep` entries for rows of at least `min_row` columns (see [`KEEP`] and
+    /// [`MIN_ROW`]).
+    pub(crate) fn new(rows: usize, width: usize, keep: usize, min_row: usize) -> Self {
+        let keep = keep.max(1);
+        // Reserved up front: growing by reallocation would copy megabytes at N = 2000.
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
         RowSummaries {
-            keep: keep.max(1),
+            keep,
             min_row: min_row.max(1),
             width,
-            minima: Vec::new(),
-            offsets: vec![0],
-            chunks: Vec::new(),
-            rest: Vec::new(),
+            minima: Vec::with_capacity(rows * width),
+            offsets,
+            chunks: Vec::with_capacity(rows * (keep.div_ceil(CHUNK) + 2)),
+            rest: Vec::with_capacity(rows),
             hint: None,
             found: Vec::new(),
             found_columns: Vec::new(),
@@ -411,7 +416,10 @@ unsafe fn summarise_avx512(
                 let end = columns.end.saturating_sub(from).min(CHUNK);
                 ((0xffu32 << start) & !(0xffu32 << end)) as __mmask8
             };
-            _mm512_min_pd(register(at, lanes(at)), register(at + CHUNK, lanes(at + CHUNK)))
+            _mm512_min_pd(
+                register(at, lanes(at)),
+                register(at + CHUNK, lanes(at + CHUNK)),
+            )
         };
         minima[b] = _mm512_reduce_min_pd(least);
     }
@@ -543,7 +551,7 @@ pub(crate) mod tests {
         for keep in [1, 3, 8, 20, 128] {
             for min_row in [1, 10, 50] {
                 let width = 300usize.div_ceil(PRUNE_BLOCK);
-                let mut summaries = RowSummaries::new(width, keep, min_row);
+                let mut summaries = RowSummaries::new(40, width, keep, min_row);
                 let mut rows = Vec::new();
                 for _ in 0..40 {
                     let len = 1 + draw(300) as usize;
@@ -573,7 +581,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_bad_entry_is_named_and_its_row_left_out() {
-        let mut summaries = RowSummaries::new(4, 8, 4);
+        let mut summaries = RowSummaries::new(1, 4, 8, 4);
         let mut row = vec![0.5; 40];
         row[3] = f64::NAN;
         row[17] = -1.0;

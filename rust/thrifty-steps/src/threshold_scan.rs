@@ -13,13 +13,13 @@
 //! tie, which a smaller column could win). Among the entries looked at, ties go to the
 //! smaller column. The result is the plain scan's, bit for bit.
 
-use crate::row_summary::RowList;
+use crate::row_summary::{RowList, CHUNK};
 
 /// What a cell learnt from its row's list.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Scan {
-    /// The cell's leftmost minimiser, `(value, column)`.
-    Settled(f64, usize),
+    /// The cell's leftmost minimiser, `(value, column)`, and its position in the list.
+    Settled(f64, usize, usize),
     /// The list does not settle the cell; the best term it found has this value (`+inf` when
     /// none), a seed for the scan of the whole row.
     Unsettled(f64),
@@ -28,13 +28,16 @@ pub(crate) enum Scan {
 /// The threshold scan of one cell over `list`, whose columns index `below`.
 ///
 /// `weighted_least` is `weight * D` for the least `D` of `below` over the cell's range.
-/// Columns of the list past the range must have `below = +inf`.
+/// Columns of the list past the range must have `below = +inf`. `seed` is a position in the
+/// list whose term is likely small (the row's last minimiser): starting from it lets the
+/// scan stop sooner.
 #[inline]
 pub(crate) fn threshold_scan(
     list: &RowList<'_>,
     below: &[f64],
     weight: f64,
     weighted_least: f64,
+    seed: usize,
 ) -> Scan {
     #[cfg(target_arch = "x86_64")]
     {
@@ -42,20 +45,43 @@ pub(crate) fn threshold_scan(
             && std::arch::is_x86_feature_detected!("avx512vl")
         {
             // SAFETY: the CPU supports AVX-512F and VL, checked just above.
-            return unsafe { scan_avx512(list, below, weight, weighted_least) };
+            return unsafe { scan_avx512(list, below, weight, weighted_least, seed) };
         }
     }
-    scan_portable(list, below, weight, weighted_least)
+    scan_portable(list, below, weight, weighted_least, seed)
+}
+
+/// The term at position `at` of the list, as `(value, column, position)`.
+#[inline(always)]
+fn term_at(list: &RowList<'_>, below: &[f64], weight: f64, at: usize) -> (f64, usize, usize) {
+    let chunk = &list.chunks[at / CHUNK];
+    let column = chunk.columns[at % CHUNK] as usize;
+    (
+        chunk.values[at % CHUNK] + weight * below[column],
+        column,
+        at,
+    )
+}
+
+/// Whether `a` beats `b`: a smaller term, or an equal one at a smaller column.
+#[inline(always)]
+fn beats(a: (f64, usize, usize), b: (f64, usize, usize)) -> bool {
+    a.0 < b.0 || (a.0 == b.0 && a.1 < b.1)
 }
 
 /// What the scan found, given whether it stopped before the list's end.
 #[inline(always)]
-fn conclude(list: &RowList<'_>, weighted_least: f64, best: (f64, usize), stopped: bool) -> Scan {
+fn conclude(
+    list: &RowList<'_>,
+    weighted_least: f64,
+    best: (f64, usize, usize),
+    stopped: bool,
+) -> Scan {
     // Entries left out are >= `rest`, so their terms are >= `rest + w * D`: when that is
     // above the best they cannot even tie. A stop before the end implies it (`rest` is at
     // least every chunk's floor), and `+inf` never settles (the leftmost column then wins).
     if best.0 < f64::INFINITY && (stopped || list.rest + weighted_least > best.0) {
-        Scan::Settled(best.0, best.1)
+        Scan::Settled(best.0, best.1, best.2)
     } else {
         Scan::Unsettled(best.0)
     }
@@ -66,17 +92,17 @@ pub(crate) fn scan_portable(
     below: &[f64],
     weight: f64,
     weighted_least: f64,
+    seed: usize,
 ) -> Scan {
-    let mut best = (f64::INFINITY, usize::MAX);
-    for chunk in list.chunks {
+    let mut best = term_at(list, below, weight, seed);
+    for (c, chunk) in list.chunks.iter().enumerate() {
         if chunk.floor + weighted_least > best.0 {
             return conclude(list, weighted_least, best, true);
         }
-        for (&value, &column) in chunk.values.iter().zip(&chunk.columns) {
-            let column = column as usize;
-            let term = value + weight * below[column];
-            if term < best.0 || (term == best.0 && column < best.1) {
-                best = (term, column);
+        for lane in 0..CHUNK {
+            let term = term_at(list, below, weight, c * CHUNK + lane);
+            if beats(term, best) {
+                best = term;
             }
         }
     }
@@ -84,11 +110,12 @@ pub(crate) fn scan_portable(
 }
 
 /// [`scan_portable`] a chunk at a time: eight values, their eight `below` gathered, one
-/// stopping test. Each lane keeps its own best term and column (the list is in no column
-/// order, so ties are settled by column in the lane too), and the stopping test asks whether
-/// any lane is already below the chunk's floor term, which needs no horizontal reduction.
-/// It asks the lanes as they were one chunk earlier: a stale minimum is only larger, so it
-/// may stop a chunk later but never wrongly, and the test need not wait for the last gather.
+/// stopping test. Each lane keeps its own best term, column and position (the list is in no
+/// column order, so ties are settled by column in the lane too), and the stopping test asks
+/// whether the seed or any lane is already below the chunk's floor term, which needs no
+/// horizontal reduction. It asks the lanes as they were one chunk earlier: a stale minimum
+/// is only larger, so it may stop a chunk later but never wrongly, and the test need not
+/// wait for the last gather.
 ///
 /// # Safety
 /// The CPU must support AVX-512F and VL.
@@ -99,30 +126,39 @@ pub(crate) unsafe fn scan_avx512(
     below: &[f64],
     weight: f64,
     weighted_least: f64,
+    seed: usize,
 ) -> Scan {
     use std::arch::x86_64::*;
+    let seeded = term_at(list, below, weight, seed);
     let w = _mm512_set1_pd(weight);
     let mut lane_min = _mm512_set1_pd(f64::INFINITY);
     let mut lane_at = _mm256_set1_epi32(-1);
+    let mut lane_position = _mm256_set1_epi32(-1);
+    let mut position = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
     let mut checked = lane_min;
     let mut stopped = false;
+    let size = _mm256_set1_epi32(below.len() as i32);
     for chunk in list.chunks {
-        let bound = _mm512_set1_pd(chunk.floor + weighted_least);
-        if _mm512_cmp_pd_mask::<_CMP_LT_OQ>(checked, bound) != 0 {
+        let bound = chunk.floor + weighted_least;
+        if bound > seeded.0 || _mm512_cmp_pd_mask::<_CMP_LT_OQ>(checked, _mm512_set1_pd(bound)) != 0
+        {
             stopped = true;
             break;
         }
         checked = lane_min;
-        // SAFETY: the chunk holds eight values and eight columns; a column past `below`
-        // would be a bug of the list, caught here before the gather reads it.
+        // SAFETY: the chunk holds eight values and eight columns.
         let (values, columns) = unsafe {
             (
                 _mm512_loadu_pd(chunk.values.as_ptr()),
                 _mm256_loadu_si256(chunk.columns.as_ptr().cast()),
             )
         };
-        let in_bounds = _mm256_cmplt_epu32_mask(columns, _mm256_set1_epi32(below.len() as i32));
-        assert_eq!(in_bounds, 0xff, "a list's column lies past the layer below");
+        // A column past `below` would be a bug of the list, caught here before the gather.
+        assert_eq!(
+            _mm256_cmplt_epu32_mask(columns, size),
+            0xff,
+            "a column lies past the layer below"
+        );
         // SAFETY: every column indexes `below`, as asserted just above.
         let gathered = unsafe { _mm512_i32gather_pd::<8>(columns, below.as_ptr()) };
         let terms = _mm512_add_pd(values, _mm512_mul_pd(w, gathered));
@@ -131,14 +167,26 @@ pub(crate) unsafe fn scan_avx512(
                 & _mm256_cmplt_epu32_mask(columns, lane_at));
         lane_min = _mm512_mask_mov_pd(lane_min, lower, terms);
         lane_at = _mm256_mask_mov_epi32(lane_at, lower, columns);
+        lane_position = _mm256_mask_mov_epi32(lane_position, lower, position);
+        position = _mm256_add_epi32(position, _mm256_set1_epi32(CHUNK as i32));
     }
-    // The least lane, and the smallest column among the lanes that reach it.
+    // The least lane, and among the lanes that reach it the one with the smallest column.
     let least = _mm512_reduce_min_pd(lane_min);
     let ties = _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(lane_min, _mm512_set1_pd(least));
     let at = _mm256_mask_mov_epi32(_mm256_set1_epi32(-1), ties, lane_at);
-    let column =
-        _mm512_reduce_min_epu32(_mm512_inserti64x4::<0>(_mm512_set1_epi32(-1), at)) as usize;
-    conclude(list, weighted_least, (least, column), stopped)
+    let column = _mm512_reduce_min_epu32(_mm512_inserti64x4::<0>(_mm512_set1_epi32(-1), at));
+    let lane = (ties & _mm256_cmpeq_epu32_mask(lane_at, _mm256_set1_epi32(column as i32)))
+        .trailing_zeros();
+    let mut positions = [0u32; CHUNK];
+    // SAFETY: `positions` holds eight u32, one register.
+    unsafe { _mm256_storeu_si256(positions.as_mut_ptr().cast(), lane_position) };
+    let found = (
+        least,
+        column as usize,
+        positions[(lane as usize).min(CHUNK - 1)] as usize,
+    );
+    let best = if beats(found, seeded) { found } else { seeded };
+    conclude(list, weighted_least, best, stopped)
 }
 
 #[cfg(test)]
@@ -148,7 +196,7 @@ mod tests {
     use crate::row_summary::tests::{draws, row};
     use crate::row_summary::RowSummaries;
 
-    type Kernel = fn(&RowList<'_>, &[f64], f64, f64) -> Scan;
+    type Kernel = fn(&RowList<'_>, &[f64], f64, f64, usize) -> Scan;
 
     /// Every scan this CPU can run, by name.
     fn kernels() -> Vec<(&'static str, Kernel)> {
@@ -159,9 +207,9 @@ mod tests {
             if std::arch::is_x86_feature_detected!("avx512f")
                 && std::arch::is_x86_feature_detected!("avx512vl")
             {
-                all.push(("avx512", |l, b, w, d| {
+                all.push(("avx512", |l, b, w, d, s| {
                     // SAFETY: AVX-512F and VL support was checked when this kernel was listed.
-                    unsafe { scan_avx512(l, b, w, d) }
+                    unsafe { scan_avx512(l, b, w, d, s) }
                 }));
             } else {
                 eprintln!("skipping the AVX-512 scan: this CPU lacks AVX-512F or VL");
@@ -181,7 +229,7 @@ mod tests {
             let costs = row(&mut draw, len, distinct);
             let first = draw(len as u64) as usize;
             let keep = [1, 4, 9, 30][draw(4) as usize];
-            let mut summaries = RowSummaries::new(len.div_ceil(PRUNE_BLOCK), keep, 1);
+            let mut summaries = RowSummaries::new(1, len.div_ceil(PRUNE_BLOCK), keep, 1);
             summaries.push(&costs, first).expect("the row is valid");
             let list = summaries.list(0);
             // The layer below: +inf past `hi`, ties, and now and then +inf inside the range.
@@ -204,16 +252,20 @@ mod tests {
                 let least = below[first..=hi]
                     .iter()
                     .fold(f64::INFINITY, |m, &x| m.min(x));
+                let seed = draw((list.chunks.len() * CHUNK) as u64) as usize;
                 for (name, kernel) in kernels() {
-                    let context = format!("{name}: {costs:?} from {first} to {hi}, w {weight}");
-                    match kernel(&list, &below, weight, weight * least) {
-                        Scan::Settled(value, j) => {
+                    let context =
+                        format!("{name}: {costs:?} from {first} to {hi}, w {weight}, seed {seed}");
+                    match kernel(&list, &below, weight, weight * least, seed) {
+                        Scan::Settled(value, j, at) => {
                             settled += 1;
                             assert_eq!(
                                 (value.to_bits(), j),
                                 (best.0.to_bits(), best.1),
                                 "{context}"
                             );
+                            let chunk = &list.chunks[at / CHUNK];
+                            assert_eq!(chunk.columns[at % CHUNK] as usize, j, "{context}");
                         }
                         Scan::Unsettled(found) => {
                             unsettled += 1;
