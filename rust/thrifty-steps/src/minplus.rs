@@ -19,12 +19,13 @@
 //! `1.0` the multiplication is skipped, which changes no bit.
 //!
 //! [`pruned_row_argmin`] is the same minimum over a sub-range, for the full DP on large
-//! matrices (the `pruned` module): given a lower bound per block of [`PRUNE_BLOCK`] columns (block minima of the
-//! cost row and of the layer below), it skips every block that cannot hold the leftmost
-//! minimiser. Its bounds are computed with the same two operations as the terms, and
-//! rounding is monotone, so the skipping is exact. On random costs it looks at about 7 % of
-//! the blocks, but the time per cell that remains is mostly fixed overhead (see
-//! `pruned::MIN_NODES`), so it saves less than that suggests.
+//! matrices (the `pruned` module, which calls it for the cells that the threshold scan of
+//! their row's cheapest entries leaves unsettled): given a lower bound per block of
+//! [`PRUNE_BLOCK`] columns (block minima of the cost row and of the layer below), it skips
+//! every block that cannot hold the leftmost minimiser. Its bounds are computed with the same
+//! two operations as the terms, and rounding is monotone, so the skipping is exact. On
+//! random costs it looks at about 7 % of the blocks, but the time per cell that remains is
+//! mostly fixed overhead, so it saves less than that suggests.
 //!
 //! Both passes evaluate `row[j] + w * next[j]` with the same two IEEE operations (Rust never
 //! fuses them into an FMA), so the second pass finds the minimum bit for bit and the argmin

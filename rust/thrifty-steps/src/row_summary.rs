@@ -280,22 +280,47 @@ fn summarise(
     // Room for a whole register past the last entry, which the AVX-512 pass may store.
     found.resize(row.len() - first + CHUNK, 0.0);
     found_columns.resize(row.len() - first + CHUNK, 0);
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F, checked just above; `found` and
-            // `found_columns` have room for every entry and one register more.
-            let (valid, count) =
-                unsafe { summarise_avx512(row, first, threshold, minima, found, found_columns) };
-            found.truncate(count);
-            found_columns.truncate(count);
-            return valid;
+    let pass: Pass = {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY (of the call below): the CPU supports AVX-512F, checked just above;
+                // `found` and `found_columns` have room for every entry and one register more.
+                |r, f, t, m, v, c| unsafe { summarise_avx512(r, f, t, m, v, c) }
+            } else if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY (of the call below): the CPU supports AVX2, checked just above.
+                |r, f, t, m, v, c| unsafe { summarise_avx2(r, f, t, m, v, c) }
+            } else {
+                summarise_portable
+            }
         }
-    }
-    let (valid, count) = summarise_portable(row, first, threshold, minima, found, found_columns);
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            summarise_portable
+        }
+    };
+    let (valid, count) = pass(row, first, threshold, minima, found, found_columns);
     found.truncate(count);
     found_columns.truncate(count);
     valid
+}
+
+/// The signature of every version of the summarising pass.
+type Pass = fn(&[f64], usize, f64, &mut [f64], &mut [f64], &mut [u32]) -> (bool, usize);
+
+/// The portable pass compiled for AVX2 (its minimum and validation loops widen; the entries
+/// it keeps are stored one at a time).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn summarise_avx2(
+    row: &[f64],
+    first: usize,
+    threshold: f64,
+    minima: &mut [f64],
+    found: &mut [f64],
+    found_columns: &mut [u32],
+) -> (bool, usize) {
+    summarise_portable(row, first, threshold, minima, found, found_columns)
 }
 
 /// The blocks of [`PRUNE_BLOCK`] columns that meet `first..len`, each as `(block, columns)`.
@@ -308,6 +333,7 @@ fn blocks_from(first: usize, len: usize) -> impl Iterator<Item = (usize, std::op
     })
 }
 
+#[inline(always)]
 fn summarise_portable(
     row: &[f64],
     first: usize,
@@ -452,13 +478,19 @@ pub(crate) mod tests {
             .collect()
     }
 
-    type Summarise = fn(&[f64], usize, f64, &mut [f64], &mut [f64], &mut [u32]) -> (bool, usize);
-
     /// Every pass this CPU can run, by name.
-    fn passes() -> Vec<(&'static str, Summarise)> {
-        let mut all: Vec<(&'static str, Summarise)> = vec![("portable", summarise_portable)];
+    fn passes() -> Vec<(&'static str, Pass)> {
+        let mut all: Vec<(&'static str, Pass)> = vec![("portable", summarise_portable)];
         #[cfg(target_arch = "x86_64")]
         {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                all.push(("avx2", |r, f, t, m, v, c| {
+                    // SAFETY: AVX2 support was checked when this pass was listed.
+                    unsafe { summarise_avx2(r, f, t, m, v, c) }
+                }));
+            } else {
+                eprintln!("skipping the AVX2 pass: this CPU lacks AVX2");
+            }
             if std::arch::is_x86_feature_detected!("avx512f") {
                 all.push(("avx512", |r, f, t, m, v, c| {
                     // SAFETY: AVX-512F support was checked when this pass was listed.
