@@ -308,8 +308,29 @@ fn summarise(
 /// The signature of every version of the summarising pass.
 type Pass = fn(&[f64], usize, f64, &mut [f64], &mut [f64], &mut [u32]) -> (bool, usize);
 
-/// The portable pass compiled for AVX2 (its minimum and validation loops widen; the entries
-/// it keeps are stored one at a time).
+/// For each mask of four lanes, the 32-bit halves of the kept lanes in order: the
+/// permutation that packs a register of four `f64`'s kept entries to its front.
+const PACK_HALVES: [[u32; CHUNK]; 16] = {
+    let mut table = [[0u32; CHUNK]; 16];
+    let mut mask = 0;
+    while mask < 16 {
+        let (mut lane, mut kept) = (0, 0);
+        while lane < 4 {
+            if mask >> lane & 1 == 1 {
+                table[mask][2 * kept] = 2 * lane as u32;
+                table[mask][2 * kept + 1] = 2 * lane as u32 + 1;
+                kept += 1;
+            }
+            lane += 1;
+        }
+        mask += 1;
+    }
+    table
+};
+
+/// [`summarise_portable`] four columns at a time, as [`summarise_avx512`] does eight: lanes
+/// out of the range read as `+inf`, and the kept entries are packed by a permutation from a
+/// table and stored as a whole register.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn summarise_avx2(
@@ -320,7 +341,66 @@ unsafe fn summarise_avx2(
     found: &mut [f64],
     found_columns: &mut [u32],
 ) -> (bool, usize) {
-    summarise_portable(row, first, threshold, minima, found, found_columns)
+    use std::arch::x86_64::*;
+    const LANES: usize = 4;
+    const _: () = assert!(PRUNE_BLOCK == 4 * LANES, "a block is four registers");
+    let zero = _mm256_setzero_pd();
+    let inf = _mm256_set1_pd(f64::INFINITY);
+    let limit = _mm256_set1_pd(threshold);
+    let mut bad = 0;
+    let mut count = 0;
+    for (b, columns) in blocks_from(first, row.len()) {
+        let whole = columns.len() == PRUNE_BLOCK;
+        let mut least = inf;
+        for at in (b * PRUNE_BLOCK..(b + 1) * PRUNE_BLOCK).step_by(LANES) {
+            // Lanes out of the range read as +inf.
+            let (x, lanes) = if whole {
+                // SAFETY: the block lies in the range, so in `row`.
+                (unsafe { _mm256_loadu_pd(row.as_ptr().add(at)) }, 0b1111)
+            } else {
+                let lane = |l: usize| match columns.contains(&(at + l)) {
+                    true => row[at + l],
+                    false => f64::INFINITY,
+                };
+                let lanes =
+                    (0..LANES).fold(0, |m, l| m | (i32::from(columns.contains(&(at + l))) << l));
+                (_mm256_setr_pd(lane(0), lane(1), lane(2), lane(3)), lanes)
+            };
+            // Ordered comparisons: NaN fails both, so it counts as bad.
+            let valid = _mm256_and_pd(
+                _mm256_cmp_pd::<_CMP_GE_OQ>(x, zero),
+                _mm256_cmp_pd::<_CMP_LT_OQ>(x, inf),
+            );
+            bad |= lanes & !_mm256_movemask_pd(valid);
+            least = _mm256_min_pd(x, least);
+            let keep = (_mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LE_OQ>(x, limit)) & lanes) as usize;
+            // SAFETY: the table rows are eight u32 and eight u8; `count + 4 <= found.len()`,
+            // since `count` is at most the entries before this register and `found` has a
+            // register of room past the last entry.
+            unsafe {
+                let halves = _mm256_loadu_si256(PACK_HALVES[keep].as_ptr().cast());
+                let packed = _mm256_permutevar8x32_epi32(_mm256_castpd_si256(x), halves);
+                _mm256_storeu_pd(found.as_mut_ptr().add(count), _mm256_castsi256_pd(packed));
+                let order = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(i32::from_le_bytes([
+                    PACK[keep][0],
+                    PACK[keep][1],
+                    PACK[keep][2],
+                    PACK[keep][3],
+                ])));
+                _mm_storeu_si128(
+                    found_columns.as_mut_ptr().add(count).cast(),
+                    _mm_add_epi32(_mm_set1_epi32(at as i32), order),
+                );
+            }
+            count += keep.count_ones() as usize;
+        }
+        let half = _mm_min_pd(
+            _mm256_castpd256_pd128(least),
+            _mm256_extractf128_pd::<1>(least),
+        );
+        minima[b] = _mm_cvtsd_f64(_mm_min_sd(half, _mm_unpackhi_pd(half, half)));
+    }
+    (bad == 0, count)
 }
 
 /// The blocks of [`PRUNE_BLOCK`] columns that meet `first..len`, each as `(block, columns)`.

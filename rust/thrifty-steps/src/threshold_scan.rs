@@ -114,9 +114,9 @@ pub(crate) fn scan_portable(
     conclude(list, weighted_least, best, false)
 }
 
-/// The portable scan compiled for AVX2. A chunk gathered with AVX2 (two gathers of four)
-/// is no faster than eight scalar loads where gathers are slow (AMD before Zen 4 runs them as
-/// microcode), so the lanes stay scalar here.
+/// [`scan_avx512`] with AVX2: a chunk is two registers of four lanes, each with its two
+/// gathers, and the lanes keep their best term, column and position the same way (32-bit
+/// columns compare as signed integers, which they fit).
 ///
 /// # Safety
 /// The CPU must support AVX2.
@@ -129,7 +129,92 @@ pub(crate) unsafe fn scan_avx2(
     weighted_least: f64,
     seed: usize,
 ) -> Scan {
-    scan_portable(list, below, weight, weighted_least, seed)
+    use std::arch::x86_64::*;
+    assert!(below.len() <= i32::MAX as usize, "columns must fit in i32");
+    let seeded = term_at(list, below, weight, seed);
+    let w = _mm256_set1_pd(weight);
+    let mut lane_min = [_mm256_set1_pd(f64::INFINITY); 2];
+    let mut lane_at = [_mm_set1_epi32(i32::MAX); 2];
+    let mut lane_position = [_mm_set1_epi32(-1); 2];
+    let mut position = [_mm_setr_epi32(0, 1, 2, 3), _mm_setr_epi32(4, 5, 6, 7)];
+    let mut checked = lane_min;
+    let mut stopped = false;
+    let size = _mm_set1_epi32(below.len() as i32);
+    for chunk in list.chunks {
+        let bound = chunk.floor + weighted_least;
+        let bound_vec = _mm256_set1_pd(bound);
+        let below_bound = _mm256_movemask_pd(_mm256_or_pd(
+            _mm256_cmp_pd::<_CMP_LT_OQ>(checked[0], bound_vec),
+            _mm256_cmp_pd::<_CMP_LT_OQ>(checked[1], bound_vec),
+        ));
+        if bound > seeded.0 || below_bound != 0 {
+            stopped = true;
+            break;
+        }
+        checked = lane_min;
+        for half in 0..2 {
+            // SAFETY: the chunk holds eight values and eight columns.
+            let (values, columns) = unsafe {
+                (
+                    _mm256_loadu_pd(chunk.values.as_ptr().add(4 * half)),
+                    _mm_loadu_si128(chunk.columns.as_ptr().add(4 * half).cast()),
+                )
+            };
+            // A column past `below` would be a bug of the list, caught before the gather.
+            let inside = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmplt_epi32(columns, size)));
+            assert_eq!(inside, 0b1111, "a column lies past the layer below");
+            // SAFETY: every column indexes `below`, as asserted just above.
+            let gathered = unsafe { _mm256_i32gather_pd::<8>(below.as_ptr(), columns) };
+            let terms = _mm256_add_pd(values, _mm256_mul_pd(w, gathered));
+            let smaller_column = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_cmplt_epi32(
+                columns,
+                lane_at[half],
+            )));
+            let lower = _mm256_or_pd(
+                _mm256_cmp_pd::<_CMP_LT_OQ>(terms, lane_min[half]),
+                _mm256_and_pd(
+                    _mm256_cmp_pd::<_CMP_EQ_OQ>(terms, lane_min[half]),
+                    smaller_column,
+                ),
+            );
+            // The 64-bit lane mask, narrowed to the four 32-bit lanes of the columns.
+            let lower_narrow = _mm_castps_si128(_mm256_castps256_ps128(_mm256_permutevar8x32_ps(
+                _mm256_castpd_ps(lower),
+                _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6),
+            )));
+            lane_min[half] = _mm256_blendv_pd(lane_min[half], terms, lower);
+            lane_at[half] = _mm_blendv_epi8(lane_at[half], columns, lower_narrow);
+            lane_position[half] =
+                _mm_blendv_epi8(lane_position[half], position[half], lower_narrow);
+            position[half] = _mm_add_epi32(position[half], _mm_set1_epi32(CHUNK as i32));
+        }
+    }
+    let mut values = [0.0f64; CHUNK];
+    let mut columns = [0i32; CHUNK];
+    let mut positions = [0i32; CHUNK];
+    for half in 0..2 {
+        // SAFETY: each array holds two registers' worth.
+        unsafe {
+            _mm256_storeu_pd(values.as_mut_ptr().add(4 * half), lane_min[half]);
+            _mm_storeu_si128(columns.as_mut_ptr().add(4 * half).cast(), lane_at[half]);
+            _mm_storeu_si128(
+                positions.as_mut_ptr().add(4 * half).cast(),
+                lane_position[half],
+            );
+        }
+    }
+    let mut best = seeded;
+    for lane in 0..CHUNK {
+        let found = (
+            values[lane],
+            columns[lane] as usize,
+            positions[lane] as usize,
+        );
+        if beats(found, best) {
+            best = found;
+        }
+    }
+    conclude(list, weighted_least, best, stopped)
 }
 
 /// [`scan_portable`] a chunk at a time: eight values, their eight `below` gathered, one
