@@ -2,7 +2,7 @@
 //! only the cells those do not settle scan the row, skipping blocks that cannot hold the
 //! minimiser.
 //!
-//! Two exact prunings, tried in turn (see [`crate::candidates`] and
+//! Two exact prunings, tried in turn (see [`crate::threshold_scan`] and
 //! [`minplus::pruned_row_argmin`]; both keep every result bit for bit):
 //! - the **threshold scan**: a row's entries cheapest first, stopping at the first whose cost
 //!   plus `w` times the least value of the layer below exceeds the best term so far;
@@ -11,8 +11,8 @@
 //!   the layer below's least over the same columns), and only blocks whose bound can still
 //!   win are scanned.
 //!
-//! On uniform random costs at N = 2000, K = 50 the threshold scan settles more than 99 % of
-//! the cells after about 33 entries each. On costs that rise steadily along each row (smooth
+//! On uniform random costs at N = 2000, K = 50 the threshold scan settles all but 20 of the
+//! 83,761 cells it is tried on, after about 36 entries each. On costs that rise steadily along each row (smooth
 //! jump errors) a row's cheapest entries are its first ones and do not settle cells; a band
 //! that finds most of a layer's cells unsettled stops trying the lists.
 //!
