@@ -12,9 +12,9 @@
 //!   win are scanned.
 //!
 //! On uniform random costs at N = 2000, K = 50 the threshold scan settles all but 20 of the
-//! 83,761 cells it is tried on, after about 36 entries each. On costs that rise steadily along each row (smooth
-//! jump errors) a row's cheapest entries are its first ones and do not settle cells; a band
-//! that finds most of a layer's cells unsettled stops trying the lists.
+//! 83,761 cells it is tried on, after about 36 entries each. On costs that rise steadily
+//! along each row (smooth jump errors) a row's cheapest entries are its first ones and do not
+//! settle cells; a band that finds most of a layer's cells unsettled stops trying the lists.
 //!
 //! **Bands.** The rows are cut into one band of consecutive rows per thread, and each band
 //! runs every layer for its rows on its own. Cell `(k, i)` reads the layer below only at
