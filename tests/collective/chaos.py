@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import queue
+import pickle
 import random
 import signal
 import time
@@ -64,6 +64,10 @@ def _peer_main(
     stop: Any,
     shared_memory: bool,
 ) -> None:
+    # `reports` is this peer's own end of a pipe to the harness: a peer killed in the middle
+    # of a report can only spoil its own pipe. (One queue shared by all peers hung them at
+    # exit: a peer killed while holding the queue's write lock kept it taken for ever, and
+    # every other peer's feeder thread, which a process joins at exit, waited on it.)
     # Imported here: a spawned child starts from a clean interpreter.
     from thrifty import collective
 
@@ -71,7 +75,7 @@ def _peer_main(
     violations: list[str] = []
 
     def report() -> None:
-        reports.put((os.getpid(), completed, restored, violations[:]))
+        reports.send((os.getpid(), completed, restored, violations[:]))
 
     try:
         comm = collective.Communicator(
@@ -119,6 +123,7 @@ def _peer_main(
             violations.append(f"tag {tag}: {type(error).__name__}: {error}")
             break
     report()
+    reports.close()
     comm.close()
 
 
@@ -138,7 +143,9 @@ def run(
 
     rng = random.Random(seed)
     context = mp.get_context("spawn")
-    reports = context.Queue()
+    # The harness's end of each peer's report pipe; a pipe whose peer has exited and that
+    # holds nothing more reads as EOF and is dropped.
+    pipes: list[Any] = []
     # A flag without a lock: an Event's lock, taken by a peer SIGKILLed inside is_set(),
     # would stay taken, and every other peer (and the final set()) would wait on it forever.
     stop = context.RawValue("b", 0)
@@ -147,16 +154,21 @@ def run(
     kills = joins = 0
 
     def drain() -> None:
-        while True:
+        for pipe in pipes[:]:
             try:
-                pid, completed, restored, seen = reports.get_nowait()
-            except queue.Empty:
-                return
-            totals[pid] = (completed, restored, seen)
+                while pipe.poll():
+                    pid, completed, restored, seen = pipe.recv()
+                    totals[pid] = (completed, restored, seen)
+            except (EOFError, OSError, pickle.UnpicklingError):
+                # The peer exited, or was killed in the middle of a report: its last whole
+                # report is in `totals` already.
+                pipe.close()
+                pipes.remove(pipe)
 
     with collective.Coordinator(secret=_SECRET) as coordinator:
 
         def start() -> Any:
+            receive, send = context.Pipe(duplex=False)
             process = context.Process(
                 target=_peer_main,
                 args=(
@@ -164,13 +176,16 @@ def run(
                     rng.randrange(1000),
                     size,
                     timeout_s,
-                    reports,
+                    send,
                     stop,
                     shared_memory,
                 ),
                 daemon=True,
             )
             process.start()
+            # Only the peer may hold the sending end, so that its exit closes the pipe.
+            send.close()
+            pipes.append(receive)
             return process
 
         alive = [start() for _ in range(peers)]
@@ -196,14 +211,19 @@ def run(
         bar.close()
         stop.value = 1
         # A survivor may be inside a call whose peers were just killed: allow its deadline.
+        # Reports are drained while waiting, so that no peer blocks on a full pipe.
         limit = time.monotonic() + 2 * timeout_s + 10
+        while any(process.is_alive() for process in alive) and time.monotonic() < limit:
+            drain()
+            time.sleep(0.05)
         for process in alive:
-            process.join(timeout=max(0.0, limit - time.monotonic()))
             if process.is_alive():
                 violations.append(f"peer pid {process.pid} hung after the run was stopped")
                 process.kill()
-                process.join(timeout=5)
+            process.join(timeout=5)
         drain()
+        for pipe in pipes:
+            pipe.close()
     completed = sum(c for c, _, _ in totals.values())
     restored = sum(r for _, r, _ in totals.values())
     for _, _, seen in totals.values():
