@@ -107,6 +107,7 @@ pub(crate) fn full_by_bands(
         bands,
     };
     let run = |t: usize| {
+        let _abandon = AbandonOnPanic(&pipeline.failed);
         if let Err(bad) = pipeline.run_band(t) {
             pipeline.failed.store(true, Ordering::Release);
             pipeline.errors.lock().expect("no band panics").push(bad);
@@ -121,6 +122,18 @@ pub(crate) fn full_by_bands(
     match errors.into_iter().min() {
         Some((i, j)) => Err(validate::entry_error(cost, n_nodes, i, j)),
         None => Ok(()),
+    }
+}
+
+/// Marks the pipeline failed if its band panics, so that the bands below stop waiting for it
+/// and the panic reaches the caller instead of a hang.
+struct AbandonOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for AbandonOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -370,5 +383,48 @@ impl Pipeline<'_> {
             }
         }
         !self.failed.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bands_cover_the_columns_once_cut_at_block_boundaries() {
+        for n_nodes in [2, 15, 16, 17, 100, 257, 2001] {
+            for count in 1..9 {
+                let bands = cut_bands(n_nodes, count);
+                assert!(
+                    !bands.is_empty() && bands.len() <= count,
+                    "{n_nodes} {count}"
+                );
+                assert_eq!(bands[0].start, 0);
+                assert_eq!(bands.last().map(|band| band.end), Some(n_nodes));
+                for pair in bands.windows(2) {
+                    assert_eq!(pair[0].end, pair[1].start);
+                    assert!(pair[0].start < pair[0].end);
+                    assert_eq!(pair[1].start % PRUNE_BLOCK, 0);
+                }
+            }
+        }
+        // Two bands on 2001 nodes: the lower band's rows are longer, so it gets fewer.
+        let bands = cut_bands(2001, 2);
+        assert!(bands[0].len() < bands[1].len(), "{bands:?}");
+    }
+
+    #[test]
+    fn a_band_that_panics_releases_the_bands_waiting_for_it() {
+        let failed = AtomicBool::new(false);
+        let outcome = std::panic::catch_unwind(|| {
+            let _abandon = AbandonOnPanic(&failed);
+            panic!("a band fails");
+        });
+        assert!(outcome.is_err());
+        assert!(failed.load(Ordering::Acquire));
+        // Dropped without a panic, the guard changes nothing.
+        let calm = AtomicBool::new(false);
+        drop(AbandonOnPanic(&calm));
+        assert!(!calm.load(Ordering::Acquire));
     }
 }

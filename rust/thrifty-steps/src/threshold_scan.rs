@@ -91,8 +91,10 @@ fn conclude(
     }
 }
 
+/// The scan one entry at a time, for CPUs without AVX2 (and the reference the others are
+/// tested against).
 #[inline(always)]
-pub(crate) fn scan_portable(
+fn scan_portable(
     list: &RowList<'_>,
     below: &[f64],
     weight: f64,
@@ -114,15 +116,15 @@ pub(crate) fn scan_portable(
     conclude(list, weighted_least, best, false)
 }
 
-/// [`scan_avx512`] with AVX2: a chunk is two registers of four lanes, each with its two
-/// gathers, and the lanes keep their best term, column and position the same way (32-bit
-/// columns compare as signed integers, which they fit).
+/// [`scan_avx512`] with AVX2: a chunk is two registers of four lanes, one gather each, and
+/// the lanes keep their best term, column and position the same way (32-bit columns compare
+/// as signed integers, which they fit).
 ///
 /// # Safety
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn scan_avx2(
+unsafe fn scan_avx2(
     list: &RowList<'_>,
     below: &[f64],
     weight: f64,
@@ -229,7 +231,7 @@ pub(crate) unsafe fn scan_avx2(
 /// The CPU must support AVX-512F and VL.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl")]
-pub(crate) unsafe fn scan_avx512(
+unsafe fn scan_avx512(
     list: &RowList<'_>,
     below: &[f64],
     weight: f64,
