@@ -32,9 +32,11 @@ def optimal_path(
     """The ``k + 1`` node indices, from 0 to ``n``, of the ``k`` jumps of least summed cost.
 
     Solves ``dp[i][1] = c[i][n]``, ``dp[i][k] = min_{i<j<n} c[i][j] + w * dp[j][k-1]`` exactly
-    (BOSS, arXiv 2312.16414), with SIMD min-plus rows on all cores. When the cost matrix is
-    Monge (checked in O(n^2)), a divide-and-conquer DP gives the same answer in
-    O(k n log n).
+    (BOSS, arXiv 2312.16414), with SIMD min-plus rows on all cores. From 256 nodes on, each
+    cell reads its row's cheapest entries first and stops as soon as no later entry can win,
+    falling back to a scan that skips blocks which cannot hold the minimum; the answer is
+    the full scan's, bit for bit. When the cost matrix is Monge (checked in O(n^2)), a
+    divide-and-conquer DP gives the same answer in O(k n log n).
 
     Parameters
     ----------
