@@ -469,7 +469,7 @@ fn first_equal<const UNIT: bool>(row: &[f64], next: &[f64], weight: f64, target:
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn scalar(row: &[f64], next: &[f64], weight: f64) -> (f64, usize) {
@@ -485,7 +485,7 @@ mod tests {
 
     /// A seeded stream of integers below `distinct` (an LCG: the tests need repeatable
     /// draws with chosen numbers of distinct values, i.e. chosen amounts of ties).
-    fn draws(seed: u64) -> impl FnMut(u64) -> u64 {
+    pub(crate) fn draws(seed: u64) -> impl FnMut(u64) -> u64 {
         let mut state = seed;
         move |distinct| {
             state = state

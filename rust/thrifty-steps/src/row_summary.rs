@@ -311,19 +311,17 @@ fn summarise(
 type Pass = fn(&[f64], usize, f64, &mut [f64], &mut [f64], &mut [u32]) -> (bool, usize);
 
 /// For each mask of four lanes, the 32-bit halves of the kept lanes in order: the
-/// permutation that packs a register of four `f64`'s kept entries to its front.
+/// permutation that packs a register of four `f64`'s kept entries to its front, from the same
+/// order as [`PACK`].
 const PACK_HALVES: [[u32; CHUNK]; 16] = {
     let mut table = [[0u32; CHUNK]; 16];
     let mut mask = 0;
     while mask < 16 {
-        let (mut lane, mut kept) = (0, 0);
-        while lane < 4 {
-            if mask >> lane & 1 == 1 {
-                table[mask][2 * kept] = 2 * lane as u32;
-                table[mask][2 * kept + 1] = 2 * lane as u32 + 1;
-                kept += 1;
-            }
-            lane += 1;
+        let mut k = 0;
+        while k < 4 {
+            table[mask][2 * k] = 2 * PACK[mask][k] as u32;
+            table[mask][2 * k + 1] = 2 * PACK[mask][k] as u32 + 1;
+            k += 1;
         }
         mask += 1;
     }
@@ -538,17 +536,7 @@ unsafe fn summarise_avx512(
 pub(crate) mod tests {
     use super::*;
 
-    /// A seeded stream of integers below `distinct` (an LCG: the tests need repeatable draws
-    /// with chosen numbers of distinct values, i.e. chosen amounts of ties).
-    pub(crate) fn draws(seed: u64) -> impl FnMut(u64) -> u64 {
-        let mut state = seed;
-        move |distinct| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) % distinct
-        }
-    }
+    pub(crate) use crate::minplus::tests::draws;
 
     /// A row of `len` costs with `distinct` values in [0, 1), zeros of both signs among them.
     pub(crate) fn row(draw: &mut impl FnMut(u64) -> u64, len: usize, distinct: u64) -> Vec<f64> {
